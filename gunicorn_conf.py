@@ -1,0 +1,28 @@
+"""gunicorn settings for analytics-worker: `gunicorn -c python:gunicorn_conf 'app:create_app()'`.
+
+Sync workers: each request is short and CPU-bound (parse, validate, one commit).
+"""
+
+import sys
+
+from storage.config import Config, ConfigError
+
+bind = "127.0.0.1:8787"
+workers = 2
+worker_class = "sync"
+# A worker stuck longer than this is killed and replaced; no request takes close to it.
+timeout = 30
+graceful_timeout = 10
+# The control socket under ~/.gunicorn is not needed and fails on read-only homes.
+control_socket_disable = True
+accesslog = None
+errorlog = "-"
+
+
+def on_starting(server) -> None:
+    """Refuse to start without a key, with a message that says what to set."""
+    try:
+        Config.from_env().require_keys()
+    except ConfigError as e:
+        print(f"analytics-worker: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,270 @@
+// analytics-relay: the one place that holds the Analytics Engine binding.
+//
+// Analytics Engine has no REST write API: points can only be written from
+// inside a Worker. The Python analytics-worker therefore replays its event log
+// through this Worker (SPEC §6). It is deliberately dumb: it does not build
+// data points, it only checks them against Analytics Engine's limits and
+// writes them. A batch is all-or-nothing at the validation step, so a replay
+// never leaves a half-written batch because of one bad point.
+
+// Analytics Engine limits (SPEC §2). writeDataPoint itself throws on most of
+// these in production, but locally it accepts anything, and throwing halfway
+// through a batch would leave earlier points written: so we check them all
+// before writing any.
+const LIMITS = Object.freeze({
+  maxPoints: 250, // writeDataPoint calls per Worker invocation
+  maxBlobs: 20,
+  maxDoubles: 20,
+  maxIndexes: 1,
+  maxIndexBytes: 96,
+  maxBlobBytes: 16_000, // all blobs of one point together, UTF-8
+  maxBodyBytes: 4 * 1024 * 1024, // our own cap: 250 full points fit easily
+});
+
+const POINT_FIELDS = new Set(["blobs", "doubles", "indexes"]);
+const SECRET_NAME = "INTERNAL_KEY_BINDING";
+const AUTH_HEADER = "X-Internal-Auth-Key";
+const encoder = new TextEncoder();
+
+export default {
+  async fetch(request, env) {
+    const { pathname } = new URL(request.url);
+
+    if (pathname === "/health") {
+      if (request.method !== "GET" && request.method !== "HEAD") {
+        return methodNotAllowed("GET, HEAD");
+      }
+      // No auth: load balancers and the Python service's status page poll it.
+      return json(200, { status: "ok" });
+    }
+
+    if (pathname === "/ingest") {
+      if (request.method !== "POST") return methodNotAllowed("POST");
+      const denied = await checkAuth(request, env);
+      if (denied) return denied;
+      return ingest(request, env);
+    }
+
+    return error(404, `Not found: ${pathname}`);
+  },
+};
+
+async function ingest(request, env) {
+  const raw = await readBodyCapped(request, LIMITS.maxBodyBytes);
+  if (raw === null) {
+    return error(413, `Request body too large: more than ${LIMITS.maxBodyBytes} bytes`);
+  }
+
+  let body;
+  try {
+    // fatal: invalid UTF-8 is a malformed request, not something to repair.
+    body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
+  } catch (e) {
+    return error(400, `Malformed JSON: ${e.message}`);
+  }
+
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    return invalid("Body must be a JSON object", []);
+  }
+  const { batchId = null, points } = body;
+  if (batchId !== null && typeof batchId !== "string") {
+    return invalid("batchId must be a string", []);
+  }
+  if (!Array.isArray(points)) {
+    return invalid("points must be an array", []);
+  }
+  if (points.length > LIMITS.maxPoints) {
+    return invalid(`Too many points: ${points.length} (at most ${LIMITS.maxPoints} per request)`, [
+      { index: LIMITS.maxPoints, reason: `over the limit of ${LIMITS.maxPoints} points per request` },
+    ]);
+  }
+
+  const details = [];
+  const clean = points.map((point, index) => {
+    const { reasons, value } = checkPoint(point);
+    for (const reason of reasons) details.push({ index, reason });
+    return value;
+  });
+  if (details.length > 0) {
+    const bad = new Set(details.map((d) => d.index)).size;
+    return invalid(`${bad} of ${points.length} points are invalid; nothing was written`, details);
+  }
+
+  for (let i = 0; i < clean.length; i++) {
+    try {
+      env.ANALYTICS_ENGINE.writeDataPoint(clean[i]);
+    } catch (e) {
+      // Points before i are already written and cannot be taken back: say how
+      // many, so the caller knows a retry will duplicate them (at-least-once).
+      return json(500, {
+        success: false,
+        error: `writeDataPoint threw at point ${i}: ${e?.message ?? e}; ${i} point(s) before it were written`,
+        written: i,
+        batchId,
+      });
+    }
+  }
+  return json(200, { success: true, written: clean.length, batchId });
+}
+
+// Returns every reason the point breaks a limit, and a copy holding only the
+// fields Analytics Engine knows (so nothing unexpected reaches the binding).
+function checkPoint(point) {
+  const reasons = [];
+  if (point === null || typeof point !== "object" || Array.isArray(point)) {
+    return { reasons: ["point must be an object"], value: null };
+  }
+  for (const key of Object.keys(point)) {
+    if (!POINT_FIELDS.has(key)) {
+      reasons.push(`unknown field "${key}" (allowed: blobs, doubles, indexes)`);
+    }
+  }
+
+  const value = {};
+  const { blobs, doubles, indexes } = point;
+
+  if (blobs !== undefined) {
+    if (!Array.isArray(blobs)) {
+      reasons.push("blobs must be an array");
+    } else {
+      if (blobs.length > LIMITS.maxBlobs) {
+        reasons.push(`too many blobs: ${blobs.length} (at most ${LIMITS.maxBlobs})`);
+      }
+      let bytes = 0;
+      blobs.forEach((b, j) => {
+        if (typeof b === "string") bytes += utf8Length(b);
+        else if (b !== null) reasons.push(`blobs[${j}] must be a string or null`);
+      });
+      if (bytes > LIMITS.maxBlobBytes) {
+        reasons.push(`blobs total ${bytes} bytes UTF-8 (at most ${LIMITS.maxBlobBytes})`);
+      }
+      value.blobs = blobs;
+    }
+  }
+
+  if (doubles !== undefined) {
+    if (!Array.isArray(doubles)) {
+      reasons.push("doubles must be an array");
+    } else {
+      if (doubles.length > LIMITS.maxDoubles) {
+        reasons.push(`too many doubles: ${doubles.length} (at most ${LIMITS.maxDoubles})`);
+      }
+      doubles.forEach((d, j) => {
+        // JSON cannot carry NaN/Infinity, but a string or null can sneak in.
+        if (typeof d !== "number" || !Number.isFinite(d)) {
+          reasons.push(`doubles[${j}] must be a finite number`);
+        }
+      });
+      value.doubles = doubles;
+    }
+  }
+
+  if (indexes !== undefined) {
+    if (!Array.isArray(indexes)) {
+      reasons.push("indexes must be an array");
+    } else {
+      if (indexes.length > LIMITS.maxIndexes) {
+        reasons.push(`too many indexes: ${indexes.length} (at most ${LIMITS.maxIndexes})`);
+      }
+      indexes.forEach((x, j) => {
+        if (typeof x === "string") {
+          const n = utf8Length(x);
+          if (n > LIMITS.maxIndexBytes) {
+            reasons.push(`indexes[${j}] is ${n} bytes UTF-8 (at most ${LIMITS.maxIndexBytes})`);
+          }
+        } else if (x !== null) {
+          reasons.push(`indexes[${j}] must be a string or null`);
+        }
+      });
+      value.indexes = indexes;
+    }
+  }
+
+  return { reasons, value };
+}
+
+// --- auth -----------------------------------------------------------------
+
+// The secret may hold several comma-separated keys so a key can be rotated
+// without downtime: add the new one, move callers over, drop the old one.
+async function checkAuth(request, env) {
+  const keys = String(env[SECRET_NAME] ?? "")
+    .split(",")
+    .map((k) => k.trim())
+    .filter(Boolean);
+  if (keys.length === 0) {
+    return error(
+      503,
+      `${SECRET_NAME} is not set: run \`npx wrangler secret put ${SECRET_NAME}\` (locally: put it in .dev.vars)`,
+    );
+  }
+  const given = request.headers.get(AUTH_HEADER);
+  if (!given || !(await matchesAny(given, keys))) {
+    return error(401, "Unauthorized");
+  }
+  return null;
+}
+
+// Constant-time: hash both sides so lengths are equal (timingSafeEqual needs
+// that, and comparing raw lengths would leak them), and check every key
+// without stopping at the first match.
+async function matchesAny(given, keys) {
+  const digest = async (s) => crypto.subtle.digest("SHA-256", encoder.encode(s));
+  const givenHash = await digest(given);
+  let ok = false;
+  for (const key of keys) {
+    ok = crypto.subtle.timingSafeEqual(givenHash, await digest(key)) || ok;
+  }
+  return ok;
+}
+
+// --- helpers --------------------------------------------------------------
+
+function utf8Length(s) {
+  return encoder.encode(s).byteLength;
+}
+
+// Reads the body but stops as soon as it passes `limit` bytes, so a huge
+// upload is refused without being buffered. Returns null when too big.
+async function readBodyCapped(request, limit) {
+  const declared = Number(request.headers.get("Content-Length"));
+  if (Number.isFinite(declared) && declared > limit) return null;
+  if (!request.body) return new Uint8Array(0);
+
+  const reader = request.body.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
+function json(status, body, headers = {}) {
+  return Response.json(body, { status, headers });
+}
+
+function error(status, message, headers) {
+  return json(status, { success: false, error: message }, headers);
+}
+
+function invalid(message, details) {
+  return json(400, { success: false, error: message, details });
+}
+
+function methodNotAllowed(allow) {
+  return error(405, `Method not allowed; use ${allow}`, { Allow: allow });
+}

@@ -1,0 +1,1 @@
+"""Storage layer: the event log, data points, the query engine, replay. No Falcon here."""

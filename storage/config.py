@@ -1,0 +1,163 @@
+"""Configuration: one table of settings, read from the environment.
+
+The table is the single source for the defaults, the checks and the README's list of
+variables (a test keeps the README in step with it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+VERSION = "0.1.0"
+
+
+class ConfigError(Exception):
+    """A setting is missing or has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def default(self) -> Any:
+        return getattr(Config, self.attr)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _keys(text: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("INTERNAL_KEY_BINDING", "internal_keys", _keys,
+            "Required. Shared key(s) callers send in X-Internal-Auth-Key; several, "
+            "comma-separated, while a key is rotated."),
+    Setting("CLOUDFLARE_API_TOKEN", "cloudflare_api_token", _text,
+            "API token with Account Analytics read, for /query from Cloudflare and audits."),
+    Setting("CLOUDFLARE_ACCOUNT_ID", "cloudflare_account_id", _text,
+            "Cloudflare account that owns the dataset."),
+    Setting("CLOUDFLARE_API_BASE", "cloudflare_api_base", _text,
+            "Base URL of Cloudflare's API."),
+    Setting("CLOUDFLARE_TIMEOUT_MS", "cloudflare_timeout_ms", _positive_int,
+            "Longest one call to the SQL API or the relay may take."),
+    Setting("CLOUDFLARE_COOLDOWN_MS", "cloudflare_cooldown_ms", _positive_int,
+            "After a failed call to the SQL API, /query with source auto answers from the "
+            "local log for this long before it tries Cloudflare again."),
+    Setting("CLOUDFLARE_SETTLE_MS", "cloudflare_settle_ms", _non_negative_int,
+            "How long after the last replayed batch /query with source auto waits before "
+            "it trusts Cloudflare to show it (Analytics Engine's ingestion delay)."),
+    Setting("ANALYTICS_DATASET", "dataset", _text,
+            "Analytics Engine dataset the events are written to and queried from."),
+    Setting("ANALYTICS_DB", "db_path", _text,
+            "Path of the SQLite event log."),
+    Setting("ANALYTICS_SINK", "sink", _choice("relay", "stdout", "none"),
+            "Where replay sends data points: relay (the relay Worker), stdout "
+            "(print them), none."),
+    Setting("ANALYTICS_RELAY_URL", "relay_url", _text,
+            "URL of the relay Worker's /ingest, for ANALYTICS_SINK=relay."),
+    Setting("ANALYTICS_RELAY_KEY", "relay_key", _text,
+            "X-Internal-Auth-Key the relay Worker expects."),
+    Setting("ANALYTICS_REPLAY_LEASE_MS", "replay_lease_ms", _positive_int,
+            "How long the replay lease lasts without renewal; when its holder dies, "
+            "another worker takes over after this (at least 3x CLOUDFLARE_TIMEOUT_MS)."),
+    Setting("ANALYTICS_REPLAY_BACKOFF_MAX_MS", "replay_backoff_max_ms", _positive_int,
+            "Cap of the replayer's exponential backoff after failures (a Retry-After "
+            "from the relay is honoured even when longer)."),
+    Setting("ANALYTICS_SYNC", "sync", _choice("normal", "full"),
+            "SQLite durability: normal survives a killed process, full also a power cut."),
+    Setting("ANALYTICS_RETENTION_DAYS", "retention_days", _positive_int,
+            "Replayed events older than this are pruned from the log."),
+    Setting("ANALYTICS_QUERY_TIMEOUT_MS", "query_timeout_ms", _positive_int,
+            "Longest a local /query may run."),
+    Setting("ANALYTICS_QUERY_MAX_ROWS", "query_max_rows", _positive_int,
+            "Most rows a local /query returns; beyond it the result says truncated."),
+    Setting("ANALYTICS_MAX_BODY_BYTES", "max_body_bytes", _positive_int,
+            "Largest request body, except /track/batch."),
+    Setting("ANALYTICS_MAX_BATCH_BYTES", "max_batch_bytes", _positive_int,
+            "Largest /track/batch body."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    internal_keys: tuple[str, ...] = ()
+    cloudflare_api_token: str = ""
+    cloudflare_account_id: str = ""
+    cloudflare_api_base: str = "https://api.cloudflare.com/client/v4"
+    cloudflare_timeout_ms: int = 5000
+    cloudflare_cooldown_ms: int = 30000
+    cloudflare_settle_ms: int = 60000
+    dataset: str = "hoox_telemetry"
+    db_path: str = "var/analytics.db"
+    sink: str = "stdout"
+    relay_url: str = ""
+    relay_key: str = ""
+    replay_lease_ms: int = 30000
+    replay_backoff_max_ms: int = 60000
+    sync: str = "normal"
+    retention_days: int = 92
+    query_timeout_ms: int = 5000
+    query_max_rows: int = 10000
+    max_body_bytes: int = 65536
+    max_batch_bytes: int = 1048576
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = environ.get(s.env)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[s.attr] = s.parse(raw)
+            except ValueError as e:
+                raise ConfigError(f"{s.env}={raw!r}: {e}") from None
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def require_keys(self) -> None:
+        if not self.internal_keys:
+            raise ConfigError(
+                "INTERNAL_KEY_BINDING is not set: set it to the shared key callers send "
+                "in X-Internal-Auth-Key (several keys may be given, comma-separated)")
+
+    @property
+    def cloudflare_configured(self) -> bool:
+        return bool(self.cloudflare_api_token and self.cloudflare_account_id)

@@ -1,0 +1,85 @@
+"""The Analytics Engine data point of an event, and the limits Analytics Engine enforces.
+
+An event that would make `writeDataPoint` throw must be refused at ingest: replay cannot
+fix it later, and Analytics Engine would silently lose it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+# https://developers.cloudflare.com/analytics/analytics-engine/limits/
+MAX_BLOBS = 20
+MAX_DOUBLES = 20
+MAX_INDEXES = 1
+MAX_INDEX_BYTES = 96
+MAX_BLOB_BYTES = 16_000
+MAX_POINTS_PER_CALL = 250
+
+
+@dataclass(frozen=True)
+class DataPoint:
+    blobs: tuple[str, ...]
+    doubles: tuple[float, ...]
+    indexes: tuple[str, ...]
+
+    def as_json(self) -> dict[str, list]:
+        return {"blobs": list(self.blobs), "doubles": list(self.doubles),
+                "indexes": list(self.indexes)}
+
+
+def _utf8_len(text: str) -> int | None:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates from "\ud800" in JSON
+        return None
+
+
+def problems(point: DataPoint) -> list[tuple[str, str]]:
+    """Every way `point` breaks Analytics Engine's limits, as (slot, reason) pairs."""
+    found: list[tuple[str, str]] = []
+    if len(point.blobs) > MAX_BLOBS:
+        found.append(("blobs", f"{len(point.blobs)} blobs, at most {MAX_BLOBS} allowed"))
+    if len(point.doubles) > MAX_DOUBLES:
+        found.append(("doubles", f"{len(point.doubles)} doubles, at most {MAX_DOUBLES} allowed"))
+    if len(point.indexes) > MAX_INDEXES:
+        found.append(("indexes", f"{len(point.indexes)} indexes, at most {MAX_INDEXES} allowed"))
+    total = 0
+    for i, blob in enumerate(point.blobs):
+        size = _utf8_len(blob)
+        if size is None:
+            found.append((f"blob{i + 1}", "is not valid Unicode (lone surrogate)"))
+        else:
+            total += size
+    if total > MAX_BLOB_BYTES:
+        found.append(("blobs", f"blobs are {total} bytes together, at most "
+                               f"{MAX_BLOB_BYTES} allowed"))
+    for i, value in enumerate(point.doubles):
+        if not math.isfinite(value):
+            found.append((f"double{i + 1}", "is not a finite number"))
+    for index in point.indexes:
+        size = _utf8_len(index)
+        if size is None:
+            found.append(("index1", "is not valid Unicode (lone surrogate)"))
+        elif size > MAX_INDEX_BYTES:
+            found.append(("index1", f"is {size} bytes, at most {MAX_INDEX_BYTES} allowed"))
+    return found
+
+
+def api_call(request_id: str, received_ms: int, payload: Mapping[str, Any]) -> DataPoint:
+    """SPEC §4: the data point of an api-call event."""
+    return DataPoint(
+        blobs=(payload["worker"], payload["endpoint"], "1" if payload["success"] else "0"),
+        # float() of a huge JSON integer overflows: report it as not finite.
+        doubles=(_as_float(payload["latencyMs"]), received_ms / 1000.0),
+        indexes=(request_id,),
+    )
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf

@@ -1,0 +1,279 @@
+"""The event log: one SQLite file in WAL mode, append-only, the source of truth.
+
+Every write is a `BEGIN IMMEDIATE … COMMIT`, so a commit is an acknowledgement. Two
+gunicorn workers share the file; SQLite's own busy handler sleeps a millisecond or more
+before retrying, which halves throughput under contention, so the write lock is retried
+here with sleeps that start at 50 µs. Checkpoints run off the request path
+(`checkpoint()`, from the background thread); the automatic checkpoint is kept only as a
+backstop with a large threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .events import Event
+
+BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+# Pages (4 KiB) the WAL may reach before a writer checkpoints it itself; normally the
+# background checkpoint keeps it far below this.
+AUTOCHECKPOINT_PAGES = 16384
+
+
+class LogError(Exception):
+    """The log cannot be written or read right now; nothing was committed."""
+
+
+class LogUnavailable(LogError):
+    """Locked for too long, read-only, or an I/O error."""
+
+
+class LogFull(LogError):
+    """The disk (or the database's size limit) is full."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    accepted: int
+    duplicates: int
+
+
+MIGRATIONS = Migrations("analytics-worker")
+
+
+@MIGRATIONS(name="0001_events")
+def _events(db: sqlite_utils.Database) -> None:
+    # AUTOINCREMENT: a sequence number is never reused, even after retention has pruned
+    # the newest rows — the replay cursor relies on that.
+    db.execute("""
+        CREATE TABLE IF NOT EXISTS events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            received_ms INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            blob1 TEXT NOT NULL,
+            blob2 TEXT NOT NULL,
+            blob3 TEXT NOT NULL,
+            double1 REAL NOT NULL
+        )""")
+    # The same expression as the view's `timestamp`, so time filters use it.
+    db.execute("CREATE INDEX IF NOT EXISTS events_timestamp ON events (received_ms / 1000)")
+    blobs = ",\n".join(f"''  AS blob{i}" for i in range(4, 21))
+    doubles = ",\n".join(f"0.0 AS double{i}" for i in range(3, 21))
+    # The data point columns of SPEC §4 as Analytics Engine shows them; unset slots are
+    # empty strings and zeros there too.
+    db.execute(f"""
+        CREATE VIEW IF NOT EXISTS datapoints AS SELECT
+            seq,
+            received_ms / 1000 AS timestamp,
+            1 AS _sample_interval,
+            request_id AS index1,
+            blob1, blob2, blob3,
+            {blobs},
+            double1,
+            received_ms / 1000.0 AS double2,
+            {doubles}
+        FROM events""")
+
+
+def _translate(error: sqlite3.Error) -> LogError:
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        return LogFull(f"The event log is full: {error}")
+    return LogUnavailable(f"The event log cannot be written: {error}")
+
+
+class EventLog:
+    """One process's connection to the log. Open it after gunicorn forks."""
+
+    def __init__(self, path: str | os.PathLike, *, sync: str = "normal",
+                 busy_timeout_s: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.path = Path(path)
+        self._busy_timeout_s = busy_timeout_s
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=0, isolation_level=None,
+                                   check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self._retry_busy(lambda: self.db.enable_wal())
+            conn.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+            with self.transaction():
+                MIGRATIONS.apply(self.db)
+        except sqlite3.Error as e:
+            raise _translate(e) from e
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _retry_busy(self, action: Callable[[], Any]) -> Any:
+        deadline = self._monotonic() + self._busy_timeout_s
+        delay = 0.00005
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as e:
+                busy = (getattr(e, "sqlite_errorcode", 0) & 0xFF) in BUSY_CODES
+                if not busy or self._monotonic() >= deadline:
+                    raise
+            self._sleep(delay)
+            delay = min(delay * 2, 0.002)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database's write lock; commits on success."""
+        with self._lock:
+            self._retry_busy(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        """Commit `events` in one transaction. A requestId already in the log is a
+        duplicate: acknowledged, not stored again."""
+        rows = [(e.request_id, e.type, e.received_ms,
+                 json.dumps(e.payload, ensure_ascii=False, separators=(",", ":")),
+                 e.point.blobs[0], e.point.blobs[1], e.point.blobs[2], e.point.doubles[0])
+                for e in events]
+        try:
+            with self.transaction() as conn:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT INTO events (request_id, type, received_ms, payload,"
+                    " blob1, blob2, blob3, double1) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (request_id) DO NOTHING", rows)
+                accepted = conn.total_changes - before
+        except sqlite3.Error as e:
+            raise _translate(e) from e
+        return AppendResult(accepted, len(rows) - accepted)
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database without waiting for readers or writers."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError:
+            pass  # busy: the next round will do it
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in
+                   (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+    def writable(self) -> bool:
+        """Whether a write transaction can be taken now (for /health)."""
+        try:
+            with self.transaction():
+                pass
+        except sqlite3.Error:
+            return False
+        return os.access(self.path, os.W_OK)
+
+    def contains(self, request_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM events WHERE request_id = ?",
+                                 (request_id,)).fetchone() is not None
+
+    def events(self, since_ms: int | None = None, until_ms: int | None = None,
+               batch: int = 5000) -> Iterator[sqlite3.Row]:
+        """Events received in [since_ms, until_ms), in sequence order, streamed."""
+        where, args = [], []
+        if since_ms is not None:
+            where.append("received_ms >= ?")
+            args.append(since_ms)
+        if until_ms is not None:
+            where.append("received_ms < ?")
+            args.append(until_ms)
+        sql = ("SELECT seq, request_id, type, received_ms, payload FROM events"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq")
+        cursor = self.conn.execute(sql, args)
+        cursor.row_factory = sqlite3.Row
+        while rows := cursor.fetchmany(batch):
+            yield from rows
+
+    # -- replay state (tables of migration 0002_replay) -------------------------------------
+
+    def replayed_through(self, sink: str = "relay") -> int:
+        """The replay cursor of `sink`: every event with a sequence number up to it was
+        confirmed by the sink (or dead-lettered). 0 when nothing was replayed."""
+        row = self.conn.execute("SELECT seq FROM replay_state WHERE sink = ?",
+                                (sink,)).fetchone()
+        return row[0] if row else 0
+
+    def last_seq(self) -> int:
+        """The highest sequence number ever given, pruned rows included."""
+        row = self.conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return row[0] if row else 0
+
+
+@MIGRATIONS(name="0002_replay")
+def _replay(db: sqlite_utils.Database) -> None:
+    # One row per sink: the cursor (last sequence number the sink confirmed or that was
+    # dead-lettered) and what /status reports. Keyed by sink so that switching from the
+    # development sink (stdout) to the relay starts the relay from the beginning.
+    db.execute("""
+        CREATE TABLE IF NOT EXISTS replay_state (
+            sink TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL DEFAULT 0,
+            sent INTEGER NOT NULL DEFAULT 0,
+            dead INTEGER NOT NULL DEFAULT 0,
+            last_success_ms INTEGER,
+            last_error_ms INTEGER,
+            last_error TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER NOT NULL DEFAULT 0
+        )""")
+    # One row per database: whoever holds it (unexpired) is the only replayer. `fence`
+    # grows with every change of holder; the cursor only moves for the current fence, so
+    # a holder that stalled past its expiry cannot move it back or skip ahead.
+    db.execute("""
+        CREATE TABLE IF NOT EXISTS replay_lease (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            fence INTEGER NOT NULL,
+            acquired_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL
+        )""")
+    # Events the sink refused as invalid, one by one after splitting the batch; the
+    # event itself stays in the log (it is never rewritten).
+    db.execute("""
+        CREATE TABLE IF NOT EXISTS replay_dead_letters (
+            sink TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            request_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            failed_ms INTEGER NOT NULL,
+            PRIMARY KEY (sink, seq)
+        )""")

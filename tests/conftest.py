@@ -1,0 +1,179 @@
+"""Shared fixtures: real SQLite files in tmp_path, the real Falcon app in process, and the
+real service under gunicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import falcon.testing
+import httpx
+import pytest
+
+from app import create_app
+from storage.config import Config
+from storage.log import EventLog
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "test-key"
+AUTH = {"X-Internal-Auth-Key": KEY}
+
+
+class FixedClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: float = 1_764_000_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+_counter = itertools.count()
+
+
+def api_call(request_id: str | None = None, **payload: Any) -> dict[str, Any]:
+    """An envelope-shaped api-call body; keyword arguments override payload fields."""
+    body = {"worker": "trade-worker", "endpoint": "/webhook", "latencyMs": 24.5,
+            "success": True}
+    body.update(payload)
+    return {"requestId": request_id or f"req-{uuid.uuid4()}", "payload": body}
+
+
+def assert_error(result: Any, status: int, *fragments: str) -> dict[str, Any]:
+    """The one error shape of SPEC §3, with a message that mentions each fragment."""
+    assert result.status_code == status, result.text
+    body = result.json
+    assert body["success"] is False
+    assert isinstance(body["error"], str) and body["error"] and "\n" not in body["error"]
+    for fragment in fragments:
+        assert fragment in body["error"] or fragment in str(body.get("details")), body
+    assert "Traceback" not in result.text
+    return body
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "analytics.db"
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def config(db_path: Path) -> Config:
+    return Config(internal_keys=(KEY, "rotated-key"), db_path=str(db_path), sink="none")
+
+
+@pytest.fixture
+def make_client(clock: FixedClock) -> Iterator[Callable[..., falcon.testing.TestClient]]:
+    def make(config: Config, **kwargs: Any) -> falcon.testing.TestClient:
+        return falcon.testing.TestClient(create_app(config, clock=clock, **kwargs),
+                                         headers=AUTH)
+    yield make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., falcon.testing.TestClient],
+           config: Config) -> falcon.testing.TestClient:
+    return make_client(config)
+
+
+@pytest.fixture
+def event_log(db_path: Path) -> Iterator[EventLog]:
+    """A second, independent connection to the log: what was committed, not what the app
+    believes."""
+    log = EventLog(db_path)
+    yield log
+    log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The service under real gunicorn, on loopback."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, workers: int = 2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.cwd = cwd
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+        self.log_file = cwd / f"gunicorn-{self.port}.log"
+
+    def start(self, timeout: float = 20.0) -> "Server":
+        out = open(self.log_file, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:gunicorn_conf",
+             "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+             "app:create_app()"],
+            cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_file.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gunicorn did not start: {self.log_file.read_text()}")
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def service_env(db_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ANALYTICS_", "CLOUDFLARE_", "INTERNAL_KEY"))}
+    env.update({"INTERNAL_KEY_BINDING": KEY, "ANALYTICS_DB": str(db_path),
+                "ANALYTICS_SINK": "none", "PYTHONPATH": str(ROOT)})
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path: Path, db_path: Path) -> Iterator[Callable[..., Server]]:
+    """Starts the service under gunicorn; every server started is stopped afterwards."""
+    started: list[Server] = []
+
+    def start(workers: int = 2, **env: str) -> Server:
+        server = Server(service_env(db_path, **env), tmp_path, workers).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

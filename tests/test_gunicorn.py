@@ -1,0 +1,102 @@
+"""The service under real gunicorn with two sync workers sharing one log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from conftest import AUTH, api_call
+from storage.log import EventLog
+
+pytestmark = pytest.mark.gunicorn
+
+
+def post_events(url: str, prefix: str, count: int, acked: list[str], errors: list[str],
+                stop: threading.Event | None = None, deadline_s: float = 60.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    with httpx.Client(base_url=url, headers=AUTH, timeout=10) as http:
+        for i in range(count):
+            if (stop and stop.is_set()) or time.monotonic() > deadline:
+                return
+            request_id = f"{prefix}-{i}"
+            try:
+                response = http.post("/track/api-call", json=api_call(request_id))
+            except httpx.HTTPError as e:  # the worker serving us was killed
+                errors.append(f"{request_id}: {e!r}")
+                continue
+            if response.status_code == 200:
+                acked.append(request_id)
+            else:
+                errors.append(f"{request_id}: {response.status_code} {response.text}")
+
+
+def test_concurrent_posts_from_several_threads_are_all_stored_exactly_once(
+        gunicorn_server, db_path):
+    server = gunicorn_server()
+    acked: list[str] = []
+    errors: list[str] = []
+    with ThreadPoolExecutor(6) as pool:
+        for t in range(6):
+            pool.submit(post_events, server.url, f"t{t}", 150, acked, errors)
+    assert errors == []
+    assert len(acked) == 900
+    # every thread also resends some of its ids: acknowledged as duplicates, stored once
+    with httpx.Client(base_url=server.url, headers=AUTH) as http:
+        for request_id in acked[:50]:
+            response = http.post("/track/api-call", json=api_call(request_id))
+            assert response.json() == {"success": True, "duplicate": True}
+    log = EventLog(db_path)
+    ids = [row["request_id"] for row in log.events()]
+    assert sorted(ids) == sorted(acked)
+    seqs = [row["seq"] for row in log.events()]
+    assert seqs == sorted(set(seqs))
+    log.close()
+
+
+def test_a_worker_killed_mid_load_loses_no_acknowledged_event(gunicorn_server, db_path):
+    server = gunicorn_server()
+    acked: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=post_events,
+                                args=(server.url, f"k{t}", 100_000, acked, errors, stop, 30))
+               for t in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        killed = 0
+        deadline = time.monotonic() + 20
+        while killed < 3 and time.monotonic() < deadline:
+            time.sleep(0.4)
+            pids = server.worker_pids()
+            if pids:
+                os.kill(pids[killed % len(pids)], signal.SIGKILL)
+                killed += 1
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert killed == 3
+    assert len(acked) > 100
+    server.stop()
+
+    # After a restart, every acknowledged event is there, once.
+    restarted = gunicorn_server()
+    log = EventLog(db_path)
+    ids = [row["request_id"] for row in log.events()]
+    assert len(ids) == len(set(ids))
+    missing = set(acked) - set(ids)
+    assert not missing, f"{len(missing)} acknowledged events lost"
+    # Unacknowledged requests may or may not have been committed; nothing else is there.
+    unacked = {e.split(":")[0] for e in errors}
+    assert set(ids) <= set(acked) | unacked
+    log.close()
+    with httpx.Client(base_url=restarted.url, headers=AUTH) as http:
+        assert http.get("/status").json()["events"] == len(ids)

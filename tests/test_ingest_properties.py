@@ -1,0 +1,136 @@
+"""Generated bodies: hostile input never causes a 5xx, and nothing invalid is ever stored.
+Also: the fast validator accepts and rejects exactly what jsonschema does."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import falcon.testing
+import jsonschema
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app import create_app
+from conftest import AUTH, FixedClock
+from storage.config import Config
+from storage.events import Schema, load_schema
+from storage.log import EventLog
+
+json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2**70, 2**70)
+                | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+json_values = st.recursive(json_scalars,
+                           lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=12)
+
+field_values = {
+    "worker": st.text(max_size=20) | json_values,
+    "endpoint": st.text(max_size=20) | json_values,
+    "latencyMs": st.floats(allow_nan=False, allow_infinity=False) | st.integers()
+    | st.booleans() | json_values,
+    "success": st.booleans() | json_values,
+}
+
+
+@st.composite
+def payloads(draw):
+    keys = draw(st.sets(st.sampled_from(sorted(field_values)), min_size=2))
+    payload = {k: draw(field_values[k]) for k in keys}
+    if draw(st.booleans()):
+        payload.update(draw(st.dictionaries(st.text(max_size=6), json_values, max_size=2)))
+    return payload
+
+
+@st.composite
+def event_bodies(draw):
+    payload = draw(payloads())
+    request_id = draw(st.text(max_size=100) | json_values)
+    shape = draw(st.sampled_from(["envelope", "flat", "flat-indexes"]))
+    if shape == "envelope":
+        body = {"requestId": request_id, "payload": payload}
+        if draw(st.booleans()):
+            del body["requestId"]
+        return body
+    if shape == "flat-indexes":
+        return {**payload, "indexes": draw(st.lists(st.text(max_size=100) | json_values,
+                                                    max_size=2))}
+    return payload
+
+
+API_CALL = Schema(load_schema("api-call"))
+EXACT = jsonschema.Draft7Validator(load_schema("api-call"))
+
+
+@settings(max_examples=600, deadline=None)
+@given(doc=event_bodies() | json_values)
+def test_fast_validator_agrees_with_jsonschema(doc):
+    assert API_CALL.is_valid(doc) == EXACT.is_valid(doc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=st.dictionaries(st.sampled_from(["events", "x"]),
+                           st.lists(st.just({}), max_size=3) | json_values, max_size=2))
+def test_fast_batch_validator_agrees_with_jsonschema(doc):
+    schema = load_schema("batch")
+    assert Schema(schema).is_valid(doc) == jsonschema.Draft7Validator(schema).is_valid(doc)
+
+
+def assert_only_valid_events_stored(db_path: Path) -> int:
+    log = EventLog(db_path)
+    try:
+        rows = list(log.events())
+        for row in rows:
+            payload = json.loads(row["payload"])
+            assert EXACT.is_valid({"requestId": row["request_id"], "payload": payload})
+            # Analytics Engine's limits, checked here independently of the product's code.
+            assert math.isfinite(float(payload["latencyMs"]))
+            assert len(row["request_id"].encode("utf-8")) <= 96
+            blobs = (payload["worker"], payload["endpoint"], "1")
+            assert sum(len(b.encode("utf-8")) for b in blobs) <= 16_000
+        return len(rows)
+    finally:
+        log.close()
+
+
+hostile_raw = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    event_bodies().map(lambda b: json.dumps(b).encode()),
+    # numbers JSON allows but floats cannot hold, and escapes Python keeps as surrogates
+    st.sampled_from([b'{"worker":"w","endpoint":"/e","latencyMs":1e999,"success":true}',
+                     b'{"worker":"w","endpoint":"/e","latencyMs":NaN,"success":true}',
+                     b'{"worker":"w","endpoint":"/e","latencyMs":-Infinity,"success":true}',
+                     b'{"worker":"w","endpoint":"/e","latencyMs":-0.0,"success":true}',
+                     b'{"worker":"\\udfff","endpoint":"/e","latencyMs":1,"success":true}',
+                     b'{"worker":"w","endpoint":"/e","latencyMs":1,"success":true,'
+                     b'"indexes":["\\ud83d"]}',
+                     b'[' * 5000 + b']' * 5000,
+                     b'{"events": ' + b'[' * 3000 + b']' * 3000 + b'}',
+                     b'\xef\xbb\xbf{"worker":"w","endpoint":"/e","latencyMs":1,"success":true}',
+                     b'\x00\x00\x00{']),
+)
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(raw=hostile_raw, route=st.sampled_from(["/track/api-call", "/track/batch"]),
+       wrap=st.booleans())
+def test_hostile_bodies_never_cause_a_5xx_or_store_an_invalid_event(tmp_path, raw, route,
+                                                                    wrap):
+    db_path = tmp_path / "hostile.db"
+    client = falcon.testing.TestClient(
+        create_app(Config(internal_keys=("k",), db_path=str(db_path)), clock=FixedClock()),
+        headers={"X-Internal-Auth-Key": "k"})
+    if route == "/track/batch" and wrap:
+        raw = b'{"events": [' + raw + b']}'
+    result = client.simulate_post(route, body=raw, content_type="application/json")
+    assert result.status_code < 500, result.text
+    assert result.status_code in (200, 400, 413), result.text
+    body = result.json
+    assert body["success"] is (result.status_code == 200)
+    if result.status_code != 200:
+        assert isinstance(body["error"], str) and body["error"]
+    assert_only_valid_events_stored(db_path)

@@ -6,19 +6,27 @@ its own SQLite connections on first use, after the fork.
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import logging
 import os
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Callable
 
 import falcon
+import httpx
 
+from storage import replay, sink
+from storage.aesql import InvalidQuery, LocalEngine, ParamsMismatch, QueryTimeout
+from storage.cloudflare import CloudflareError, CloudflareSQL
 from storage.config import VERSION, Config, ConfigError
-from storage.events import EventParser, InvalidInput, parse_json
+from storage.events import EventParser, InvalidInput, Schema, load_schema, parse_json
+from storage.interchange import format_time
 from storage.log import EventLog, LogError, LogFull
+from storage.router import Breaker, Router
 
 log = logging.getLogger("analytics_worker")
 
@@ -29,12 +37,18 @@ class Services:
     """What one worker process needs, opened lazily so that nothing is shared across a
     fork: after a fork (new pid) everything is opened again."""
 
-    def __init__(self, config: Config, clock: Clock):
+    def __init__(self, config: Config, clock: Clock, *, http: httpx.Client | None = None,
+                 background: bool = True):
         self.config = config
         self.clock = clock
+        self._given_http = http
+        self._background = background
         self._pid = 0
         self._lock = threading.Lock()
         self._log: EventLog | None = None
+        self._http: httpx.Client | None = None
+        self._router: Router | None = None
+        self._loop: replay.ReplayLoop | None = None
 
     @property
     def log(self) -> EventLog:
@@ -42,14 +56,105 @@ class Services:
             with self._lock:
                 if self._pid != os.getpid():
                     self._log = EventLog(self.config.db_path, sync=self.config.sync)
+                    self._http, self._router, self._loop = None, None, None
                     self._pid = os.getpid()
+                    if self._background:
+                        self._loop = self._replay_loop()
+                        self._loop.start()
+                        # A worker that exits cleanly hands the lease on at once.
+                        atexit.register(_stop_at_exit, weakref.ref(self._loop))
         assert self._log is not None
         return self._log
 
+    @property
+    def http(self) -> httpx.Client:
+        """One client per process (connections are reused, never across a fork)."""
+        self.log  # noqa: B018 — opens this process's services first
+        if self._given_http is not None:
+            return self._given_http
+        with self._lock:
+            return self._client_unlocked()
+
+    @property
+    def router(self) -> Router:
+        event_log = self.log
+        with self._lock:
+            if self._router is None:
+                self._router = self._make_router(event_log)
+        return self._router
+
+    def _make_router(self, event_log: EventLog) -> Router:
+        config = self.config
+        local = LocalEngine(config.db_path, dataset=config.dataset,
+                            timeout_ms=config.query_timeout_ms,
+                            max_rows=config.query_max_rows, now=self.clock)
+        cloud = None
+        if config.cloudflare_configured:
+            cloud = CloudflareSQL(api_base=config.cloudflare_api_base,
+                                  account_id=config.cloudflare_account_id,
+                                  api_token=config.cloudflare_api_token,
+                                  dataset=config.dataset,
+                                  timeout_ms=config.cloudflare_timeout_ms,
+                                  max_rows=config.query_max_rows,
+                                  http=self._given_http or self._client_unlocked())
+
+        def caught_up() -> bool:
+            # Only the relay puts events into Cloudflare.
+            return replay.caught_up(event_log, "relay", now_ms(self.clock),
+                                    config.cloudflare_settle_ms)
+
+        return Router(local=local, cloud=cloud,
+                      breaker=Breaker(config.cloudflare_cooldown_ms / 1000.0, self.clock),
+                      caught_up=caught_up)
+
+    def _client_unlocked(self) -> httpx.Client:
+        if self._http is None:
+            timeout = httpx.Timeout(self.config.cloudflare_timeout_ms / 1000.0)
+            self._http = httpx.Client(timeout=timeout, follow_redirects=False)
+        return self._http
+
+    def _replay_loop(self) -> replay.ReplayLoop:
+        """This process's background thread: WAL checkpoints and, with a sink, replay
+        (contending for the lease). It holds only a weak reference to these services,
+        so it ends when the app is gone (tests create many apps)."""
+        config, clock = self.config, self.clock
+        this = weakref.ref(self)
+
+        def make_replayer(event_log: EventLog) -> replay.Replayer | None:
+            if config.sink == "none":
+                return None
+            services = this()
+            if services is None:
+                return None
+            target = sink.from_config(config.sink, relay_url=config.relay_url,
+                                      relay_key=config.relay_key,
+                                      timeout_ms=config.cloudflare_timeout_ms,
+                                      http=services.http, clock=clock)
+            cap_s = config.replay_backoff_max_ms / 1000.0
+            return replay.Replayer(event_log, target, lease_ms=config.replay_lease_ms,
+                                   send_timeout_ms=config.cloudflare_timeout_ms,
+                                   backoff=replay.Backoff(base_s=min(0.5, cap_s), cap_s=cap_s),
+                                   clock=clock)
+
+        return replay.ReplayLoop(
+            lambda: EventLog(config.db_path, sync=config.sync), make_replayer,
+            alive=lambda: this() is not None)
+
     def close(self) -> None:
-        if self._log is not None and self._pid == os.getpid():
-            self._log.close()
-        self._log, self._pid = None, 0
+        if self._pid == os.getpid():
+            if self._loop is not None:
+                self._loop.stop()
+            if self._log is not None:
+                self._log.close()
+            if self._http is not None:
+                self._http.close()
+        self._log, self._http, self._router, self._loop, self._pid = None, None, None, None, 0
+
+
+def _stop_at_exit(loop: "weakref.ref[replay.ReplayLoop]") -> None:
+    running = loop()
+    if running is not None:
+        running.stop(timeout_s=1.0)
 
 
 # -- middleware and hooks ----------------------------------------------------------------
@@ -116,6 +221,25 @@ class Batch:
                       "duplicates": result.duplicates}
 
 
+class Query:
+    def __init__(self, services: Services, schema: Schema):
+        self._services = services
+        self._schema = schema
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        doc = read_json(req, self._services.config.max_body_bytes)
+        details = self._schema.check(doc)
+        if details:
+            raise InvalidInput("The query is not valid", details)
+        answer = self._services.router.query(doc["query"], doc.get("params") or [],
+                                             doc.get("source", "auto"))
+        result = answer.result
+        resp.media = {"success": True, "results": result.rows, "meta": result.meta,
+                      "rows": len(result.rows), "source": answer.source}
+        if result.truncated:
+            resp.media["truncated"] = True
+
+
 class Health:
     def __init__(self, services: Services):
         self._services = services
@@ -140,6 +264,7 @@ class Status:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         event_log = self._services.log
         config = self._services.config
+        breaker = self._services.router.breaker
         resp.media = {
             "success": True,
             "version": VERSION,
@@ -147,7 +272,19 @@ class Status:
             "database": str(event_log.path),
             "events": event_log.count(),
             "logBytes": event_log.size_bytes(),
+            "replay": replay.status(event_log, config.sink, now_ms(self._services.clock)),
+            # The SQL API as this worker last saw it; null until a query asked it.
+            "cloudflare": {"configured": config.cloudflare_configured,
+                           "reachable": breaker.reachable,
+                           "lastSuccessAt": _iso(breaker.last_success),
+                           "lastErrorAt": _iso(breaker.last_failure),
+                           "lastError": breaker.last_error,
+                           "coolingDown": not breaker.allows()},
         }
+
+
+def _iso(seconds: float | None) -> str | None:
+    return None if seconds is None else format_time(int(seconds * 1000))
 
 
 # -- errors: one shape, mapped in one place ---------------------------------------------
@@ -187,6 +324,26 @@ def _log_error(req: falcon.Request, resp: falcon.Response, exc: LogError,
     resp.media = error_body(f"{exc}; nothing was stored, retry later")
 
 
+def _query_error(status: str) -> Callable[..., None]:
+    """Errors of /query say which source gave them."""
+    def handle(req: falcon.Request, resp: falcon.Response, exc: Exception,
+               params: dict) -> None:
+        resp.status = status
+        body = error_body(" ".join(str(exc).split()) or type(exc).__name__)
+        if getattr(exc, "source", None):
+            body["source"] = exc.source  # type: ignore[attr-defined]
+        resp.media = body
+    return handle
+
+
+def _cloudflare_error(req: falcon.Request, resp: falcon.Response, exc: CloudflareError,
+                      params: dict) -> None:
+    resp.status = falcon.code_to_http_status(exc.status)
+    if exc.retry_after:
+        resp.set_header("Retry-After", exc.retry_after)
+    resp.media = {**error_body(exc.message), "source": "cloudflare"}
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception,
                 params: dict) -> None:
     log.exception("unexpected error on %s %s", req.method, req.path)
@@ -198,16 +355,27 @@ ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
     (Exception, _unexpected),
     (InvalidInput, _status_error(falcon.HTTP_400)),
     (LogError, _log_error),
+    (InvalidQuery, _query_error(falcon.HTTP_422)),
+    (ParamsMismatch, _query_error(falcon.HTTP_400)),
+    (QueryTimeout, _query_error(falcon.HTTP_504)),
+    (CloudflareError, _cloudflare_error),
 ]
 
 
 # -- the factory -------------------------------------------------------------------------
 
 def create_app(config: Config | None = None, *, clock: Clock = time.time,
-               new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> falcon.App:
+               new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+               http: httpx.Client | None = None, background: bool = True) -> falcon.App:
+    """`http`: the client for Cloudflare and the relay (default: one per process).
+    `background`: run the replay/checkpoint thread in each process (tests that drive
+    replay themselves turn it off)."""
     config = Config.from_env() if config is None else config
     config.require_keys()
-    services = Services(config, clock)
+    if config.sink == "relay" and not config.relay_url:
+        raise ConfigError("ANALYTICS_SINK is relay but ANALYTICS_RELAY_URL is not set: set "
+                          "it to the relay Worker's /ingest URL")
+    services = Services(config, clock, http=http, background=background)
     parser = EventParser(new_id)
 
     app = falcon.App(middleware=[RequireInternalKey(config.internal_keys)])
@@ -218,6 +386,7 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
 
     app.add_route("/track/api-call", ApiCall(services, parser))
     app.add_route("/track/batch", Batch(services, parser))
+    app.add_route("/query", Query(services, Schema(load_schema("query"))))
     app.add_route("/health", Health(services))
     app.add_route("/status", Status(services))
     return app

@@ -177,3 +177,16 @@ def gunicorn_server(tmp_path: Path, db_path: Path) -> Iterator[Callable[..., Ser
     yield start
     for server in started:
         server.stop()
+
+
+# -- Cloudflare stand-in (replay, /query from Cloudflare) ---------------------------------
+
+@pytest.fixture
+def standin() -> Iterator[Any]:
+    """A stand-in for Cloudflare on loopback: the relay protocol and the SQL API, over
+    real ClickHouse (chdb). See tests/standin.py."""
+    from standin import StandIn
+
+    server = StandIn()
+    yield server
+    server.close()

@@ -1,0 +1,116 @@
+"""The local query engine against the same questions written by hand in SQLite.
+
+Builds (or reuses) a log of N events over 30 days, then times four queries — the
+profile's example and three dashboard queries — through `LocalEngine.query` and as
+hand-written SQLite on the same file, alternating runs (the machine is noisy), and prints
+the medians, the ratio engine/hand (target ≤ 1.25) and chdb's time on the same data for
+reference.
+
+    .venv/bin/python bench/query.py [--events 1000000] [--rounds 7] [--db PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from storage import aesql_functions as F  # noqa: E402
+from storage.aesql import LocalEngine, to_clickhouse  # noqa: E402
+from tests.aesql_fixtures import NOW, bulk_log  # noqa: E402
+
+T = "hoox_telemetry"
+DAY_AGO = NOW - 86400
+TS = "(received_ms / 1000)"  # the indexed expression, as a person would write it
+
+QUERIES = [
+    ("profile example",
+     f"SELECT sum(double1) as total_latency, count() as total_calls FROM {T} "
+     "WHERE blob1 = ? AND timestamp >= now() - INTERVAL '1' DAY", ["trade-worker"],
+     f"SELECT total(double1), count(*) FROM events WHERE blob1 = ? AND {TS} >= ?",
+     ["trade-worker", DAY_AGO]),
+    ("error rate per minute, 1 day",
+     f"SELECT toStartOfMinute(timestamp) AS minute, countIf(blob3 = '0') / count() AS "
+     f"error_rate FROM {T} WHERE timestamp >= now() - INTERVAL '1' DAY GROUP BY minute "
+     "ORDER BY minute", [],
+     f"SELECT {TS} - {TS} % 60 AS minute, sum(blob3 = '0') * 1.0 / count(*) FROM events "
+     f"WHERE {TS} >= ? GROUP BY minute ORDER BY minute", [DAY_AGO]),
+    ("p50/p95/p99 per worker per 5 min, 1 day",
+     f"SELECT blob1 AS worker, toStartOfInterval(timestamp, INTERVAL '5' MINUTE) AS t, "
+     "quantileWeighted(0.5, double1, _sample_interval) AS p50, "
+     "quantileWeighted(0.95, double1, _sample_interval) AS p95, "
+     "quantileWeighted(0.99, double1, _sample_interval) AS p99 FROM "
+     f"{T} WHERE timestamp >= now() - INTERVAL '1' DAY GROUP BY worker, t ORDER BY t, worker",
+     [],
+     f"SELECT blob1, {TS} - {TS} % 300 AS t, ae_quantile_weighted(0.5, double1, 1), "
+     "ae_quantile_weighted(0.95, double1, 1), ae_quantile_weighted(0.99, double1, 1) "
+     f"FROM events WHERE {TS} >= ? GROUP BY blob1, t ORDER BY t, blob1", [DAY_AGO]),
+    ("volume by weekday and hour, 30 days",
+     f"SELECT toDayOfWeek(timestamp) AS weekday, toHour(timestamp) AS hour, "
+     f"sum(_sample_interval) AS calls FROM {T} GROUP BY weekday, hour "
+     "ORDER BY weekday, hour", [],
+     f"SELECT ({TS} / 86400 + 3) % 7 + 1 AS weekday, {TS} % 86400 / 3600 AS hour, count(*) "
+     "FROM events GROUP BY weekday, hour ORDER BY weekday, hour", []),
+]
+
+
+def timed(fn) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--db", default=None, help="reuse (or create) this log file")
+    args = parser.parse_args()
+
+    path = Path(args.db) if args.db else Path(tempfile.mkdtemp()) / "bench-query.db"
+    if not path.exists():
+        started = time.perf_counter()
+        bulk_log(path, args.events)
+        print(f"built {args.events:,} events in {time.perf_counter() - started:.1f} s: {path}")
+    engine = LocalEngine(str(path), now=lambda: NOW, timeout_ms=600_000, max_rows=100_000)
+    hand = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    F.register(hand)  # SQLite has no quantile: the hand-written query uses the same UDF
+
+    import chdb
+    from chdb import session
+    ch = session.Session()
+    columns = ", ".join(
+        ["'hoox_telemetry' AS dataset", "toDateTime(intDiv(received_ms, 1000)) AS timestamp",
+         "toUInt32(1) AS _sample_interval", "request_id AS index1", "blob1", "blob2",
+         "blob3", "toFloat64(double1) AS double1"])
+    ch.query(f"CREATE TABLE {T} ENGINE = MergeTree ORDER BY timestamp AS SELECT {columns} "
+             f"FROM sqlite('{path}', 'events')")
+    del chdb
+
+    print(f"\n{'query':42} {'engine ms':>10} {'hand ms':>10} {'ratio':>7} {'chdb ms':>9}")
+    for name, ae_sql, ae_params, hand_sql, hand_params in QUERIES:
+        # warm up both (page cache, the engine's translation cache) and check agreement
+        mine = engine.query(ae_sql, ae_params).rows
+        theirs = hand.execute(hand_sql, hand_params).fetchall()
+        assert len(mine) == len(theirs), (name, len(mine), len(theirs))
+        ch_sql = to_clickhouse(ae_sql, ae_params, now=NOW, portable=True, format="JSON")
+        engine_times, hand_times, ch_times = [], [], []
+        for _ in range(args.rounds):
+            engine_times.append(timed(lambda: engine.query(ae_sql, ae_params)))
+            hand_times.append(timed(lambda: hand.execute(hand_sql, hand_params).fetchall()))
+            ch_times.append(timed(lambda: ch.query(ch_sql)))
+        e, h, c = (statistics.median(x) * 1000 for x in (engine_times, hand_times, ch_times))
+        print(f"{name:42} {e:10.1f} {h:10.1f} {e / h:7.2f} {c:9.1f}")
+    engine.close()
+    hand.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,537 @@
+"""Replay of the event log to a sink (SPEC §5): in sequence order, in batches of at most
+250 points, at least once, nothing skipped.
+
+One replayer per database. Every gunicorn worker runs a `ReplayLoop` thread, and they
+contend for one lease row (`replay_lease`) in the same SQLite file: whoever holds an
+unexpired lease replays, the others only watch it expire. The lease carries a fencing
+number that grows with every change of holder; the cursor moves only in a transaction
+that finds the caller's holder and fence still in the row. So
+
+- a killed holder is replaced after the lease runs out (`ANALYTICS_REPLAY_LEASE_MS`);
+- a holder that stalled past its expiry (SIGSTOP, a long GC pause) cannot move the
+  cursor any more: what it sent is sent again by the new holder — a duplicate, never a
+  gap;
+- a holder sends only while its lease has at least half its length left, and the length
+  is at least four times the longest call to the sink, so two workers never have the
+  same batch in flight at once.
+
+A lease rather than a dedicated process because a gunicorn deployment must replay with
+no extra process to start, and because SQLite's write lock already makes "take the lease
+if it expired" atomic across processes.
+
+The cursor is stored per sink in `replay_state` and advanced in the same transaction
+that proves the lease, after the sink confirmed the batch. A failure to deliver backs
+off exponentially with jitter, up to a cap, and waits at least what a Retry-After said;
+the schedule is kept in the database, so a new holder keeps to it. A batch the sink
+refuses as invalid is split — by the sink's list of bad points when it gave one, else in
+halves — until each bad point is alone; those go to `replay_dead_letters` with the
+reason, and the cursor moves past them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from . import datapoint
+from .datapoint import MAX_POINTS_PER_CALL, DataPoint
+from .interchange import format_time
+from .log import EventLog
+from .sink import Sink, SinkRejected, SinkUnavailable
+
+log = logging.getLogger("analytics_worker.replay")
+
+Clock = Callable[[], float]
+LEASE_NAME = "replay"
+
+
+class LeaseLost(Exception):
+    """Another replayer holds the lease now; this one must stop sending."""
+
+
+def new_holder() -> str:
+    """Who holds a lease: readable in /status (host and pid), unique across restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _ms(clock: Clock) -> int:
+    return int(clock() * 1000)
+
+
+# -- backoff ------------------------------------------------------------------------------
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter: after the n-th consecutive failure wait between
+    half and all of min(cap, base * 2^(n-1)), and never less than the server's
+    Retry-After (itself bounded, so a bogus header cannot stop replay for days)."""
+
+    base_s: float = 0.5
+    cap_s: float = 60.0
+    retry_after_cap_s: float = 3600.0
+    random: Callable[[], float] = random.random
+
+    def delay(self, failures: int, retry_after_s: float | None = None) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2 ** min(max(failures, 1) - 1, 30))
+        # Jitter spreads retries from several deployments; the floor of half keeps the
+        # growth real.
+        wait = ceiling / 2 + self.random() * ceiling / 2
+        if retry_after_s is not None:
+            wait = max(wait, min(retry_after_s, self.retry_after_cap_s))
+        return wait
+
+
+# -- the lease ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    holder: str
+    fence: int
+    acquired_ms: int
+    expires_ms: int
+
+
+class Lease:
+    """The one replay lease of a database, from the point of view of `holder`."""
+
+    def __init__(self, event_log: EventLog, holder: str, *, ttl_ms: int, clock: Clock):
+        self._log = event_log
+        self.holder = holder
+        self.ttl_ms = ttl_ms
+        self._clock = clock
+        self.fence: int | None = None
+        self._expires_ms = 0
+
+    def current(self) -> LeaseInfo | None:
+        return read_lease(self._log)
+
+    def hold(self) -> int | None:
+        """The fencing number if this holder has the lease (taking it when it is free or
+        expired, renewing it when half of it is used), else None."""
+        now = _ms(self._clock)
+        if self.fence is not None and self._expires_ms - now > self.ttl_ms / 2:
+            return self.fence  # nobody can take an unexpired lease: no need to look
+        seen = self.current()
+        if seen is not None and seen.holder != self.holder and seen.expires_ms > now:
+            self.fence = None  # read-only check first: contenders never take the write lock
+            return None
+        with self._log.transaction() as conn:
+            row = conn.execute("SELECT holder, fence, expires_ms FROM replay_lease"
+                               " WHERE name = ?", (LEASE_NAME,)).fetchone()
+            now = _ms(self._clock)
+            if row is None:
+                fence = 1
+                conn.execute("INSERT INTO replay_lease (name, holder, fence, acquired_ms,"
+                             " expires_ms) VALUES (?, ?, ?, ?, ?)",
+                             (LEASE_NAME, self.holder, fence, now, now + self.ttl_ms))
+            elif row[0] == self.holder:
+                fence = row[1]  # still ours: nobody took it in between, the fence stands
+                conn.execute("UPDATE replay_lease SET expires_ms = ? WHERE name = ?",
+                             (now + self.ttl_ms, LEASE_NAME))
+            elif row[2] <= now:
+                fence = row[1] + 1
+                conn.execute("UPDATE replay_lease SET holder = ?, fence = ?, acquired_ms = ?,"
+                             " expires_ms = ? WHERE name = ?",
+                             (self.holder, fence, now, now + self.ttl_ms, LEASE_NAME))
+            else:
+                self.fence = None
+                return None
+        if fence != self.fence:
+            log.info("replay lease taken by %s (fence %d)", self.holder, fence)
+        self.fence, self._expires_ms = fence, now + self.ttl_ms
+        return fence
+
+    def prove(self, conn: sqlite3.Connection) -> None:
+        """Inside a write transaction: fail unless this holder still has the lease, and
+        renew it (the transaction that moves the cursor keeps the lease fresh)."""
+        now = _ms(self._clock)
+        changed = conn.execute(
+            "UPDATE replay_lease SET expires_ms = ? WHERE name = ? AND holder = ? AND fence = ?",
+            (now + self.ttl_ms, LEASE_NAME, self.holder, self.fence)).rowcount
+        if changed != 1:
+            self.fence = None
+            raise LeaseLost(f"{self.holder} lost the replay lease")
+        self._expires_ms = now + self.ttl_ms
+
+    def release(self) -> None:
+        """Let another worker take over at once (on a clean shutdown)."""
+        if self.fence is None:
+            return
+        with self._log.transaction() as conn:
+            conn.execute("UPDATE replay_lease SET expires_ms = 0 WHERE name = ? AND holder = ?"
+                         " AND fence = ?", (LEASE_NAME, self.holder, self.fence))
+        self.fence = None
+
+
+def read_lease(event_log: EventLog) -> LeaseInfo | None:
+    row = event_log.conn.execute("SELECT holder, fence, acquired_ms, expires_ms FROM"
+                                 " replay_lease WHERE name = ?", (LEASE_NAME,)).fetchone()
+    return LeaseInfo(*row) if row else None
+
+
+# -- reading the log ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pending:
+    seq: int
+    request_id: str
+    point: DataPoint
+
+
+def pending(event_log: EventLog, after_seq: int, limit: int) -> list[Pending]:
+    """The next events after the cursor, as data points (SPEC §4), in sequence order."""
+    rows = event_log.conn.execute(
+        "SELECT seq, request_id, received_ms, blob1, blob2, blob3, double1 FROM events"
+        " WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
+    return [Pending(seq, rid, DataPoint((b1, b2, b3), (d1, received_ms / 1000.0), (rid,)))
+            for seq, rid, received_ms, b1, b2, b3, d1 in rows]
+
+
+def pending_all(event_log: EventLog, sink: str, page: int = 5000) -> Iterator[Pending]:
+    """The whole backlog of `sink`, streamed (for a dry run: nothing is sent)."""
+    after = event_log.replayed_through(sink)
+    while rows := pending(event_log, after, page):
+        yield from rows
+        after = rows[-1].seq
+
+
+def points_between(event_log: EventLog, since_ms: int | None, until_ms: int | None
+                   ) -> Iterator[Pending]:
+    """Every event received in [since_ms, until_ms), cursor or not: for re-sending a
+    time range (audit repair, a lost dataset)."""
+    for row in event_log.events(since_ms, until_ms):
+        point = datapoint.api_call(row["request_id"], row["received_ms"],
+                                   json.loads(row["payload"]))
+        yield Pending(row["seq"], row["request_id"], point)
+
+
+@dataclass(frozen=True)
+class ReplayState:
+    sink: str
+    seq: int = 0
+    sent: int = 0
+    dead: int = 0
+    last_success_ms: int | None = None
+    last_error_ms: int | None = None
+    last_error: str | None = None
+    failures: int = 0
+    next_attempt_ms: int = 0
+
+
+def read_state(event_log: EventLog, sink: str) -> ReplayState:
+    row = event_log.conn.execute(
+        "SELECT sink, seq, sent, dead, last_success_ms, last_error_ms, last_error, failures,"
+        " next_attempt_ms FROM replay_state WHERE sink = ?", (sink,)).fetchone()
+    return ReplayState(*row) if row else ReplayState(sink)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    events: int
+    oldest_ms: int | None
+
+
+def backlog(event_log: EventLog, sink: str) -> Backlog:
+    """Events the sink has not confirmed yet, and when the oldest was received."""
+    cursor = event_log.replayed_through(sink)
+    count, oldest = event_log.conn.execute(
+        "SELECT count(*), min(received_ms) FROM events WHERE seq > ?", (cursor,)).fetchone()
+    return Backlog(count, oldest)
+
+
+def caught_up(event_log: EventLog, sink: str, now_ms: int, settle_ms: int) -> bool:
+    """Whether the sink has confirmed every event in the log, the last of them at least
+    `settle_ms` ago (Analytics Engine shows a point only after a delay). Cheap: two
+    lookups by key, for every /query with source auto."""
+    state = read_state(event_log, sink)
+    if event_log.conn.execute("SELECT 1 FROM events WHERE seq > ? LIMIT 1",
+                              (state.seq,)).fetchone():
+        return False
+    return state.last_success_ms is None or state.last_success_ms + settle_ms <= now_ms
+
+
+def dead_letters(event_log: EventLog, sink: str) -> list[dict[str, Any]]:
+    rows = event_log.conn.execute(
+        "SELECT seq, request_id, reason, failed_ms FROM replay_dead_letters WHERE sink = ?"
+        " ORDER BY seq", (sink,)).fetchall()
+    return [{"seq": s, "requestId": r, "reason": why, "failedMs": t} for s, r, why, t in rows]
+
+
+def status(event_log: EventLog, sink: str, now_ms: int) -> dict[str, Any]:
+    """What /status and `analytics-worker status` report about replay."""
+    state = read_state(event_log, sink)
+    pending_ = backlog(event_log, sink)
+    lease = read_lease(event_log)
+    return {
+        "sink": sink,
+        "backlog": {
+            "events": pending_.events,
+            "oldestReceivedAt": None if pending_.oldest_ms is None
+            else format_time(pending_.oldest_ms),
+            "oldestAgeSeconds": None if pending_.oldest_ms is None
+            else max(0.0, (now_ms - pending_.oldest_ms) / 1000.0),
+        },
+        "replayedThrough": state.seq,
+        "sent": state.sent,
+        "deadLetters": state.dead,
+        "lastSuccessAt": _time(state.last_success_ms),
+        "lastErrorAt": _time(state.last_error_ms),
+        "lastError": state.last_error,
+        "consecutiveFailures": state.failures,
+        "nextAttemptAt": _time(state.next_attempt_ms) if state.next_attempt_ms > now_ms else None,
+        "lease": None if lease is None else {
+            "holder": lease.holder, "fence": lease.fence,
+            "expiresAt": _time(lease.expires_ms), "active": lease.expires_ms > now_ms},
+    }
+
+
+def _time(ms: int | None) -> str | None:
+    return None if not ms else format_time(ms)
+
+
+# -- the replayer -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tick:
+    """What one `Replayer.tick()` did, and how long until calling it again is useful."""
+    outcome: str  # "sent" | "idle" (nothing to send) | "waiting" (backoff) | "failed"
+    #               | "follower" (another replayer holds the lease)
+    wait_s: float
+    sent: int = 0
+    dead: int = 0
+    error: str | None = None
+
+
+class Replayer:
+    """Moves the log to a sink. Call `tick()` repeatedly (the server's `ReplayLoop`) or
+    `drain()` (the command line)."""
+
+    def __init__(self, event_log: EventLog, sink: Sink, *, holder: str | None = None,
+                 lease_ms: int = 30_000, send_timeout_ms: int = 5_000,
+                 batch_size: int = MAX_POINTS_PER_CALL, backoff: Backoff | None = None,
+                 idle_s: float = 0.25, clock: Clock = time.time):
+        if not 1 <= batch_size <= MAX_POINTS_PER_CALL:
+            raise ValueError(f"batch_size must be 1..{MAX_POINTS_PER_CALL}")
+        self.log = event_log
+        self.sink = sink
+        # Four sends fit in a lease: one that starts with half of it left ends in time.
+        self.lease = Lease(event_log, holder or new_holder(),
+                           ttl_ms=max(lease_ms, 4 * send_timeout_ms), clock=clock)
+        self.batch_size = batch_size
+        self.backoff = backoff or Backoff()
+        self.idle_s = idle_s
+        self._clock = clock
+
+    def tick(self) -> Tick:
+        """At most one batch (split if the sink refused it)."""
+        fence = self.lease.hold()
+        if fence is None:
+            return Tick("follower", self.idle_s)
+        state = read_state(self.log, self.sink.name)
+        now = _ms(self._clock)
+        if state.next_attempt_ms > now:
+            # Wake up in time to renew the lease while backing off.
+            return Tick("waiting", min((state.next_attempt_ms - now) / 1000.0,
+                                       self.lease.ttl_ms / 3000.0))
+        batch = pending(self.log, state.seq, self.batch_size)
+        if not batch:
+            return Tick("idle", self.idle_s)
+        counts = [0, 0]
+        try:
+            self._deliver(batch, counts)
+        except SinkUnavailable as e:
+            failures = state.failures + 1
+            delay = self.backoff.delay(failures, e.retry_after_s)
+            self._record_failure(failures, delay, str(e))
+            log.warning("replay to %s failed (%d in a row), next try in %.1f s: %s",
+                        self.sink.name, failures, delay, e)
+            return Tick("failed", min(delay, self.lease.ttl_ms / 3000.0), *counts,
+                        error=str(e))
+        except LeaseLost:
+            return Tick("follower", self.idle_s, *counts)
+        # A full batch: more is waiting, go on at once. A partial one: replay has caught
+        # up, so let events gather for a moment rather than send a request per event
+        # (that would cost the ingest path CPU for nothing: Analytics Engine shows points
+        # only after tens of seconds anyway).
+        return Tick("sent", 0.0 if len(batch) == self.batch_size else self.idle_s, *counts)
+
+    def _deliver(self, batch: Sequence[Pending], counts: list[int]) -> None:
+        try:
+            self.sink.send([p.point for p in batch], f"{batch[0].seq}-{batch[-1].seq}")
+        except SinkRejected as e:
+            if len(batch) == 1:
+                self._advance(batch, dead=[(batch[0], e.reasons.get(0) or str(e))])
+                counts[1] += 1
+                return
+            for part, reason in _split(batch, e.reasons):
+                if reason is not None:
+                    self._advance(part, dead=[(part[0], reason)])
+                    counts[1] += 1
+                else:
+                    self._deliver(part, counts)
+            return
+        self._advance(batch, dead=[])
+        counts[0] += len(batch)
+
+    def _advance(self, done: Sequence[Pending], dead: list[tuple[Pending, str]]) -> None:
+        """Move the cursor past `done` (confirmed, or dead letters) — only if this
+        replayer still holds the lease."""
+        now = _ms(self._clock)
+        name = self.sink.name
+        with self.log.transaction() as conn:
+            self.lease.prove(conn)
+            conn.execute("INSERT INTO replay_state (sink) VALUES (?) ON CONFLICT DO NOTHING",
+                         (name,))
+            conn.execute(
+                "UPDATE replay_state SET seq = max(seq, ?), sent = sent + ?, dead = dead + ?,"
+                " last_success_ms = CASE WHEN ? THEN ? ELSE last_success_ms END,"
+                " failures = 0, next_attempt_ms = 0 WHERE sink = ?",
+                (done[-1].seq, len(done) - len(dead), len(dead), len(done) > len(dead), now,
+                 name))
+            conn.executemany(
+                "INSERT INTO replay_dead_letters (sink, seq, request_id, reason, failed_ms)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(name, p.seq, p.request_id, reason, now) for p, reason in dead])
+        for p, reason in dead:
+            log.error("replay: event %s (seq %d) refused by %s, dead-lettered: %s",
+                      p.request_id, p.seq, name, reason)
+
+    def _record_failure(self, failures: int, delay_s: float, error: str) -> None:
+        now = _ms(self._clock)
+        with self.log.transaction() as conn:
+            self.lease.prove(conn)
+            conn.execute("INSERT INTO replay_state (sink) VALUES (?) ON CONFLICT DO NOTHING",
+                         (self.sink.name,))
+            conn.execute("UPDATE replay_state SET failures = ?, next_attempt_ms = ?,"
+                         " last_error_ms = ?, last_error = ? WHERE sink = ?",
+                         (failures, now + int(delay_s * 1000), now, error[:1000],
+                          self.sink.name))
+
+    def drain(self, *, max_failures: int = 5, timeout_s: float = 3600.0,
+              sleep: Callable[[float], None] = time.sleep,
+              monotonic: Callable[[], float] = time.monotonic,
+              progress: Callable[[Tick], None] | None = None) -> "DrainResult":
+        """Replay until the backlog is empty; stop after `max_failures` failures in a
+        row, after `timeout_s`, or when another replayer holds the lease."""
+        deadline = monotonic() + timeout_s
+        sent = dead = failures = 0
+        while True:
+            tick = self.tick()
+            sent, dead = sent + tick.sent, dead + tick.dead
+            if progress is not None:
+                progress(tick)
+            if tick.outcome in ("idle", "follower"):
+                return DrainResult(sent, dead, tick.outcome == "idle", tick.error)
+            failures = failures + 1 if tick.outcome == "failed" else (
+                failures if tick.outcome == "waiting" else 0)
+            if failures >= max_failures or monotonic() >= deadline:
+                return DrainResult(sent, dead, False,
+                                   tick.error or read_state(self.log, self.sink.name).last_error)
+            if tick.outcome != "sent":  # draining: no pause to let events gather
+                sleep(min(tick.wait_s, max(0.0, deadline - monotonic())))
+
+    def release(self) -> None:
+        try:
+            self.lease.release()
+        except Exception:  # shutting down: the lease will expire on its own
+            log.debug("could not release the replay lease", exc_info=True)
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    sent: int
+    dead: int
+    drained: bool  # False: stopped by failures, the time limit, or another replayer
+    error: str | None = None
+
+
+def _split(batch: Sequence[Pending], reasons: dict[int, str]
+           ) -> list[tuple[Sequence[Pending], str | None]]:
+    """The parts to retry, in order: runs of points the sink did not name, and each named
+    bad point alone with its reason. Without names, the two halves."""
+    if not reasons:
+        middle = len(batch) // 2
+        return [(batch[:middle], None), (batch[middle:], None)]
+    parts: list[tuple[Sequence[Pending], str | None]] = []
+    start = 0
+    for i in sorted(reasons):
+        if start < i:
+            parts.append((batch[start:i], None))
+        parts.append((batch[i:i + 1], reasons[i]))
+        start = i + 1
+    if start < len(batch):
+        parts.append((batch[start:], None))
+    return parts
+
+
+# -- the background loop of a server process ---------------------------------------------
+
+class ReplayLoop:
+    """One daemon thread per gunicorn worker, on its own connection to the log: it
+    checkpoints the WAL about every second (the request connection never does, on the
+    hot path) and, when a sink is configured, contends for the replay lease and replays.
+    Nothing here runs on a request."""
+
+    def __init__(self, open_log: Callable[[], EventLog],
+                 make_replayer: Callable[[EventLog], Replayer | None], *,
+                 checkpoint_every_s: float = 1.0, idle_s: float = 0.25,
+                 alive: Callable[[], bool] = lambda: True,
+                 monotonic: Clock = time.monotonic):
+        self._open_log = open_log
+        self._make_replayer = make_replayer
+        self._checkpoint_every_s = checkpoint_every_s
+        self._idle_s = idle_s
+        self._alive = alive
+        self._monotonic = monotonic
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            event_log = self._open_log()
+        except Exception:
+            log.exception("replay loop could not open the log")
+            return
+        replayer = None
+        try:
+            replayer = self._make_replayer(event_log)
+            next_checkpoint = 0.0
+            while not self._stop.is_set() and self._alive():
+                if self._monotonic() >= next_checkpoint:
+                    event_log.checkpoint()
+                    next_checkpoint = self._monotonic() + self._checkpoint_every_s
+                wait = self._idle_s
+                if replayer is not None:
+                    try:
+                        wait = replayer.tick().wait_s
+                    except Exception:  # the log is locked or full: try again later
+                        log.exception("replay tick failed")
+                        wait = max(self._idle_s, 1.0)
+                if wait > 0:
+                    self._stop.wait(min(wait, max(0.0, next_checkpoint - self._monotonic())))
+        finally:
+            if replayer is not None:
+                replayer.release()
+            event_log.close()

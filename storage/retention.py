@@ -1,0 +1,64 @@
+"""Retention (SPEC §4): prune events older than ANALYTICS_RETENTION_DAYS that were
+replayed.
+
+Only events at or before the replay cursor are candidates — an event the sink has not
+confirmed is never pruned, however old, and neither is one held in the dead-letter table
+(it never reached Cloudflare). Deletion runs in small transactions with a pause between
+them, so ingestion, which needs the same write lock, waits at most one small batch.
+Sequence numbers are AUTOINCREMENT, so pruning never lets one be reused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Callable
+
+from .log import EventLog, _translate
+
+DAY_MS = 86_400_000
+BATCH = 500
+# Between batches: long enough for a writer spinning on the lock (its retry sleeps are
+# at most 2 ms) to take it.
+PAUSE_S = 0.005
+
+
+def cutoff_ms(now: float, retention_days: int) -> int:
+    return int(now * 1000) - retention_days * DAY_MS
+
+
+def prune(event_log: EventLog, now: float, retention_days: int, *, sink: str,
+          batch: int = BATCH, pause: Callable[[float], None] = time.sleep,
+          pause_s: float = PAUSE_S) -> int:
+    """Delete events received before `now - retention_days` that `sink` confirmed (the
+    sink whose cursor says what reached Cloudflare); returns how many were deleted."""
+    if retention_days <= 0:
+        raise ValueError("retention must be at least one day")
+    cutoff = cutoff_ms(now, retention_days)
+    if batch <= 0:
+        raise ValueError("batch must be positive")
+    # Read once: events confirmed after this moment wait for the next run.
+    through = event_log.replayed_through(sink)
+    conn = event_log.conn
+    pruned = last = 0
+    while True:
+        # Candidates are found outside the write transaction (a WAL reader takes no
+        # lock), so the lock is held only for deletions by primary key.
+        seqs = [row[0] for row in conn.execute(
+            "SELECT seq FROM events WHERE seq > ? AND seq <= ? AND received_ms < ?"
+            " AND NOT EXISTS (SELECT 1 FROM replay_dead_letters d"
+            "                 WHERE d.sink = ? AND d.seq = events.seq)"
+            " ORDER BY seq LIMIT ?", (last, through, cutoff, sink, batch))]
+        if not seqs:
+            return pruned
+        try:
+            with event_log.transaction() as tx:
+                pruned += tx.execute(
+                    f"DELETE FROM events WHERE seq IN ({','.join('?' * len(seqs))})",
+                    seqs).rowcount
+        except sqlite3.Error as e:
+            raise _translate(e) from e
+        last = seqs[-1]
+        if len(seqs) < batch:
+            return pruned
+        pause(pause_s)

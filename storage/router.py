@@ -1,0 +1,123 @@
+"""Which source answers a /query (SPEC §3.3).
+
+- `local`: the local log's engine; never calls out.
+- `cloudflare`: Cloudflare's SQL API; never falls back (its failure is the answer).
+- `auto` (the default): Cloudflare when it is configured, its breaker is closed (it
+  answered the last call, or the cool-down after a failure has passed), and the replay
+  backlog is empty — so Cloudflare has every event; otherwise the local log. A failure
+  of Cloudflare during `auto` falls back to the local log within the same request.
+
+Invalid SQL is invalid from either source: it is never retried elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from .aesql import QueryResult
+from .cloudflare import CloudflareError, CloudflareNotConfigured, CloudflareQueryRejected
+
+SOURCES = ("auto", "cloudflare", "local")
+
+
+class Engine(Protocol):
+    def query(self, sql: str, params: Sequence[Any]) -> QueryResult: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    result: QueryResult
+    source: str  # "local" | "cloudflare"
+
+
+class Breaker:
+    """A circuit breaker with a cool-down, one per worker process: after a failed call
+    `auto` does not try Cloudflare for `cooldown_s`; then one call tries again
+    (half-open) and its outcome decides. Its state is /status's reachability."""
+
+    def __init__(self, cooldown_s: float, clock: Callable[[], float] = time.time):
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self.last_success: float | None = None
+        self.last_failure: float | None = None
+        self.last_error: str | None = None
+        self.reachable: bool | None = None  # did the last call get an answer; None: no call yet
+
+    def allows(self) -> bool:
+        if self.reachable is not False:
+            return True
+        assert self.last_failure is not None
+        return self._clock() >= self.last_failure + self.cooldown_s
+
+    def succeeded(self) -> None:
+        self.last_success = self._clock()
+        self.reachable = True
+
+    def failed(self, error: Exception) -> None:
+        self.last_failure = self._clock()
+        self.last_error = str(error)
+        self.reachable = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"reachable": self.reachable, "lastSuccess": self.last_success,
+                "lastFailure": self.last_failure, "lastError": self.last_error,
+                "coolingDown": not self.allows()}
+
+
+class Router:
+    def __init__(self, *, local: Engine, cloud: Engine | None, breaker: Breaker,
+                 caught_up: Callable[[], bool]):
+        """`caught_up()` says whether Cloudflare has every event of the log (the replay
+        backlog is empty and settled); it is asked only when Cloudflare could answer."""
+        self._local = local
+        self._cloud = cloud
+        self.breaker = breaker
+        self._caught_up = caught_up
+
+    def query(self, sql: str, params: Sequence[Any] = (), source: str = "auto") -> Answer:
+        if source == "local":
+            return self._from_local(sql, params)
+        if source == "cloudflare":
+            return Answer(self._from_cloudflare(sql, params), "cloudflare")
+        if source != "auto":
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+        if self._cloud is not None and self.breaker.allows() and self._caught_up():
+            try:
+                return Answer(self._from_cloudflare(sql, params), "cloudflare")
+            except CloudflareQueryRejected:
+                raise
+            except CloudflareError:
+                pass  # recorded by the breaker; the log has every event
+        return self._from_local(sql, params)
+
+    def _from_local(self, sql: str, params: Sequence[Any]) -> Answer:
+        try:
+            return Answer(self._local.query(sql, list(params)), "local")
+        except Exception as e:
+            e.source = "local"  # type: ignore[attr-defined]  # for the error body
+            raise
+
+    def _from_cloudflare(self, sql: str, params: Sequence[Any]) -> QueryResult:
+        if self._cloud is None:
+            raise _tagged(CloudflareNotConfigured(
+                "Cloudflare is not configured: set CLOUDFLARE_API_TOKEN and "
+                "CLOUDFLARE_ACCOUNT_ID, or query with source local"))
+        try:
+            result = self._cloud.query(sql, list(params))
+        except CloudflareQueryRejected as e:
+            self.breaker.succeeded()  # it answered: the query is at fault, not Cloudflare
+            raise _tagged(e)
+        except CloudflareError as e:
+            self.breaker.failed(e)
+            raise _tagged(e)
+        except Exception as e:  # invalid SQL or params, found before calling out
+            raise _tagged(e)
+        self.breaker.succeeded()
+        return result
+
+
+def _tagged(error: Exception) -> Exception:
+    error.source = "cloudflare"  # type: ignore[attr-defined]
+    return error

@@ -1,0 +1,152 @@
+"""The local engine answers Analytics Engine SQL with the values ClickHouse gives for the
+same data: every query of the corpus runs on both, results equal row by row."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from storage import aesql
+from storage import aesql_functions as F
+from storage.aesql import LocalEngine, to_clickhouse
+from aesql_corpus import CORPUS, Q
+from aesql_fixtures import NOW, ClickHouse, differences, import_log, make_records
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    return make_records()
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory, records: list[dict]) -> str:
+    return import_log(tmp_path_factory.mktemp("conformance"), records)
+
+
+@pytest.fixture(scope="module")
+def engine(db: str):
+    e = LocalEngine(db, now=lambda: NOW)
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def clickhouse(records: list[dict]) -> ClickHouse:
+    return ClickHouse(records)
+
+
+def run_both(engine: LocalEngine, clickhouse: ClickHouse, q: Q) -> list[str]:
+    local = engine.query(q.sql, q.params)
+    reference = clickhouse.query(to_clickhouse(q.sql, q.params, now=NOW, portable=True,
+                                               format=None))
+    return differences(local, reference, ordered=bool(re.search(r"ORDER BY", q.sql)))
+
+
+def test_corpus_starts_with_the_profile_example_and_is_large() -> None:
+    assert CORPUS[0].sql.startswith("SELECT sum(double1) as total_latency, count() as "
+                                    "total_calls FROM hoox_telemetry WHERE blob1 = ?")
+    assert CORPUS[0].params == ("trade-worker",)
+    assert len(CORPUS) >= 50
+
+
+def test_corpus_covers_the_whole_dialect() -> None:
+    """Every documented function and every operator/clause appears in some query."""
+    text = " ".join(q.sql for q in CORPUS)
+    for name in aesql.FUNCTIONS:
+        assert re.search(rf"\b{name}\s*\(", text), f"no corpus query uses {name}"
+    for construct in ("WHERE", "GROUP BY", "HAVING", "ORDER BY", "LIMIT ALL", "OFFSET",
+                      "FORMAT JSON", "FORMAT JSONEachRow", "BETWEEN", " IN (", "NOT IN",
+                      " LIKE ", "NOT LIKE", "ILIKE", " AND ", " OR ", "NOT ", "DESC",
+                      "DISTINCT", "extract(", "INTERVAL", "FROM (SELECT", "SELECT *",
+                      " % ", " / ", " * ", " - ", " + ", "<>", "!=", ">=", "<=", "?"):
+        assert construct in text, f"no corpus query uses {construct!r}"
+    for unit in ("SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"):
+        assert f"' {unit}" in text or f" {unit})" in text, f"no INTERVAL ... {unit}"
+
+
+@pytest.mark.parametrize("index", range(len(CORPUS)), ids=lambda i: f"q{i + 1:02d}")
+def test_local_equals_clickhouse(engine: LocalEngine, clickhouse: ClickHouse,
+                                 index: int) -> None:
+    q = CORPUS[index]
+    problems = run_both(engine, clickhouse, q)
+    assert not problems, f"{q.sql}\n" + "\n".join(problems)
+
+
+def test_results_are_not_trivially_empty(engine: LocalEngine) -> None:
+    """The comparison means something only if the queries see data."""
+    empty = [q.sql for q in CORPUS
+             if "1 = 0" not in q.sql and "OR 1=1" not in str(q.params)
+             and not engine.query(q.sql, q.params).rows]
+    assert not empty
+    result = engine.query(CORPUS[0].sql, CORPUS[0].params)
+    assert result.rows[0]["total_calls"] > 50
+    assert result.meta == [{"name": "total_latency", "type": "Float64"},
+                           {"name": "total_calls", "type": "UInt64"}]
+
+
+def test_example_query_matches_a_count_by_hand(engine: LocalEngine, records: list[dict]) -> None:
+    """An independent check of the first query, without either SQL engine."""
+    from aesql_fixtures import _ms
+    chosen = [r for r in records if r["payload"]["worker"] == "trade-worker"
+              and _ms(r) // 1000 >= NOW - 86400]
+    row = engine.query(CORPUS[0].sql, CORPUS[0].params).rows[0]
+    assert row["total_calls"] == len(chosen)
+    assert row["total_latency"] == pytest.approx(sum(r["payload"]["latencyMs"]
+                                                     for r in chosen))
+
+
+def test_datetime_is_rendered_as_clickhouse_does(engine: LocalEngine) -> None:
+    result = engine.query("SELECT now() AS n, today() AS d, toStartOfWeek(now()) AS w")
+    assert result.rows == [{"n": "2026-11-24 17:56:30", "d": "2026-11-24",
+                            "w": "2026-11-23"}]
+    assert [m["type"] for m in result.meta] == ["DateTime", "Date", "Date"]
+
+
+@pytest.mark.parametrize("broken", ["toDayOfWeek", "quantile", "length", "round"])
+def test_a_broken_translation_fails_the_comparison(engine: LocalEngine, db: str,
+                                                   clickhouse: ClickHouse,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   broken: str) -> None:
+    """The suite can fail: break one translation and the comparison reports it."""
+    queries = {"toDayOfWeek": CORPUS[3], "quantile": CORPUS[2],
+               "length": next(q for q in CORPUS if "length(blob2)" in q.sql),
+               "round": next(q for q in CORPUS if "round(double1, 1)" in q.sql)}
+    if broken == "toDayOfWeek":  # weeks starting on Sunday, a classic mistake
+        original = aesql.Translator._f_toDayOfWeek
+
+        def sunday(self, call, args, scope):  # type: ignore[no-untyped-def]
+            t = original(self, call, args, scope)
+            return aesql.T(aesql._op(aesql.exp.Add, aesql._op(aesql.exp.Mod, t.e,
+                                                              aesql._num(7)),
+                                     aesql._num(1)), t.t)
+        monkeypatch.setattr(aesql.Translator, "_f_toDayOfWeek", sunday)
+    elif broken == "quantile":  # interpolating instead of ClickHouse's exact algorithm
+        def finalize(self):  # type: ignore[no-untyped-def]
+            values = sorted(self.weights)
+            return values[len(values) // 2] if values else None
+        monkeypatch.setattr(F.QuantileExactWeighted, "finalize", finalize)
+    elif broken == "length":  # characters instead of bytes
+        monkeypatch.setattr(aesql.Translator, "_f_length",
+                            lambda self, call, args, scope: aesql.T(
+                                aesql._fn("length", args[0].e), "UInt64"))
+    else:  # SQLite's round (half away from zero) instead of ClickHouse's
+        monkeypatch.setattr(F, "ch_round", lambda x, n=0: None if x is None else
+                            float(__import__("decimal").Decimal(repr(x)).quantize(
+                                __import__("decimal").Decimal(1).scaleb(-int(n)),
+                                rounding="ROUND_HALF_UP")))
+        monkeypatch.setitem(F.SCALARS, "ae_round", (2, F.ch_round))
+    fresh = LocalEngine(db, now=lambda: NOW)  # new connection and cache: sees the patch
+    try:
+        assert run_both(fresh, clickhouse, queries[broken])
+    finally:
+        fresh.close()
+
+
+def test_to_clickhouse_spells_the_documented_names() -> None:
+    text = to_clickhouse("SELECT if(double1 > 1, 'a', 'b') AS x, toStartOfMonth(timestamp) AS m, "
+                         "count() AS n FROM hoox_telemetry WHERE blob1 = ? GROUP BY x, m",
+                         ["it's"])
+    assert "CASE" not in text and "if(" in text and "toStartOfMonth(" in text
+    assert "'it\\'s'" in text or "'it''s'" in text
+    assert text.endswith("FORMAT JSON")

@@ -1,0 +1,117 @@
+"""What Analytics Engine rejects is rejected here too: InvalidQuery (HTTP 422) with a
+message in Analytics Engine's style that names the construct; a params mismatch is
+ParamsMismatch (HTTP 400). The same checks guard the text sent to Cloudflare."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage.aesql import InvalidQuery, LocalEngine, ParamsMismatch, to_clickhouse
+from aesql_fixtures import NOW, import_log, make_records
+
+T = "hoox_telemetry"
+
+REJECTED = [
+    # (query, a fragment the message must contain)
+    (f"SELECT a.blob1 FROM {T} a JOIN {T} b ON a.index1 = b.index1", "JOIN"),
+    (f"SELECT blob1 FROM {T} INNER JOIN other USING (index1)", "JOIN"),
+    (f"SELECT blob1 FROM {T} UNION ALL SELECT blob2 FROM {T}", "UNION"),
+    (f"WITH x AS (SELECT blob1 FROM {T}) SELECT * FROM x", "WITH"),
+    (f"SELECT CASE WHEN double1 > 1 THEN 'a' ELSE 'b' END FROM {T}", "CASE WHEN"),
+    (f"SELECT multiIf(double1 > 1, 'a', 'b') FROM {T}", "multiIf"),
+    (f"SELECT count(*) FROM {T}", "count(*)"),
+    (f"SELECT count() FROM {T}; SELECT 1", "one statement"),
+    (f"SELECT 1; DELETE FROM {T}", "one statement"),
+    (f"DELETE FROM {T} WHERE 1", "DELETE"),
+    (f"INSERT INTO {T} (blob1) VALUES ('x')", "INSERT"),
+    (f"DROP TABLE {T}", "DROP"),
+    ("CREATE TABLE t (a Int32) ENGINE = Memory", "CREATE"),
+    ("ATTACH DATABASE '/tmp/x.db' AS x", "ATTACH"),
+    ("PRAGMA table_info(events)", "PRAGMA"),
+    ("SELECT count() FROM events", "unknown table events"),
+    ("SELECT count() FROM datapoints", "unknown table datapoints"),
+    ("SELECT name FROM sqlite_master", "unknown table sqlite_master"),
+    (f"SELECT count() FROM other.{T}", "unknown table"),
+    (f"SELECT sqlite_version() FROM {T}", "unknown function sqlite_version"),
+    (f"SELECT load_extension('x') FROM {T}", "unknown function load_extension"),
+    (f"SELECT quantile(0.5)(double1) FROM {T}", "quantile"),
+    (f"SELECT concat(blob1, blob2) FROM {T}", "concat"),
+    (f"SELECT toDate(timestamp) FROM {T}", "unknown function toDate"),
+    (f"SELECT payload FROM {T}", "unknown column payload"),
+    (f"SELECT received_ms FROM {T}", "unknown column received_ms"),
+    (f"SELECT seq FROM {T}", "unknown column seq"),
+    (f"SELECT DISTINCT blob1 FROM {T}", "DISTINCT"),
+    (f"SELECT count() OVER () FROM {T}", "OVER"),
+    (f"SELECT blob1 FROM {T} FORMAT CSV", "FORMAT CSV"),
+    ("SHOW DATABASES", "SHOW DATABASES"),
+    (f"SELECT blob1 IS NULL FROM {T}", "not supported"),
+    (f"SELECT blob1 FROM {T} WHERE index1 IN (SELECT index1 FROM {T})", "IN"),
+    (f"SELECT toStartOfInterval(timestamp, INTERVAL '1' FORTNIGHT) FROM {T}", "INTERVAL"),
+    ("SELEC count() FROM hoox_telemetry", "Input was invalid"),
+    ("", "empty"),
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory):
+    db = import_log(tmp_path_factory.mktemp("rejects"), make_records(200))
+    e = LocalEngine(db, now=lambda: NOW)
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("sql,fragment", REJECTED, ids=[f for _, f in REJECTED])
+def test_rejected_locally_with_a_named_reason(engine: LocalEngine, sql: str,
+                                              fragment: str) -> None:
+    with pytest.raises(InvalidQuery) as caught:
+        engine.query(sql)
+    message = str(caught.value)
+    assert message.startswith("Input was invalid: ")
+    assert fragment.lower() in message.lower(), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("sql,fragment", REJECTED, ids=[f for _, f in REJECTED])
+def test_rejected_before_reaching_cloudflare(sql: str, fragment: str) -> None:
+    with pytest.raises(InvalidQuery) as caught:
+        to_clickhouse(sql)
+    assert fragment.lower() in str(caught.value).lower()
+
+
+@pytest.mark.parametrize("sql,params", [
+    (f"SELECT count() FROM {T} WHERE blob1 = ?", []),
+    (f"SELECT count() FROM {T} WHERE blob1 = ?", ["a", "b"]),
+    (f"SELECT count() FROM {T}", ["a"]),
+    (f"SELECT count() FROM {T} WHERE blob1 = ? AND blob2 = ?", ["a"]),
+])
+def test_params_count_mismatch_is_a_400(engine: LocalEngine, sql: str, params: list) -> None:
+    with pytest.raises(ParamsMismatch) as caught:
+        engine.query(sql, params)
+    assert "placeholder" in str(caught.value)
+    with pytest.raises(ParamsMismatch):
+        to_clickhouse(sql, params)
+
+
+@pytest.mark.parametrize("param", [["a"], {"a": 1}, float("nan"), float("inf"), b"x"])
+def test_params_of_unsupported_types_are_a_400(engine: LocalEngine, param: object) -> None:
+    with pytest.raises(ParamsMismatch):
+        engine.query(f"SELECT count() FROM {T} WHERE blob1 = ?", [param])
+
+
+def test_question_mark_inside_a_string_is_not_a_placeholder(engine: LocalEngine) -> None:
+    result = engine.query(f"SELECT count() AS n FROM {T} WHERE blob1 = 'why?'")
+    assert result.rows == [{"n": 0}]
+
+
+def test_named_placeholders_are_rejected(engine: LocalEngine) -> None:
+    with pytest.raises(InvalidQuery, match="placeholder"):
+        engine.query(f"SELECT count() FROM {T} WHERE blob1 = {{__ae_param_0:String}}")
+
+
+def test_show_statements_answer_like_analytics_engine(engine: LocalEngine) -> None:
+    assert engine.query("SHOW TABLES").rows == [{"dataset": T}]
+    assert engine.query("SHOW TABLES FORMAT JSON").rows == [{"dataset": T}]
+    assert engine.query("SHOW TIMEZONE").rows == [{"timezone": "UTC"}]
+    zones = [r["name"] for r in engine.query("SHOW TIMEZONES").rows]
+    assert "UTC" in zones and "Europe/Berlin" in zones
+    assert to_clickhouse("show tables") == "SHOW TABLES FORMAT JSON"

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import falcon
 import httpx
 
-from storage import replay, sink
+from storage import replay, retention, sink
 from storage.aesql import InvalidQuery, LocalEngine, ParamsMismatch, QueryTimeout
 from storage.cloudflare import CloudflareError, CloudflareSQL
 from storage.config import VERSION, Config, ConfigError
@@ -136,9 +136,12 @@ class Services:
                                    backoff=replay.Backoff(base_s=min(0.5, cap_s), cap_s=cap_s),
                                    clock=clock)
 
+        def prune(event_log: EventLog) -> None:
+            retention.prune(event_log, clock(), config.retention_days, sink=config.sink)
+
         return replay.ReplayLoop(
             lambda: EventLog(config.db_path, sync=config.sync), make_replayer,
-            alive=lambda: this() is not None)
+            maintain=prune, alive=lambda: this() is not None)
 
     def close(self) -> None:
         if self._pid == os.getpid():

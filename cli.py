@@ -196,7 +196,7 @@ def serve(bind: str | None, workers: int | None, gunicorn_args: tuple[str, ...])
 @db_option
 @click.argument("source", type=click.File("rb"))
 def import_(db_path: str | None, source: Any) -> None:
-    """Load events from an NDJSON export (SPEC §7) into the log.
+    """Load events from an NDJSON export into the log.
 
     Every line is validated as the HTTP API would; a bad line is reported with its
     number and not imported; requestIds already in the log are skipped. Exits 1 when a

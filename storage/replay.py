@@ -478,18 +478,22 @@ def _split(batch: Sequence[Pending], reasons: dict[int, str]
 class ReplayLoop:
     """One daemon thread per gunicorn worker, on its own connection to the log: it
     checkpoints the WAL about every second (the request connection never does, on the
-    hot path) and, when a sink is configured, contends for the replay lease and replays.
-    Nothing here runs on a request."""
+    hot path), when a sink is configured contends for the replay lease and replays, and
+    now and then runs `maintain` (retention). Nothing here runs on a request."""
 
     def __init__(self, open_log: Callable[[], EventLog],
                  make_replayer: Callable[[EventLog], Replayer | None], *,
                  checkpoint_every_s: float = 1.0, idle_s: float = 0.25,
+                 maintain: Callable[[EventLog], object] | None = None,
+                 maintain_every_s: float = 3600.0,
                  alive: Callable[[], bool] = lambda: True,
                  monotonic: Clock = time.monotonic):
         self._open_log = open_log
         self._make_replayer = make_replayer
         self._checkpoint_every_s = checkpoint_every_s
         self._idle_s = idle_s
+        self._maintain = maintain
+        self._maintain_every_s = maintain_every_s
         self._alive = alive
         self._monotonic = monotonic
         self._stop = threading.Event()
@@ -518,10 +522,18 @@ class ReplayLoop:
         try:
             replayer = self._make_replayer(event_log)
             next_checkpoint = 0.0
+            # Not at once: a worker that starts is busy enough serving its first requests.
+            next_maintenance = self._monotonic() + min(60.0, self._maintain_every_s)
             while not self._stop.is_set() and self._alive():
                 if self._monotonic() >= next_checkpoint:
                     event_log.checkpoint()
                     next_checkpoint = self._monotonic() + self._checkpoint_every_s
+                if self._maintain is not None and self._monotonic() >= next_maintenance:
+                    try:
+                        self._maintain(event_log)
+                    except Exception:  # locked or full: the next round tries again
+                        log.exception("maintenance failed")
+                    next_maintenance = self._monotonic() + self._maintain_every_s
                 wait = self._idle_s
                 if replayer is not None:
                     try:

@@ -397,6 +397,18 @@ def test_replay_loop_ends_when_its_owner_is_gone(db_path: Path) -> None:
     assert not loop.running
 
 
+def test_replay_loop_runs_maintenance_on_its_own_connection(db_path: Path) -> None:
+    seen: list[EventLog] = []
+    loop = ReplayLoop(lambda: EventLog(db_path), lambda log: None, idle_s=0.01,
+                      checkpoint_every_s=0.01, maintain=seen.append, maintain_every_s=0.02)
+    loop.start()
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loop.stop()
+    assert len(seen) >= 2 and seen[0] is seen[1]
+
+
 # -- the command line ---------------------------------------------------------------------
 
 def run_cli(args: list[str], db_path: Path, **env: str) -> Any:

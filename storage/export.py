@@ -14,6 +14,7 @@ import sqlite3
 from typing import IO, Callable, Iterator
 
 from .interchange import format_time, to_line
+from .log import range_sql
 
 FORMATS = ("ndjson", "csv")
 CSV_HEADER = ("requestId", "type", "receivedAt", "worker", "endpoint", "latencyMs", "success")
@@ -23,31 +24,15 @@ Row = tuple
 Progress = Callable[[int], None]
 
 
-def _range_sql(columns: str, since_ms: int | None, until_ms: int | None
-               ) -> tuple[str, list[int]]:
-    # A plain scan in sequence order: the rows stream from the table itself, with no
-    # temporary sort that would grow with the range.
-    where, args = [], []
-    if since_ms is not None:
-        where.append("received_ms >= ?")
-        args.append(since_ms)
-    if until_ms is not None:
-        where.append("received_ms < ?")
-        args.append(until_ms)
-    sql = (f"SELECT {columns} FROM events"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq")
-    return sql, args
-
-
 def count(conn: sqlite3.Connection, since_ms: int | None = None,
           until_ms: int | None = None) -> int:
-    sql, args = _range_sql("count(*)", since_ms, until_ms)
+    sql, args = range_sql("count(*)", since_ms, until_ms)
     return conn.execute(sql.replace(" ORDER BY seq", ""), args).fetchone()[0]
 
 
 def _pages(conn: sqlite3.Connection, columns: str, since_ms: int | None,
            until_ms: int | None, page: int) -> Iterator[list[Row]]:
-    sql, args = _range_sql(columns, since_ms, until_ms)
+    sql, args = range_sql(columns, since_ms, until_ms)
     cursor = conn.execute(sql, args)
     try:
         while rows := cursor.fetchmany(page):

@@ -95,6 +95,23 @@ def _translate(error: sqlite3.Error) -> LogError:
     return LogUnavailable(f"The event log cannot be written: {error}")
 
 
+def range_sql(columns: str, since_ms: int | None, until_ms: int | None
+              ) -> tuple[str, list[int]]:
+    """SELECT `columns` of the events received in [since_ms, until_ms), in sequence order.
+    A plain scan of the table in `seq` order: rows stream with no temporary sort that
+    would grow with the range."""
+    where, args = [], []
+    if since_ms is not None:
+        where.append("received_ms >= ?")
+        args.append(since_ms)
+    if until_ms is not None:
+        where.append("received_ms < ?")
+        args.append(until_ms)
+    sql = (f"SELECT {columns} FROM events"
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq")
+    return sql, args
+
+
 class EventLog:
     """One process's connection to the log. Open it after gunicorn forks."""
 
@@ -208,15 +225,7 @@ class EventLog:
     def events(self, since_ms: int | None = None, until_ms: int | None = None,
                batch: int = 5000) -> Iterator[sqlite3.Row]:
         """Events received in [since_ms, until_ms), in sequence order, streamed."""
-        where, args = [], []
-        if since_ms is not None:
-            where.append("received_ms >= ?")
-            args.append(since_ms)
-        if until_ms is not None:
-            where.append("received_ms < ?")
-            args.append(until_ms)
-        sql = ("SELECT seq, request_id, type, received_ms, payload FROM events"
-               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq")
+        sql, args = range_sql("seq, request_id, type, received_ms, payload", since_ms, until_ms)
         cursor = self.conn.execute(sql, args)
         cursor.row_factory = sqlite3.Row
         while rows := cursor.fetchmany(batch):

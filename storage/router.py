@@ -60,11 +60,6 @@ class Breaker:
         self.last_error = str(error)
         self.reachable = False
 
-    def describe(self) -> dict[str, Any]:
-        return {"reachable": self.reachable, "lastSuccess": self.last_success,
-                "lastFailure": self.last_failure, "lastError": self.last_error,
-                "coolingDown": not self.allows()}
-
 
 class Router:
     def __init__(self, *, local: Engine, cloud: Engine | None, breaker: Breaker,

@@ -90,13 +90,7 @@ class Services:
                             max_rows=config.query_max_rows, now=self.clock)
         cloud = None
         if config.cloudflare_configured:
-            cloud = CloudflareSQL(api_base=config.cloudflare_api_base,
-                                  account_id=config.cloudflare_account_id,
-                                  api_token=config.cloudflare_api_token,
-                                  dataset=config.dataset,
-                                  timeout_ms=config.cloudflare_timeout_ms,
-                                  max_rows=config.query_max_rows,
-                                  http=self._given_http or self._client_unlocked())
+            cloud = CloudflareSQL.from_config(config, self._given_http or self._client_unlocked())
 
         def caught_up() -> bool:
             # Only the relay puts events into Cloudflare.

@@ -23,7 +23,7 @@ from storage import replay
 from storage import sink as sink_
 from storage.audit import AuditError, Auditor, Report, format_bucket
 from storage.audit import repair as repair_missing
-from storage.config import VERSION, Config, ConfigError
+from storage.config import SOURCES, VERSION, Config, ConfigError
 from storage.events import EventParser
 from storage.interchange import BadLine, parse_time, read_events
 from storage.log import EventLog, LogError
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 IMPORT_BATCH = 1000
 # The SQL engine and the Cloudflare client (sqlglot) are imported by the commands that
 # use them, so that export and import start fast and stay small.
-SOURCES = ("auto", "cloudflare", "local")
 
 
 def load_config(**overrides: Any) -> Config:
@@ -393,11 +392,7 @@ def cloudflare_sql(config: Config, max_rows: int) -> CloudflareSQL:
     if not config.cloudflare_configured:
         raise click.ClickException(
             "Cloudflare is not configured: set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID")
-    return CloudflareSQL(api_base=config.cloudflare_api_base,
-                         account_id=config.cloudflare_account_id,
-                         api_token=config.cloudflare_api_token, dataset=config.dataset,
-                         timeout_ms=config.cloudflare_timeout_ms, max_rows=max_rows,
-                         http=http_client(config))
+    return CloudflareSQL.from_config(config, http_client(config), max_rows)
 
 
 @main.command()

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import httpx
 
 from .aesql import QueryResult, to_clickhouse
+from .config import Config
 
 
 class CloudflareError(Exception):
@@ -95,6 +96,16 @@ class CloudflareSQL:
         self._timeout = httpx.Timeout(timeout_ms / 1000.0)
         self._max_rows = max_rows
         self._http = http
+
+    @classmethod
+    def from_config(cls, config: Config, http: httpx.Client,
+                    max_rows: int | None = None) -> "CloudflareSQL":
+        return cls(api_base=config.cloudflare_api_base,
+                   account_id=config.cloudflare_account_id,
+                   api_token=config.cloudflare_api_token, dataset=config.dataset,
+                   timeout_ms=config.cloudflare_timeout_ms,
+                   max_rows=config.query_max_rows if max_rows is None else max_rows,
+                   http=http)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
         """Raises aesql's InvalidQuery / ParamsMismatch before calling out, and

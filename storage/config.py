@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 VERSION = "0.1.0"
+# Which source answers a /query (the router decides for "auto").
+SOURCES = ("auto", "cloudflare", "local")
 
 
 class ConfigError(Exception):

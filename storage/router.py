@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from .aesql import QueryResult
+from .config import SOURCES
 from .cloudflare import CloudflareError, CloudflareNotConfigured, CloudflareQueryRejected
 
-SOURCES = ("auto", "cloudflare", "local")
 
 
 class Engine(Protocol):

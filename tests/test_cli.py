@@ -12,13 +12,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from cli import SOURCES, main
+from cli import main
 from standin import StandIn
 from storage import datapoint
 from storage.events import Event
 from storage.log import EventLog
 from storage.replay import Replayer
-from storage.router import SOURCES as ROUTER_SOURCES
 from storage.sink import RelaySink, StdoutSink
 
 T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
@@ -51,10 +50,6 @@ def test_every_command_has_help_with_an_example(command):
     assert result.exit_code == 0
     assert "Example" in result.stdout
     assert f"analytics-worker {command}" in result.stdout
-
-
-def test_the_command_line_offers_the_same_sources_as_the_router():
-    assert SOURCES == ROUTER_SOURCES
 
 
 # -- query ---------------------------------------------------------------------------------

@@ -7,8 +7,7 @@ fix it later, and Analytics Engine would silently lose it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 # https://developers.cloudflare.com/analytics/analytics-engine/limits/
 MAX_BLOBS = 20
@@ -19,8 +18,7 @@ MAX_BLOB_BYTES = 16_000
 MAX_POINTS_PER_CALL = 250
 
 
-@dataclass(frozen=True)
-class DataPoint:
+class DataPoint(NamedTuple):
     blobs: tuple[str, ...]
     doubles: tuple[float, ...]
     indexes: tuple[str, ...]

@@ -5,7 +5,8 @@ Only events at or before the replay cursor are candidates — an event the sink 
 confirmed is never pruned, however old, and neither is one held in the dead-letter table
 (it never reached Cloudflare). Deletion runs in small transactions with a pause between
 them, so ingestion, which needs the same write lock, waits at most one small batch.
-Sequence numbers are AUTOINCREMENT, so pruning never lets one be reused.
+The newest event is never pruned: SQLite numbers a new event max(seq) + 1, so keeping it
+is what keeps sequence numbers from ever being given twice.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def prune(event_log: EventLog, now: float, retention_days: int, *, sink: str,
         # lock), so the lock is held only for deletions by primary key.
         seqs = [row[0] for row in conn.execute(
             "SELECT seq FROM events WHERE seq > ? AND seq <= ? AND received_ms < ?"
+            " AND seq < (SELECT max(seq) FROM events)"
             " AND NOT EXISTS (SELECT 1 FROM replay_dead_letters d"
             "                 WHERE d.sink = ? AND d.seq = events.seq)"
             " ORDER BY seq LIMIT ?", (last, through, cutoff, sink, batch))]

@@ -178,12 +178,13 @@ def test_export_streams_in_pages_without_holding_the_range(tmp_path):
 
 def test_ndjson_chunks_match_the_interchange_line_format(tmp_path):
     db = seeded(tmp_path / "a.db", VARIED)
-    text = "".join(chunk for chunk, _ in export_.ndjson_chunks(EventLog(db).conn))
-    expected = "".join(to_line(e.request_id, e.type, e.received_ms,
-                               json.dumps(e.payload, ensure_ascii=False,
-                                          separators=(",", ":")))
-                       for e in VARIED)
+    conn = EventLog(db).conn
+    text = "".join(chunk for chunk, _ in export_.ndjson_chunks(conn))
+    stored = [row[0] for row in conn.execute("SELECT payload FROM events ORDER BY seq")]
+    expected = "".join(to_line(e.request_id, e.type, e.received_ms, payload)
+                       for e, payload in zip(VARIED, stored))
     assert text == expected
+    assert [json.loads(p) for p in stored] == [e.payload for e in VARIED]
 
 
 def test_import_reports_bad_lines_by_number_and_imports_the_rest(tmp_path):

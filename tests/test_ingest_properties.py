@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from app import create_app
 from conftest import AUTH, FixedClock
 from storage.config import Config
-from storage.events import Schema, load_schema
+from storage.events import Schema, is_plain_envelope, load_schema
 from storage.log import EventLog
 
 json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2**70, 2**70)
@@ -59,6 +59,34 @@ def event_bodies(draw):
     return payload
 
 
+# Values at the edges of what the envelope allows, for near-valid bodies.
+edge_values = st.sampled_from(["", "x", 0, -1, -0.0, 0.5, -0.5, 2**70, True, False, None,
+                               [], {}, "0"])
+
+
+def mostly(valid: st.SearchStrategy) -> st.SearchStrategy:
+    """A valid value three times in four, else an edge value."""
+    return st.one_of(valid, valid, valid, edge_values)
+
+
+@st.composite
+def near_envelopes(draw):
+    """Envelopes that are valid or a step or two from it: edge values, a key missing or
+    one too many, in the body or in the payload."""
+    name = st.text(min_size=1, max_size=3)
+    payload = {"worker": draw(mostly(name)), "endpoint": draw(mostly(name)),
+               "latencyMs": draw(mostly(st.floats(0, 1e9) | st.integers(0))),
+               "success": draw(mostly(st.booleans()))}
+    body = {"requestId": draw(mostly(name)), "payload": payload}
+    for part in (body, payload):
+        change = draw(st.sampled_from(["none"] * 4 + ["drop", "add"]))
+        if change == "drop":
+            del part[draw(st.sampled_from(sorted(part)))]
+        elif change == "add":
+            part[draw(st.sampled_from(["indexes", "extra", "worker"]))] = "x"
+    return body
+
+
 API_CALL = Schema(load_schema("api-call"))
 EXACT = jsonschema.Draft7Validator(load_schema("api-call"))
 
@@ -67,6 +95,20 @@ EXACT = jsonschema.Draft7Validator(load_schema("api-call"))
 @given(doc=event_bodies() | json_values)
 def test_fast_validator_agrees_with_jsonschema(doc):
     assert API_CALL.is_valid(doc) == EXACT.is_valid(doc)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(doc=near_envelopes() | event_bodies() | json_values)
+def test_plain_envelope_check_is_jsonschema_on_envelopes(doc):
+    # The hot path's check: on envelope-shaped documents it says exactly what jsonschema
+    # says; everything else it leaves to the schema.
+    is_envelope = isinstance(doc, dict) and "payload" in doc
+    assert is_plain_envelope(doc) == (is_envelope and EXACT.is_valid(doc))
+
+
+def test_plain_envelope_check_accepts_the_common_body():
+    assert is_plain_envelope({"requestId": "r", "payload": {
+        "worker": "w", "endpoint": "/e", "latencyMs": 0, "success": False}})
 
 
 @settings(max_examples=200, deadline=None)

@@ -50,10 +50,11 @@ def test_prunes_replayed_events_older_than_the_retention_and_nothing_else(event_
 
 
 def test_an_event_just_inside_the_retention_stays(event_log):
-    event_log.append([event("edge", NOW_MS - 92 * DAY_MS), event("past", NOW_MS - 92 * DAY_MS - 1)])
+    event_log.append([event("edge", NOW_MS - 92 * DAY_MS), event("past", NOW_MS - 92 * DAY_MS - 1),
+                      event("now", NOW_MS)])
     replay_all(event_log)
     assert prune(event_log, NOW, 92, sink="stdout") == 1
-    assert ids(event_log) == ["edge"]
+    assert ids(event_log) == ["edge", "now"]
 
 
 def test_nothing_is_pruned_for_a_sink_that_never_confirmed_anything(event_log):
@@ -81,8 +82,8 @@ def test_dead_lettered_events_are_kept_although_the_cursor_passed_them(event_log
     event_log.append(aged("old", 6, days=100))
     replay_all(event_log, RejectsOne("old-2"))
     assert event_log.replayed_through("relay") == 6
-    assert prune(event_log, NOW, 92, sink="relay") == 5
-    assert ids(event_log) == ["old-2"]
+    assert prune(event_log, NOW, 92, sink="relay") == 4
+    assert ids(event_log) == ["old-2", "old-5"]  # old-5: the newest is always kept
 
 
 def test_pruning_commits_in_small_batches_and_sequence_numbers_are_not_reused(event_log):
@@ -92,12 +93,25 @@ def test_pruning_commits_in_small_batches_and_sequence_numbers_are_not_reused(ev
     event_log.conn.set_trace_callback(
         lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
     pauses: list[float] = []
-    assert prune(event_log, NOW, 92, sink="stdout", batch=10, pause=pauses.append) == 35
+    assert prune(event_log, NOW, 92, sink="stdout", batch=10, pause=pauses.append) == 34
     event_log.conn.set_trace_callback(None)
-    assert len(commits) == 4  # 10 + 10 + 10 + 5
+    assert len(commits) == 4  # 10 + 10 + 10 + 4
     assert len(pauses) == 3
     event_log.append([event("after", NOW_MS)])
-    assert event_log.conn.execute("SELECT seq FROM events").fetchall() == [(36,)]
+    assert event_log.conn.execute("SELECT seq FROM events").fetchall() == [(35,), (36,)]
+
+
+def test_the_newest_event_is_kept_so_sequence_numbers_are_never_given_twice(event_log):
+    event_log.append(aged("old", 3, days=100))
+    replay_all(event_log)
+    assert prune(event_log, NOW, 92, sink="stdout") == 2
+    assert ids(event_log) == ["old-2"]
+    assert event_log.last_seq() == 3
+    event_log.append([event("after", NOW_MS)])
+    assert event_log.conn.execute("SELECT seq FROM events").fetchall() == [(3,), (4,)]
+    # Once a newer event exists, the one kept before is pruned like the rest.
+    assert prune(event_log, NOW, 92, sink="stdout") == 1
+    assert ids(event_log) == ["after"]
 
 
 def test_ingestion_commits_between_batches(event_log, db_path):

@@ -147,7 +147,7 @@ class EventLog:
             conn = sqlite3.connect(str(self.path), timeout=0, isolation_level=None,
                                    check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
-            self._retry_busy(lambda: self.db.enable_wal())
+            self._retry_busy(self.db.enable_wal)
             conn.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
             conn.execute("PRAGMA journal_size_limit = 67108864")
@@ -165,15 +165,21 @@ class EventLog:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _retry_busy(self, action: Callable[[], Any]) -> Any:
-        deadline = self._monotonic() + self._busy_timeout_s
+    def _retry_busy(self, action: Callable[..., Any], *args: Any) -> Any:
+        """action(*args), retried while the database is busy, for up to busy_timeout_s
+        from the first refusal. The first try costs nothing more than the call: it is the
+        ingest path's common case."""
+        deadline = None
         delay = 0.00005
         while True:
             try:
-                return action()
+                return action(*args)
             except sqlite3.OperationalError as e:
-                busy = (getattr(e, "sqlite_errorcode", 0) & 0xFF) in BUSY_CODES
-                if not busy or self._monotonic() >= deadline:
+                if (getattr(e, "sqlite_errorcode", 0) & 0xFF) not in BUSY_CODES:
+                    raise
+                if deadline is None:
+                    deadline = self._monotonic() + self._busy_timeout_s
+                elif self._monotonic() >= deadline:
                     raise
             self._sleep(delay)
             delay = min(delay * 2, 0.002)
@@ -182,10 +188,7 @@ class EventLog:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database's write lock; commits on success."""
         with self._lock:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:
-                self._retry_busy(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+            self._retry_busy(self.conn.execute, "BEGIN IMMEDIATE")
             try:
                 yield self.conn
                 self.conn.execute("COMMIT")
@@ -219,10 +222,7 @@ class EventLog:
         conn = self.conn
         with self._lock:
             before = conn.total_changes
-            try:
-                conn.execute(_INSERT, row)
-            except sqlite3.OperationalError:
-                self._retry_busy(lambda: conn.execute(_INSERT, row))
+            self._retry_busy(conn.execute, _INSERT, row)
             return conn.total_changes - before
 
     def checkpoint(self) -> None:

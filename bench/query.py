@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from storage import aesql_functions as F  # noqa: E402
+from storage.aesql import udf as F  # noqa: E402
 from storage.aesql import LocalEngine, to_clickhouse  # noqa: E402
 from tests.aesql_fixtures import NOW, bulk_log  # noqa: E402
 

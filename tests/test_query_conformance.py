@@ -7,8 +7,12 @@ import re
 
 import pytest
 
+from sqlglot import exp
+
 from storage import aesql
-from storage import aesql_functions as F
+from storage.aesql import udf as F
+from storage.aesql.build import _fn, _num, _op
+from storage.aesql.types import T
 from storage.aesql import LocalEngine, to_clickhouse
 from aesql_corpus import CORPUS, Q
 from aesql_fixtures import NOW, ClickHouse, differences, import_log, make_records
@@ -117,9 +121,7 @@ def test_a_broken_translation_fails_the_comparison(engine: LocalEngine, db: str,
 
         def sunday(self, call, args, scope):  # type: ignore[no-untyped-def]
             t = original(self, call, args, scope)
-            return aesql.T(aesql._op(aesql.exp.Add, aesql._op(aesql.exp.Mod, t.e,
-                                                              aesql._num(7)),
-                                     aesql._num(1)), t.t)
+            return T(_op(exp.Add, _op(exp.Mod, t.e, _num(7)), _num(1)), t.t)
         monkeypatch.setattr(aesql.Translator, "_f_toDayOfWeek", sunday)
     elif broken == "quantile":  # interpolating instead of ClickHouse's exact algorithm
         def finalize(self):  # type: ignore[no-untyped-def]
@@ -128,8 +130,8 @@ def test_a_broken_translation_fails_the_comparison(engine: LocalEngine, db: str,
         monkeypatch.setattr(F.QuantileExactWeighted, "finalize", finalize)
     elif broken == "length":  # characters instead of bytes
         monkeypatch.setattr(aesql.Translator, "_f_length",
-                            lambda self, call, args, scope: aesql.T(
-                                aesql._fn("length", args[0].e), "UInt64"))
+                            lambda self, call, args, scope: T(
+                                _fn("length", args[0].e), "UInt64"))
     else:  # SQLite's round (half away from zero) instead of ClickHouse's
         monkeypatch.setattr(F, "ch_round", lambda x, n=0: None if x is None else
                             float(__import__("decimal").Decimal(repr(x)).quantize(

@@ -1,0 +1,42 @@
+"""Small builders of sqlglot nodes for the SQLite side of the translation."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+
+def _p(e: exp.Expression) -> exp.Expression:
+    """Parenthesise a compound operand: sqlglot prints trees as built, without adding
+    parentheses for precedence."""
+    if isinstance(e, (exp.Binary, exp.Unary, exp.Between, exp.In, exp.Like, exp.Escape,
+                      exp.Not, exp.Neg)):
+        return exp.Paren(this=e)
+    return e
+
+
+def _op(cls: type, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    if cls is exp.Div:  # typed: SQLite's own `/` (sqlglot would otherwise add a CAST)
+        return exp.Div(this=_p(a), expression=_p(b), typed=True)
+    return cls(this=_p(a), expression=_p(b))
+
+
+def _fn(name: str, *args: exp.Expression) -> exp.Expression:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _num(v: int | float) -> exp.Expression:
+    lit = exp.Literal.number(repr(abs(v)) if isinstance(v, float) else str(abs(v)))
+    return exp.Neg(this=lit) if v < 0 else lit
+
+
+def _str(s: str) -> exp.Expression:
+    return exp.Literal.string(s)
+
+
+def _cast(e: exp.Expression, to: str) -> exp.Expression:
+    return exp.Cast(this=e, to=exp.DataType.build(to))
+
+
+def _int_expr(e: exp.Expression) -> exp.Expression:
+    return _cast(e, "INTEGER")
+

@@ -1,0 +1,216 @@
+"""The local engine: answers Analytics Engine SQL from the SQLite log, read-only.
+
+The local side is read-only in depth: a `mode=ro` connection with `query_only`, an
+authorizer that lets a statement read nothing but the event table behind the dataset and
+call nothing but the functions the translation emits, a progress-handler time limit and a
+row cap.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import urllib.parse
+import zoneinfo
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from . import udf as F
+from .errors import InvalidQuery, QueryResult, QueryTimeout
+from .parse import parse
+from .translate import SOURCE_VIEW, Translator
+from .types import NULL_TYPE, _is_int
+
+SOURCE_TABLE = "events"
+SOURCE_TABLE_COLUMNS = frozenset({"", "seq", "request_id", "received_ms", "blob1", "blob2",
+                                  "blob3", "double1"})
+
+
+@dataclass
+class Compiled:
+    sql: str | None                   # None for SHOW
+    meta: list[dict]
+    static_rows: list[dict] | None = None
+
+
+# -- results -------------------------------------------------------------------------------------------
+
+def _converter(t: str) -> Callable[[Any], Any]:
+    if _is_int(t) and t != "Bool":
+        return lambda v: None if v is None else int(v)
+    if t == "Bool":
+        return lambda v: None if v is None else bool(v)
+    if t == "Float64":
+        return lambda v: None if v is None else float(v)
+    if t == "DateTime":
+        return lambda v: None if v is None else F.render_datetime(v)
+    if t == "Date":
+        return lambda v: None if v is None else F.render_date(v)
+    if t.startswith("Array("):
+        inner = _converter(t[6:-1])
+        return lambda v: None if v is None else [inner(x) for x in json.loads(v)]
+    if t == NULL_TYPE:
+        return lambda v: None
+    return lambda v: v
+
+
+def compile_select(sql: str, params: Sequence[Any] = (), *,
+                   dataset: str = "hoox_telemetry") -> Compiled:
+    """The SQLite text (with :now and :today parameters) and meta of one query."""
+    parsed = parse(sql, params)
+    if parsed.kind != "select":
+        return _show(parsed.kind, dataset)
+    assert parsed.tree is not None
+    tree, columns = Translator(dataset).select(parsed.tree)
+    return Compiled(tree.sql(dialect="sqlite"),
+                    [{"name": n, "type": t} for n, t in columns])
+
+
+def _show(kind: str, dataset: str) -> Compiled:
+    if kind == "show_tables":
+        return Compiled(None, [{"name": "dataset", "type": "String"}], [{"dataset": dataset}])
+    if kind == "show_timezone":
+        return Compiled(None, [{"name": "timezone", "type": "String"}], [{"timezone": "UTC"}])
+    zones = sorted(zoneinfo.available_timezones() | {"UTC"})
+    return Compiled(None, [{"name": "name", "type": "String"}], [{"name": z} for z in zones])
+
+
+# -- the engine ------------------------------------------------------------------------------------------
+
+class LocalEngine:
+    """Answers Analytics Engine SQL from the SQLite event log, read-only."""
+
+    CACHE_SIZE = 256
+    PROGRESS_OPS = 4000  # VM instructions between two looks at the clock
+
+    def __init__(self, db_path: str, *, dataset: str = "hoox_telemetry",
+                 timeout_ms: int = 5000, max_rows: int = 10000,
+                 now: Callable[[], float] = time.time):
+        self.db_path = str(db_path)
+        self.dataset = dataset
+        self.timeout_ms = timeout_ms
+        self.max_rows = max_rows
+        self.now = now
+        self._conn: sqlite3.Connection | None = None
+        self._cache: OrderedDict[tuple, Compiled] = OrderedDict()
+        self._lock = threading.Lock()         # the connection
+        self._cache_lock = threading.Lock()   # the translation cache
+        self._allowed_functions = F.allowed_functions()
+
+    # connection ---------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            uri = f"file:{urllib.parse.quote(self.db_path)}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA case_sensitive_like = ON")  # ClickHouse's LIKE is
+            F.register(conn)
+            conn.set_authorizer(self._authorize)
+            self._conn = conn
+        return self._conn
+
+    def _authorize(self, action: int, arg1: str | None, arg2: str | None,
+                   db: str | None, source: str | None) -> int:
+        if action == sqlite3.SQLITE_SELECT:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ:
+            # the view, and the columns of the table behind it that the view shows
+            # (never `payload`); '' is a read without a column, as count(*) does
+            allowed = arg1 == SOURCE_VIEW or (arg1 == SOURCE_TABLE
+                                              and (arg2 or "") in SOURCE_TABLE_COLUMNS)
+            return sqlite3.SQLITE_OK if allowed and db in ("main", None) \
+                else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION:
+            return sqlite3.SQLITE_OK if (arg2 or "").lower() in self._allowed_functions \
+                else sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_DENY
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # queries --------------------------------------------------------------------------------
+
+    def compile(self, sql: str, params: Sequence[Any] = ()) -> Compiled:
+        key = (sql, tuple((type(p).__name__, p) for p in (params or ())))
+        try:
+            hash(key)
+        except TypeError:  # an unhashable param: parse() rejects it
+            return compile_select(sql, params, dataset=self.dataset)
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        compiled = compile_select(sql, params, dataset=self.dataset)
+        with self._cache_lock:
+            self._cache[key] = compiled
+            if len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return compiled
+
+    def sqlite_sql(self, sql: str, params: Sequence[Any] = ()) -> str | None:
+        return self.compile(sql, params).sql
+
+    def plan(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
+        """EXPLAIN QUERY PLAN of the translation (for tests and tuning)."""
+        compiled = self.compile(sql, params)
+        with self._lock:
+            conn = self._connection()
+            conn.set_authorizer(None)
+            try:
+                rows = conn.execute("EXPLAIN QUERY PLAN " + (compiled.sql or ""),
+                                    self._clock()).fetchall()
+            finally:
+                conn.set_authorizer(self._authorize)
+        return [r[3] for r in rows]
+
+    def _clock(self) -> dict[str, int]:
+        now = int(self.now())
+        return {"now": now, "today": now - now % 86400}
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+        compiled = self.compile(sql, params)
+        if compiled.sql is None:
+            return QueryResult(list(compiled.meta), list(compiled.static_rows or []))
+        converters = [(m["name"], _converter(m["type"])) for m in compiled.meta]
+        with self._lock:
+            conn = self._connection()
+            deadline = time.monotonic() + self.timeout_ms / 1000
+            conn.set_progress_handler(lambda: int(time.monotonic() > deadline),
+                                      self.PROGRESS_OPS)
+            try:
+                cursor = conn.execute(compiled.sql, self._clock())
+                raw = cursor.fetchmany(self.max_rows + 1)
+                cursor.close()
+            except sqlite3.OperationalError as e:
+                raise self._translate(e) from None
+            except sqlite3.DatabaseError as e:
+                raise self._translate(e) from None
+            finally:
+                conn.set_progress_handler(None, 0)
+        truncated = len(raw) > self.max_rows
+        rows = [{name: conv(value) for (name, conv), value in zip(converters, row)}
+                for row in raw[:self.max_rows]]
+        return QueryResult(list(compiled.meta), rows, truncated)
+
+    def _translate(self, error: sqlite3.Error) -> Exception:
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+        if code == sqlite3.SQLITE_INTERRUPT:
+            return QueryTimeout(
+                f"The query was stopped after the local time limit of {self.timeout_ms} ms; "
+                "narrow the time range, or raise ANALYTICS_QUERY_TIMEOUT_MS")
+        if code in (sqlite3.SQLITE_ERROR, sqlite3.SQLITE_AUTH, sqlite3.SQLITE_MISMATCH,
+                    sqlite3.SQLITE_RANGE, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_CONSTRAINT):
+            text = str(error)
+            if "user-defined function raised exception" in text:
+                text = "a function could not convert its argument"
+            return InvalidQuery(text)
+        return error  # storage trouble (locked, I/O, missing file): the caller's 503

@@ -1,0 +1,30 @@
+"""What the engine raises, and what it answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "Input was invalid: "
+
+
+class InvalidQuery(Exception):
+    """SQL outside Analytics Engine's dialect or invalid: HTTP 422."""
+
+    def __init__(self, message: str):
+        super().__init__(message if message.startswith(PREFIX) else PREFIX + message)
+
+
+class ParamsMismatch(Exception):
+    """The params do not fit the `?` placeholders: HTTP 400."""
+
+
+class QueryTimeout(Exception):
+    """The local query ran past ANALYTICS_QUERY_TIMEOUT_MS: HTTP 504."""
+
+
+@dataclass
+class QueryResult:
+    meta: list[dict]
+    rows: list[dict]
+    truncated: bool = False
+

@@ -1,0 +1,122 @@
+"""Parsing one statement, binding `?` params as literals of the tree, and checking it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
+
+from .build import _num
+from .dialect import FORMATS, _check
+from .errors import InvalidQuery, ParamsMismatch
+
+
+@dataclass
+class Parsed:
+    kind: str                      # "select", "show_tables", "show_timezones", "show_timezone"
+    tree: exp.Select | None = None
+
+
+def _literal_for(value: Any) -> exp.Expression:
+    """A param as a literal node of the tree (never pasted into text)."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int):
+        return _num(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ParamsMismatch("A param is not a finite number")
+        return _num(value)
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    raise ParamsMismatch(f"A param of type {type(value).__name__} cannot be bound; params "
+                         "are strings, numbers, booleans or null")
+
+
+PARAM_PREFIX = "__ae_param_"
+
+
+def _number_placeholders(sql: str, tokens: list, params: Sequence[Any]) -> str:
+    """Give each `?` its position as a name ({__ae_param_0:String}, a ClickHouse query
+    parameter), so that binding follows the text's order whatever the tree's order. Only
+    the placeholder tokens change; no value ever enters the text."""
+    marks = [t for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]
+    if len(marks) != len(params):
+        raise ParamsMismatch(f"The query has {len(marks)} ? placeholder"
+                             f"{'' if len(marks) == 1 else 's'} but {len(params)} "
+                             f"param{'' if len(params) == 1 else 's'} were given")
+    parts, last = [], 0
+    for i, token in enumerate(marks):
+        parts += [sql[last:token.start], f"{{{PARAM_PREFIX}{i}:String}}"]
+        last = token.end + 1
+    return "".join(parts) + sql[last:]
+
+
+def _bind(tree: exp.Expression, params: Sequence[Any]) -> None:
+    holders = [n for n in tree.walk() if isinstance(n, exp.Placeholder)]
+    names = [h.name for h in holders]
+    expected = [f"{PARAM_PREFIX}{i}" for i in range(len(params))]
+    if sorted(names) != sorted(expected):
+        raise InvalidQuery("named placeholders are not supported; use ?")
+    for holder in holders:
+        holder.replace(_literal_for(params[int(holder.name[len(PARAM_PREFIX):])]))
+
+
+def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
+    """Parse, bind and check one Analytics Engine SQL statement."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise InvalidQuery("the query is empty")
+    if params is None:
+        params = ()
+    if not isinstance(params, (list, tuple)):
+        raise ParamsMismatch("params must be a list")
+    try:
+        tokens = sqlglot.tokenize(sql, read="clickhouse")
+        if tokens and tokens[0].token_type == TokenType.SHOW:
+            return _parse_show(tokens)
+        if tokens and tokens[0].token_type not in (TokenType.SELECT, TokenType.WITH,
+                                                   TokenType.L_PAREN):
+            raise InvalidQuery("only SELECT and SHOW statements are supported, not "
+                               + tokens[0].text.upper())
+        text = _number_placeholders(sql, tokens, params)
+        statements = [s for s in sqlglot.parse(text, read="clickhouse") if s is not None]
+    except (ParseError, TokenError) as e:
+        first = str(e).splitlines()[0] if str(e) else "cannot parse the query"
+        raise InvalidQuery(f"syntax error: {first}") from None
+    if len(statements) != 1:
+        raise InvalidQuery("exactly one statement is allowed per query"
+                           if statements else "the query is empty")
+    tree = statements[0]
+    if isinstance(tree, (exp.Union, exp.Intersect, exp.Except)):
+        raise InvalidQuery(f"{type(tree).__name__.upper()} is not supported: a query reads "
+                           "one table")
+    if not isinstance(tree, exp.Select):
+        if tree.args.get("with_") is not None or isinstance(tree, exp.With):
+            raise InvalidQuery("WITH (common table expressions) is not supported")
+        kind = tree.key.upper() if not isinstance(tree, exp.Command) else tree.name.upper()
+        raise InvalidQuery(f"only SELECT and SHOW statements are supported, not {kind}")
+    _bind(tree, params)
+    _check(tree)
+    return Parsed("select", tree)
+
+
+def _parse_show(tokens: list) -> Parsed:
+    # sqlglot has no SHOW for ClickHouse: the tokenizer gives SHOW and the rest as text.
+    rest = [t for t in tokens[2:] if t.token_type != TokenType.SEMICOLON]
+    if rest:
+        raise InvalidQuery("exactly one statement is allowed per query")
+    words = tokens[1].text.split() if len(tokens) > 1 else []
+    fmt_ok = len(words) == 1 or (len(words) == 3 and words[1].upper() == "FORMAT"
+                                 and words[2] in FORMATS)
+    what = words[0].upper() if words else ""
+    if fmt_ok and what in ("TABLES", "TIMEZONES", "TIMEZONE"):
+        return Parsed(f"show_{what.lower()}")
+    raise InvalidQuery(f"SHOW {' '.join(words)} is not supported; use SHOW TABLES, "
+                       "SHOW TIMEZONES or SHOW TIMEZONE")
+

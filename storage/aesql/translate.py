@@ -1,0 +1,349 @@
+"""The translation of a checked Analytics Engine SELECT into SQLite: statements, scopes,
+operators and literals here; the functions in `functions/`, one family a module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from . import udf as F
+from .build import _cast, _fn, _num, _op, _p, _str
+from .dialect import _EXTRACT, _UNIT_MONTHS, _UNIT_SECONDS, Call, _call, _node_label
+from .errors import InvalidQuery
+from .functions import (AggregateFunctions, BitFunctions, NumberFunctions, StringFunctions, TimeFunctions)
+from .names import _OP_NAMES, ch_name
+from .types import (_INTS, AE_COLUMNS, NULL_TYPE, T, _arith_type, _int_type, _is_int, _is_num, _is_time, _literal_int_type)
+
+SOURCE_VIEW = "datapoints"   # storage/log.py: the data point columns over `events`
+
+# -- ----------------------------------------------------------------------
+
+@dataclass
+class Scope:
+    """Names visible in one SELECT: its source's columns and its own aliases."""
+    columns: dict[str, T]
+    aliases: dict[str, exp.Expression] = field(default_factory=dict)
+    resolving: set[str] = field(default_factory=set)
+    qualifiers: set[str] = field(default_factory=set)
+
+
+class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunctions,
+                 StringFunctions):
+    """Rewrites a checked Analytics Engine SELECT into SQLite."""
+
+    def __init__(self, dataset: str):
+        self.dataset = dataset
+
+    # statements ----------------------------------------------------------------------------
+
+    def select(self, node: exp.Select) -> tuple[exp.Select, list[tuple[str, str]]]:
+        scope = self._source(node.args.get("from_"))
+        projections: list[tuple[str, exp.Expression]] = []
+        for item in node.expressions:
+            if isinstance(item, exp.Star):
+                projections.extend((name, exp.column(name)) for name in scope.columns)
+            elif isinstance(item, exp.Column) and isinstance(item.this, exp.Star):
+                projections.extend((name, exp.column(name)) for name in scope.columns)
+            else:
+                projections.append((ch_name(item), item.this if isinstance(item, exp.Alias)
+                                    else item))
+        for name, expr in projections:
+            if expr is not None and not (isinstance(expr, exp.Column) and expr.name == name):
+                scope.aliases.setdefault(name, expr)
+        out: list[exp.Expression] = []
+        columns: list[tuple[str, str]] = []
+        for name, expr in projections:
+            scope.resolving.add(name)  # inside its own definition a name is the column
+            typed = self.expr(expr, scope)
+            scope.resolving.discard(name)
+            out.append(exp.Alias(this=typed.e, alias=exp.to_identifier(name, quoted=True)))
+            columns.append((name, typed.t))
+        result = exp.Select(expressions=out)
+        source = node.args.get("from_")
+        if source is not None:
+            result.set("from_", exp.From(this=self._from_sql(source.this)))
+        if node.args.get("where"):
+            result.set("where", exp.Where(this=self.expr(node.args["where"].this, scope).e))
+        if node.args.get("group"):
+            result.set("group", exp.Group(expressions=[
+                self._position_or_expr(g, scope) for g in node.args["group"].expressions]))
+        if node.args.get("having"):
+            result.set("having", exp.Having(this=self.expr(node.args["having"].this, scope).e))
+        if node.args.get("order"):
+            result.set("order", exp.Order(expressions=[
+                exp.Ordered(this=self._position_or_expr(o.this, scope),
+                            desc=bool(o.args.get("desc")),
+                            # ClickHouse puts NULL (and NaN) last either way
+                            nulls_first=False)
+                for o in node.args["order"].expressions]))
+        limit = self._count(node.args.get("limit"), "LIMIT")
+        offset = self._count(node.args.get("offset"), "OFFSET")
+        if limit is not None or offset is not None:
+            result.set("limit", exp.Limit(expression=_num(-1 if limit is None else limit)))
+        if offset is not None:
+            result.set("offset", exp.Offset(expression=_num(offset)))
+        return result, columns
+
+    def _count(self, clause: exp.Expression | None, label: str) -> int | None:
+        if clause is None:
+            return None
+        value = clause.expression
+        if isinstance(value, exp.Column) and value.name.upper() == "ALL" and label == "LIMIT":
+            return None
+        if isinstance(value, exp.Literal) and not value.is_string and str(value.this).isdigit():
+            return int(value.this)
+        raise InvalidQuery(f"{label} takes a non-negative integer")
+
+    def _position_or_expr(self, node: exp.Expression, scope: Scope) -> exp.Expression:
+        if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
+            return exp.Literal.number(node.this)  # GROUP BY 1 / ORDER BY 2: positions
+        return self.expr(node, scope).e
+
+    def _source(self, source: exp.From | None) -> Scope:
+        if source is None:
+            return Scope(columns={})
+        this = source.this
+        if isinstance(this, exp.Table):
+            if this.args.get("db") or this.args.get("catalog") or this.name != self.dataset:
+                raise InvalidQuery(f"unknown table {this.sql('clickhouse')}; the only table "
+                                   f"is {self.dataset} (SHOW TABLES)")
+            columns = {name: (T(_str(self.dataset), t) if name == "dataset"
+                              else T(exp.column(name), t)) for name, t in AE_COLUMNS}
+            qualifiers = {self.dataset} | ({this.alias} if this.alias else set())
+            return Scope(columns=columns, qualifiers=qualifiers)
+        if isinstance(this, exp.Subquery) and isinstance(this.this, exp.Select):
+            _, inner_columns = self.select(this.this)
+            columns = {name: T(exp.column(name, quoted=True), t) for name, t in inner_columns}
+            return Scope(columns=columns, qualifiers={this.alias} if this.alias else set())
+        raise InvalidQuery(f"FROM {this.sql('clickhouse')} is not supported: read the "
+                           f"dataset table or a subquery")
+
+    def _from_sql(self, this: exp.Expression) -> exp.Expression:
+        if isinstance(this, exp.Table):
+            return exp.Table(this=exp.to_identifier(SOURCE_VIEW))
+        inner, _ = self.select(this.this)
+        return exp.Subquery(this=inner)
+
+    # expressions ------------------------------------------------------------------------------
+
+    def expr(self, node: exp.Expression, scope: Scope) -> T:
+        method = getattr(self, f"_x_{type(node).__name__}", None)
+        if method is not None:
+            return method(node, scope)
+        if isinstance(node, exp.Func):
+            return self.call(_call(node), scope)
+        raise InvalidQuery(f"{_node_label(node)} is not supported in Analytics Engine SQL")
+
+    def _x_Paren(self, node: exp.Paren, scope: Scope) -> T:
+        inner = self.expr(node.this, scope)
+        return T(exp.Paren(this=inner.e), inner.t)
+
+    def _x_Alias(self, node: exp.Alias, scope: Scope) -> T:
+        return self.expr(node.this, scope)
+
+    def _x_Column(self, node: exp.Column, scope: Scope) -> T:
+        name = node.name
+        if node.table and node.table not in scope.qualifiers:
+            raise InvalidQuery(f"unknown table {node.table} in {node.sql('clickhouse')}")
+        if not node.table and name in scope.aliases and name not in scope.resolving:
+            scope.resolving.add(name)
+            try:
+                return self.expr(scope.aliases[name], scope)
+            finally:
+                scope.resolving.discard(name)
+        if name in scope.columns:
+            return scope.columns[name]
+        raise InvalidQuery(f"unknown column {name}; the dataset has dataset, timestamp, "
+                           "_sample_interval, index1, blob1..blob20, double1..double20")
+
+    def _x_Literal(self, node: exp.Literal, scope: Scope) -> T:
+        if node.is_string:
+            return T(_str(node.this), "String")
+        text = node.this
+        try:
+            value = int(text)
+            return T(exp.Literal.number(text), _literal_int_type(value))
+        except ValueError:
+            return T(exp.Literal.number(repr(float(text))), "Float64")
+
+    def _x_Null(self, node: exp.Null, scope: Scope) -> T:
+        return T(exp.Null(), NULL_TYPE)
+
+    def _x_Boolean(self, node: exp.Boolean, scope: Scope) -> T:
+        return T(exp.Literal.number(1 if node.this else 0), "Bool")
+
+    def _x_Neg(self, node: exp.Neg, scope: Scope) -> T:
+        inner = self.expr(node.this, scope)
+        if isinstance(node.this, exp.Literal) and _is_int(inner.t):
+            return T(exp.Neg(this=inner.e), _literal_int_type(-int(node.this.this)))
+        if _is_int(inner.t):
+            width, signed = _INTS[inner.t]
+            return T(exp.Neg(this=_p(inner.e)), _int_type(width if signed else width * 2, True))
+        return T(exp.Neg(this=_p(inner.e)), "Float64")
+
+    def _x_Not(self, node: exp.Not, scope: Scope) -> T:
+        return T(exp.Not(this=_p(self.expr(node.this, scope).e)), "UInt8")
+
+    def _x_And(self, node: exp.Expression, scope: Scope) -> T:
+        return T(_op(type(node), self.expr(node.this, scope).e,
+                     self.expr(node.expression, scope).e), "UInt8")
+
+    _x_Or = _x_And
+
+    def _arith(self, node: exp.Binary, scope: Scope) -> T:
+        op = _OP_NAMES[type(node)]
+        if isinstance(node.expression, exp.Interval) or isinstance(node.this, exp.Interval):
+            return self._interval_arith(node, op, scope)
+        a, b = self.expr(node.this, scope), self.expr(node.expression, scope)
+        if _is_time(a.t) or _is_time(b.t):
+            if op == "minus" and _is_time(a.t) and _is_time(b.t):
+                return T(_op(exp.Sub, a.e, b.e), "Int32")
+            if op in ("plus", "minus") and (_is_int(a.t) or _is_int(b.t)):
+                return T(_op(type(node), a.e, b.e), a.t if _is_time(a.t) else b.t)
+            raise InvalidQuery(f"{op} of {a.t} and {b.t} is not supported")
+        for side in (a, b):
+            if not (_is_num(side.t) or side.t == NULL_TYPE):
+                raise InvalidQuery(f"{op} needs numbers, got {side.t}")
+        t = _arith_type(op, a.t, b.t)
+        if op == "divide":
+            return T(_op(exp.Div, _cast(a.e, "REAL"), b.e), "Float64")
+        if op == "modulo" and t == "Float64":
+            return T(_fn("mod", a.e, b.e), t)
+        return T(_op(type(node), a.e, b.e), t)
+
+    _x_Add = _x_Sub = _x_Mul = _x_Div = _x_Mod = _arith
+
+    def _interval_arith(self, node: exp.Binary, op: str, scope: Scope) -> T:
+        if not isinstance(node.expression, exp.Interval) or op not in ("plus", "minus"):
+            raise InvalidQuery("INTERVAL can only be added to or subtracted from a date")
+        base = self.expr(node.this, scope)
+        if not _is_time(base.t):
+            raise InvalidQuery(f"INTERVAL arithmetic needs a DateTime, got {base.t}")
+        n, unit = self._interval(node.expression)
+        if op == "minus":
+            n = -n
+        if unit in _UNIT_MONTHS:
+            return T(_fn("ae_add_months", base.e, _num(n * _UNIT_MONTHS[unit])), base.t)
+        t = base.t if unit in ("DAY", "WEEK") else "DateTime"
+        return T(_op(exp.Add, base.e, _num(n * _UNIT_SECONDS[unit])), t)
+
+    def _interval(self, node: exp.Expression) -> tuple[int, str]:
+        if not isinstance(node, exp.Interval):
+            raise InvalidQuery("expected INTERVAL 'n' UNIT")
+        unit = node.text("unit").upper().rstrip("S") if node.args.get("unit") else ""
+        value = node.this
+        text = value.this if isinstance(value, exp.Literal) else None
+        if unit not in _UNIT_SECONDS and unit not in _UNIT_MONTHS:
+            raise InvalidQuery(f"INTERVAL unit {unit or '?'} is not supported")
+        try:
+            n = int(str(text).strip())
+        except ValueError:
+            raise InvalidQuery("INTERVAL takes a whole number, e.g. INTERVAL '1' DAY") from None
+        return n, unit
+
+    def _x_Interval(self, node: exp.Interval, scope: Scope) -> T:
+        raise InvalidQuery("INTERVAL is only supported in date arithmetic and "
+                           "toStartOfInterval")
+
+    def _compare(self, node: exp.Binary, scope: Scope) -> T:
+        a, b = self.expr(node.this, scope), self.expr(node.expression, scope)
+        a, b = self._coerce_pair(a, b, node.this, node.expression)
+        return T(_op(type(node), a.e, b.e), "UInt8")
+
+    _x_EQ = _x_NEQ = _x_GT = _x_GTE = _x_LT = _x_LTE = _compare
+
+    def _coerce_pair(self, a: T, b: T, na: exp.Expression, nb: exp.Expression) -> tuple[T, T]:
+        """DateTime compared with a string: the string is a time, as in ClickHouse."""
+        if _is_time(a.t) and b.t == "String":
+            b = self._as_time(b, nb)
+        elif _is_time(b.t) and a.t == "String":
+            a = self._as_time(a, na)
+        return a, b
+
+    def _as_time(self, value: T, node: exp.Expression) -> T:
+        if isinstance(node, exp.Literal) and node.is_string:
+            try:
+                return T(_num(F.parse_datetime(node.this)), "DateTime")
+            except ValueError as e:
+                raise InvalidQuery(str(e)) from None
+        return T(_fn("ae_parse_datetime", value.e), "DateTime")
+
+    def _x_In(self, node: exp.In, scope: Scope) -> T:
+        if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
+            raise InvalidQuery("IN takes a list of values")
+        a = self.expr(node.this, scope)
+        items = []
+        for item in node.expressions:
+            value = self.expr(item, scope)
+            if _is_time(a.t) and value.t == "String":
+                value = self._as_time(value, item)
+            items.append(value.e)
+        return T(exp.In(this=_p(a.e), expressions=items), "UInt8")
+
+    def _x_Between(self, node: exp.Between, scope: Scope) -> T:
+        a = self.expr(node.this, scope)
+        low = self.expr(node.args["low"], scope)
+        high = self.expr(node.args["high"], scope)
+        _, low = self._coerce_pair(a, low, node.this, node.args["low"])
+        _, high = self._coerce_pair(a, high, node.this, node.args["high"])
+        return T(exp.Between(this=_p(a.e), low=_p(low.e), high=_p(high.e)), "UInt8")
+
+    def _x_Like(self, node: exp.Like, scope: Scope) -> T:
+        a, b = self.expr(node.this, scope), self.expr(node.expression, scope)
+        if isinstance(node, exp.ILike):  # case-insensitive: compare lower-cased
+            a = T(_fn("ae_lower_utf8", a.e), a.t)
+            b = T(_fn("ae_lower_utf8", b.e), b.t)
+        like = exp.Escape(this=exp.Like(this=_p(a.e), expression=_p(b.e)),
+                          expression=_str("\\"))
+        return T(exp.Not(this=exp.Paren(this=like)) if node.args.get("negate") else like,
+                 "UInt8")
+
+    _x_ILike = _x_Like
+
+    def _x_Extract(self, node: exp.Extract, scope: Scope) -> T:
+        unit = node.this.name.upper()
+        if unit not in _EXTRACT:
+            raise InvalidQuery(f"extract({unit} FROM ...) is not supported")
+        return self.call(Call(_EXTRACT[unit], [], [node.expression]), scope)
+
+    # functions ------------------------------------------------------------------------------------
+
+    def call(self, call: Call, scope: Scope) -> T:
+        handler = getattr(self, f"_f_{call.name}", None)
+        if handler is None:  # an allow-listed name without a translation is a defect
+            raise InvalidQuery(f"function {call.name} is not supported locally")
+        args = [T(a, "Interval") if isinstance(a, exp.Interval) else self.expr(a, scope)
+                for a in call.args]
+        return handler(call, args, scope)
+
+    def _time_arg(self, args: list[T], call: Call, index: int = 0) -> T:
+        value = args[index]
+        if value.t == "String":
+            return self._as_time(value, call.args[index])
+        if not _is_time(value.t):
+            raise InvalidQuery(f"{call.name} needs a DateTime, got {value.t}")
+        return value
+
+    def _check_tz(self, call: Call, args: list[T], index: int) -> None:
+        if len(args) > index:
+            tz = call.args[index]
+            if not (isinstance(tz, exp.Literal) and tz.is_string
+                    and tz.this in ("UTC", "Etc/UTC", "GMT", "Etc/GMT")):
+                raise InvalidQuery(f"{call.name}: only the UTC time zone is supported locally")
+
+
+    # conditionals
+    def _f_if(self, call: Call, args: list[T], scope: Scope) -> T:
+        then, other = args[1], args[2]
+        if then.t == other.t:
+            t = then.t
+        elif _is_num(then.t) and _is_num(other.t):
+            t = _arith_type("plus", then.t, other.t) if "Float64" in (then.t, other.t) \
+                else max(then.t, other.t, key=lambda x: _INTS[x][0])
+        elif NULL_TYPE in (then.t, other.t):
+            t = then.t if other.t == NULL_TYPE else other.t
+        else:
+            raise InvalidQuery(f"if: branches of types {then.t} and {other.t} do not match")
+        return T(_fn("IIF", args[0].e, then.e, other.e), t)
+

@@ -21,8 +21,9 @@ import falcon
 import httpx
 
 from storage import replay, retention, sink
-from storage.aesql import InvalidQuery, LocalEngine, ParamsMismatch, QueryTimeout
-from storage.cloudflare import CloudflareError, CloudflareSQL
+from storage.aesql import PREFIX, InvalidQuery, LocalEngine, ParamsMismatch, QueryTimeout
+from storage.aesql.output import CONTENT_TYPES, render
+from storage.cloudflare import CloudflareError, CloudflareQueryRejected, CloudflareSQL
 from storage.config import VERSION, Config, ConfigError
 from storage.events import EventParser, InvalidInput, Schema, load_schema, parse_json
 from storage.interchange import format_time
@@ -93,14 +94,13 @@ class Services:
         if config.cloudflare_configured:
             cloud = CloudflareSQL.from_config(config, self._given_http or self._client_unlocked())
 
-        def caught_up() -> bool:
+        def replay_lag_ms() -> int:
             # Only the relay puts events into Cloudflare.
-            return replay.caught_up(event_log, "relay", now_ms(self.clock),
-                                    config.cloudflare_settle_ms)
+            return replay.lag_ms(event_log, "relay", now_ms(self.clock))
 
         return Router(local=local, cloud=cloud,
                       breaker=Breaker(config.cloudflare_cooldown_ms / 1000.0, self.clock),
-                      caught_up=caught_up)
+                      replay_lag_ms=replay_lag_ms, max_lag_ms=config.max_lag_ms)
 
     def _client_unlocked(self) -> httpx.Client:
         if self._http is None:
@@ -157,21 +157,30 @@ def _stop_at_exit(loop: "weakref.ref[replay.ReplayLoop]") -> None:
 
 # -- middleware and hooks ----------------------------------------------------------------
 
+def key_matches(given: str, keys: tuple[str, ...]) -> bool:
+    """Constant time: compares with every key, so the time taken does not tell which one
+    nearly matched."""
+    raw = given.encode("utf-8", "surrogatepass")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(raw, key.encode())
+    return matched
+
+
+# The SQL API's own route (SPEC §3.5) authenticates as Cloudflare does: a Bearer token.
+SQL_API_PREFIX = "/client/v4/"
+
+
 class RequireInternalKey:
-    """Every route but GET /health needs one of the configured keys."""
+    """Every route but GET /health and the SQL API route needs one of the configured keys."""
 
     def __init__(self, keys: tuple[str, ...]):
-        self._keys = [k.encode() for k in keys]
+        self._keys = keys
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path == "/health":
+        if req.path == "/health" or req.path.startswith(SQL_API_PREFIX):
             return
-        given = (req.get_header("X-Internal-Auth-Key") or "").encode("utf-8", "surrogatepass")
-        # Compare with every key, so the time taken does not tell which one nearly matched.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(given, key)
-        if not matched:
+        if not key_matches(req.get_header("X-Internal-Auth-Key") or "", self._keys):
             raise falcon.HTTPUnauthorized(title="Unauthorized")
 
 
@@ -237,10 +246,66 @@ class Query:
         answer = self._services.router.query(doc["query"], doc.get("params") or [],
                                              doc.get("source", "auto"))
         result = answer.result
+        resp.set_header("X-Analytics-Source", answer.source)
+        if result.format not in (None, "JSON"):  # the clause picks the body's format
+            resp.content_type = CONTENT_TYPES[result.format]
+            resp.data = render(result, result.format)
+            return
         resp.media = {"success": True, "results": result.rows, "meta": result.meta,
                       "rows": len(result.rows), "source": answer.source}
+        if answer.replay_lag_ms is not None:
+            resp.media["replayLagMs"] = answer.replay_lag_ms
         if result.truncated:
             resp.media["truncated"] = True
+
+
+class SqlApiError(Exception):
+    """An answer of the SQL API route in Cloudflare's own shapes (SPEC §3.5)."""
+
+    def __init__(self, status: int, message: str, *, plain: bool = False, code: int = 10000):
+        super().__init__(message)
+        self.status, self.message, self.plain, self.code = status, message, plain, code
+
+
+class SqlApi:
+    """`POST /client/v4/accounts/{account_id}/analytics_engine/sql`: Analytics Engine's
+    SQL API, answered with the routing of /query's `auto`, so that any Analytics Engine
+    client works with its API base pointed here. Any account id is accepted: the dataset
+    is this service's."""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
+        config = self._services.config
+        auth = req.get_header("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not key_matches(token.strip(), config.internal_keys):
+            raise SqlApiError(401, "Authentication error")
+        limit = config.max_body_bytes
+        if req.content_length is not None and req.content_length > limit:
+            raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
+        body = req.bounded_stream.read(limit + 1)
+        if len(body) > limit:
+            raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
+        try:
+            answer = self._services.router.query(body.decode("utf-8"), [], "auto")
+        except UnicodeDecodeError:
+            raise SqlApiError(422, PREFIX + "the body is not UTF-8 text", plain=True) from None
+        except (InvalidQuery, ParamsMismatch, CloudflareQueryRejected) as e:
+            text = " ".join(str(getattr(e, "message", None) or e).split())
+            raise SqlApiError(422, text if text.startswith(PREFIX) else PREFIX + text,
+                              plain=True) from None
+        except QueryTimeout as e:
+            raise SqlApiError(504, str(e)) from None
+        except CloudflareError as e:
+            raise SqlApiError(e.status, e.message) from None
+        except LogError as e:
+            raise SqlApiError(503, str(e)) from None
+        fmt = answer.result.format or "JSON"
+        resp.set_header("X-Analytics-Source", answer.source)
+        resp.content_type = CONTENT_TYPES[fmt]
+        resp.data = render(answer.result, fmt)
 
 
 class Health:
@@ -347,6 +412,17 @@ def _cloudflare_error(req: falcon.Request, resp: falcon.Response, exc: Cloudflar
     resp.media = {**error_body(exc.message), "source": "cloudflare"}
 
 
+def _sql_api_error(req: falcon.Request, resp: falcon.Response, exc: SqlApiError,
+                   params: dict) -> None:
+    resp.status = falcon.code_to_http_status(exc.status)
+    if exc.plain:
+        resp.content_type = "text/plain; charset=utf-8"
+        resp.text = exc.message
+    else:
+        resp.media = {"success": False, "errors": [{"code": exc.code, "message": exc.message}],
+                      "messages": [], "result": None}
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception,
                 params: dict) -> None:
     log.exception("unexpected error on %s %s", req.method, req.path)
@@ -362,6 +438,7 @@ ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
     (ParamsMismatch, _query_error(falcon.HTTP_400)),
     (QueryTimeout, _query_error(falcon.HTTP_504)),
     (CloudflareError, _cloudflare_error),
+    (SqlApiError, _sql_api_error),
 ]
 
 
@@ -390,6 +467,8 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     app.add_route("/track/api-call", ApiCall(services, parser))
     app.add_route("/track/batch", Batch(services, parser))
     app.add_route("/query", Query(services, Schema(load_schema("query"))))
+    app.add_route(SQL_API_PREFIX + "accounts/{account_id}/analytics_engine/sql",
+                  SqlApi(services))
     app.add_route("/health", Health(services))
     app.add_route("/status", Status(services))
     return app

@@ -293,7 +293,8 @@ def export(db_path: str | None, since: int | None, until: int | None, fmt: str,
               help="A value for the next ? placeholder; repeat for each. Read as JSON "
                    "when it is JSON (42, true, null, \"42\"), else as a string.")
 @click.option("--source", type=click.Choice(SOURCES), default="auto", show_default=True,
-              help="auto: Cloudflare when it has every event, else the local log.")
+              help="auto: Cloudflare while replay lags by at most ANALYTICS_MAX_LAG_MS, "
+                   "else the local log.")
 @json_option
 def query(db_path: str | None, sql: str, params: tuple[str, ...], source: str,
           as_json: bool) -> None:
@@ -321,18 +322,25 @@ def query(db_path: str | None, sql: str, params: tuple[str, ...], source: str,
             if config.cloudflare_configured else None
         router = Router(local=local, cloud=cloud,
                         breaker=Breaker(config.cloudflare_cooldown_ms / 1000.0, clock),
-                        caught_up=lambda: replay.caught_up(
-                            event_log, "relay", int(clock() * 1000),
-                            config.cloudflare_settle_ms))
+                        replay_lag_ms=lambda: replay.lag_ms(
+                            event_log, "relay", int(clock() * 1000)),
+                        max_lag_ms=config.max_lag_ms)
         answer = router.query(sql, values, source)
     except (InvalidQuery, ParamsMismatch, QueryTimeout, CloudflareError) as e:
         raise click.ClickException(getattr(e, "message", None) or str(e)) from None
     finally:
         event_log.close()
     result = answer.result
+    if result.format not in (None, "JSON"):  # the FORMAT clause picks the output
+        from storage.aesql.output import render
+
+        click.echo(render(result, result.format).decode("utf-8"), nl=False)
+        return
     if as_json:
         body = {"success": True, "results": result.rows, "meta": result.meta,
                 "rows": len(result.rows), "source": answer.source}
+        if answer.replay_lag_ms is not None:
+            body["replayLagMs"] = answer.replay_lag_ms
         if result.truncated:
             body["truncated"] = True
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import httpx
 
-from .aesql import QueryResult, to_clickhouse
+from .aesql import QueryResult
+from .aesql.clickhouse import translate
 from .config import Config
 
 
@@ -110,8 +111,10 @@ class CloudflareSQL:
     def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
         """Raises aesql's InvalidQuery / ParamsMismatch before calling out, and
         CloudflareError when Cloudflare does not answer with rows."""
-        text = to_clickhouse(sql, list(params), dataset=self.dataset)
-        return self.run(text)
+        text, fmt = translate(sql, list(params), dataset=self.dataset)
+        result = self.run(text)
+        result.format = fmt  # asked for as JSON; written in the query's format by the caller
+        return result
 
     def run(self, clickhouse_sql: str) -> QueryResult:
         """Send SQL that is already in Cloudflare's dialect (bound and checked)."""

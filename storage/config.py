@@ -79,9 +79,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CLOUDFLARE_COOLDOWN_MS", "cloudflare_cooldown_ms", _positive_int,
             "After a failed call to the SQL API, /query with source auto answers from the "
             "local log for this long before it tries Cloudflare again."),
-    Setting("CLOUDFLARE_SETTLE_MS", "cloudflare_settle_ms", _non_negative_int,
-            "How long after the last replayed batch /query with source auto waits before "
-            "it trusts Cloudflare to show it (Analytics Engine's ingestion delay)."),
+    Setting("ANALYTICS_MAX_LAG_MS", "max_lag_ms", _non_negative_int,
+            "/query with source auto answers from Cloudflare while the oldest event replay "
+            "has not confirmed yet was received at most this long ago; beyond it, from "
+            "the local log."),
     Setting("ANALYTICS_DATASET", "dataset", _text,
             "Analytics Engine dataset the events are written to and queried from."),
     Setting("ANALYTICS_DB", "db_path", _text,
@@ -122,7 +123,7 @@ class Config:
     cloudflare_api_base: str = "https://api.cloudflare.com/client/v4"
     cloudflare_timeout_ms: int = 5000
     cloudflare_cooldown_ms: int = 30000
-    cloudflare_settle_ms: int = 60000
+    max_lag_ms: int = 60000
     dataset: str = "hoox_telemetry"
     db_path: str = "var/analytics.db"
     sink: str = "stdout"

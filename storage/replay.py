@@ -248,15 +248,15 @@ def backlog(event_log: EventLog, sink: str) -> Backlog:
     return Backlog(count, oldest)
 
 
-def caught_up(event_log: EventLog, sink: str, now_ms: int, settle_ms: int) -> bool:
-    """Whether the sink has confirmed every event in the log, the last of them at least
-    `settle_ms` ago (Analytics Engine shows a point only after a delay). Cheap: two
-    lookups by key, for every /query with source auto."""
-    state = read_state(event_log, sink)
-    if event_log.conn.execute("SELECT 1 FROM events WHERE seq > ? LIMIT 1",
-                              (state.seq,)).fetchone():
-        return False
-    return state.last_success_ms is None or state.last_success_ms + settle_ms <= now_ms
+def lag_ms(event_log: EventLog, sink: str, now_ms: int) -> int:
+    """How far the sink lags behind the log: the age of the oldest event it has not
+    confirmed yet, 0 when it has every event (SPEC §3.3). Cheap: two lookups by key,
+    for every /query with source auto."""
+    cursor = event_log.replayed_through(sink)
+    row = event_log.conn.execute(
+        "SELECT received_ms FROM events WHERE seq > ? ORDER BY seq LIMIT 1",
+        (cursor,)).fetchone()
+    return 0 if row is None else max(0, now_ms - row[0])
 
 
 def dead_letters(event_log: EventLog, sink: str) -> list[dict[str, Any]]:

@@ -3,10 +3,13 @@
 - `local`: the local log's engine; never calls out.
 - `cloudflare`: Cloudflare's SQL API; never falls back (its failure is the answer).
 - `auto` (the default): Cloudflare when it is configured, its breaker is closed (it
-  answered the last call, or the cool-down after a failure has passed), and the replay
-  backlog is empty — so Cloudflare has every event; otherwise the local log. A failure
-  of Cloudflare during `auto` falls back to the local log within the same request.
+  answered the last call, or the cool-down after a failure has passed), and replay keeps
+  up — the oldest event the relay has not confirmed was received at most `max_lag_ms`
+  ago. Under steady traffic the backlog is never quite empty, so the rule is a bound on
+  its age, not its emptiness. Otherwise the local log. A failure of Cloudflare during
+  `auto` falls back to the local log within the same request.
 
+An answer from Cloudflare says how far replay lagged when it was asked (`replay_lag_ms`).
 Invalid SQL is invalid from either source: it is never retried elsewhere.
 """
 
@@ -21,7 +24,6 @@ from .config import SOURCES
 from .cloudflare import CloudflareError, CloudflareNotConfigured, CloudflareQueryRejected
 
 
-
 class Engine(Protocol):
     def query(self, sql: str, params: Sequence[Any]) -> QueryResult: ...
 
@@ -30,6 +32,7 @@ class Engine(Protocol):
 class Answer:
     result: QueryResult
     source: str  # "local" | "cloudflare"
+    replay_lag_ms: int | None = None  # with source cloudflare: how far replay lagged
 
 
 class Breaker:
@@ -63,28 +66,32 @@ class Breaker:
 
 class Router:
     def __init__(self, *, local: Engine, cloud: Engine | None, breaker: Breaker,
-                 caught_up: Callable[[], bool]):
-        """`caught_up()` says whether Cloudflare has every event of the log (the replay
-        backlog is empty and settled); it is asked only when Cloudflare could answer."""
+                 replay_lag_ms: Callable[[], int], max_lag_ms: int):
+        """`replay_lag_ms()`: the age of the oldest event Cloudflare has not confirmed
+        (0: it has every event); asked only when Cloudflare could answer."""
         self._local = local
         self._cloud = cloud
         self.breaker = breaker
-        self._caught_up = caught_up
+        self._replay_lag_ms = replay_lag_ms
+        self.max_lag_ms = max_lag_ms
 
     def query(self, sql: str, params: Sequence[Any] = (), source: str = "auto") -> Answer:
         if source == "local":
             return self._from_local(sql, params)
         if source == "cloudflare":
-            return Answer(self._from_cloudflare(sql, params), "cloudflare")
+            lag = self._replay_lag_ms() if self._cloud is not None else None
+            return Answer(self._from_cloudflare(sql, params), "cloudflare", lag)
         if source != "auto":
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
-        if self._cloud is not None and self.breaker.allows() and self._caught_up():
-            try:
-                return Answer(self._from_cloudflare(sql, params), "cloudflare")
-            except CloudflareQueryRejected:
-                raise
-            except CloudflareError:
-                pass  # recorded by the breaker; the log has every event
+        if self._cloud is not None and self.breaker.allows():
+            lag = self._replay_lag_ms()
+            if lag <= self.max_lag_ms:
+                try:
+                    return Answer(self._from_cloudflare(sql, params), "cloudflare", lag)
+                except CloudflareQueryRejected:
+                    raise
+                except CloudflareError:
+                    pass  # recorded by the breaker; the log has every event
         return self._from_local(sql, params)
 
     def _from_local(self, sql: str, params: Sequence[Any]) -> Answer:

@@ -170,6 +170,8 @@ class StandIn:
         self.delay_s = 0.0
         # The relay names each bad point; off, the replayer has to find them by halving.
         self.report_details = True
+        # The relay alone down (the SQL API still answering): replay falls behind.
+        self.relay_down = False
         self.points: list[dict[str, Any]] = []
         self.calls: list[IngestCall] = []
         self.sql_requests: list[str] = []
@@ -469,6 +471,10 @@ class _Handler(BaseHTTPRequestHandler):
                 standin.calls.append(call)
             if self._failing():
                 call.ended = time.monotonic()
+                return
+            if standin.relay_down:
+                call.ended, call.status = time.monotonic(), 503
+                self._json(503, {"success": False, "error": "stand-in: relay unavailable"})
                 return
             status, doc = standin._ingest(self.headers, body)
             call.ended, call.status = time.monotonic(), status

@@ -346,16 +346,17 @@ def test_status_reports_backlog_age_last_success_and_last_error(
     assert s["lastSuccessAt"] is not None and s["sent"] == 3 and s["replayedThrough"] == 3
 
 
-def test_caught_up_only_when_the_backlog_is_empty_and_settled(
+def test_lag_is_the_age_of_the_oldest_unconfirmed_event_and_zero_without_one(
         log_a: EventLog, standin: StandIn, http: httpx.Client, clock: FixedClock) -> None:
     now = lambda: int(clock() * 1000)  # noqa: E731
-    assert replay.caught_up(log_a, "relay", now(), settle_ms=5000)  # nothing to have
-    log_a.append(make_events(2))
-    assert not replay.caught_up(log_a, "relay", now(), settle_ms=5000)
+    assert replay.lag_ms(log_a, "relay", now()) == 0  # nothing to have
+    received = now()
+    log_a.append(make_events(2, start_ms=received))
+    clock.advance(7)
+    log_a.append(make_events(1, prefix="later", start_ms=now()))
+    assert replay.lag_ms(log_a, "relay", now()) == 7000  # the oldest, not the newest
     replayer(log_a, relay(standin, http, clock), clock).drain()
-    assert not replay.caught_up(log_a, "relay", now(), settle_ms=5000)
-    clock.advance(5)
-    assert replay.caught_up(log_a, "relay", now(), settle_ms=5000)
+    assert replay.lag_ms(log_a, "relay", now()) == 0
 
 
 # -- the background loop of a server process ---------------------------------------------

@@ -47,8 +47,7 @@ def cloud_config(config: Config, standin: StandIn) -> Config:
                           relay_key=standin.relay_key, cloudflare_api_base=standin.api_base,
                           cloudflare_api_token=standin.api_token,
                           cloudflare_account_id=standin.account_id,
-                          cloudflare_timeout_ms=300, cloudflare_cooldown_ms=30_000,
-                          cloudflare_settle_ms=0)
+                          cloudflare_timeout_ms=300, cloudflare_cooldown_ms=30_000)
 
 
 @pytest.fixture
@@ -90,14 +89,16 @@ def query(client: falcon.testing.TestClient, sql: str = COUNT, params: list | No
 
 # -- auto ---------------------------------------------------------------------------------
 
-def test_auto_answers_from_the_log_while_events_wait_for_replay(
-        app_client: falcon.testing.TestClient, standin: StandIn) -> None:
+def test_auto_answers_from_the_log_once_replay_lags_beyond_the_bound(
+        app_client: falcon.testing.TestClient, standin: StandIn, clock: FixedClock) -> None:
     ingest(app_client, 5)
+    clock.advance(60.001)  # ANALYTICS_MAX_LAG_MS is 60,000 by default
     result = query(app_client)
     assert result.status_code == 200
     assert result.json == {"success": True, "results": [{"n": 5}],
                            "meta": [{"name": "n", "type": "UInt64"}], "rows": 1,
                            "source": "local"}
+    assert result.headers["X-Analytics-Source"] == "local"
     assert standin.sql_requests == []  # Cloudflare was not even asked
 
 
@@ -117,18 +118,28 @@ def test_auto_answers_from_cloudflare_once_replay_caught_up_with_equal_results(
     assert len(standin.sql_requests) == len(SAME_EITHER_WAY)
 
 
-def test_auto_waits_for_the_settle_delay_after_the_last_replayed_batch(
+def test_auto_answers_from_cloudflare_while_replay_lags_within_the_bound(
         make_client: Callable[..., falcon.testing.TestClient], cloud_config: Config,
         http: httpx.Client, replay_all: Callable[[], None], clock: FixedClock) -> None:
-    client = make_client(cloud_config.replace(cloudflare_settle_ms=60_000), http=http,
+    """A backlog is no reason to leave Cloudflare: its age is (SPEC §3.3)."""
+    client = make_client(cloud_config.replace(max_lag_ms=10_000), http=http,
                          background=False)
     ingest(client, 3)
+    clock.advance(4)
+    ingest(client, 2, prefix="later")
+    answer = query(client).json
+    # Cloudflare has none of them yet, as its answers can miss the newest seconds.
+    assert (answer["source"], answer["replayLagMs"], answer["results"]) == \
+        ("cloudflare", 4000, [{"n": 0}])
+    clock.advance(6)
+    assert query(client).json["replayLagMs"] == 10_000  # the oldest event's age
+    clock.advance(0.001)
+    assert "replayLagMs" not in query(client).json
+    assert query(client).json["source"] == "local"
     replay_all()
-    assert query(client).json["source"] == "local"
-    clock.advance(59)
-    assert query(client).json["source"] == "local"
-    clock.advance(1)
-    assert query(client).json["source"] == "cloudflare"
+    answer = query(client).json
+    assert (answer["source"], answer["replayLagMs"], answer["results"]) == \
+        ("cloudflare", 0, [{"n": 5}])
 
 
 def test_auto_falls_back_to_the_log_in_the_same_request_then_cools_down(

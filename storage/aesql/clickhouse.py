@@ -22,14 +22,23 @@ def to_clickhouse(sql: str, params: Sequence[Any] = (), *, dataset: str = "hoox_
     (never string pasting), and return the text for Cloudflare's SQL API.
 
     `format` replaces any FORMAT clause (the API answers JSON with FORMAT JSON; None drops
-    it). `now` pins now()/today() to a fixed Unix time. `portable` rewrites the two places
-    where Analytics Engine differs from stock ClickHouse (quantileWeighted, Monday weeks),
-    for running the same query on ClickHouse itself (the conformance suite's chdb)."""
+    it). `now` pins now()/today() to a fixed Unix time. `portable` rewrites the places
+    where Analytics Engine differs from stock ClickHouse (quantileWeighted, Monday weeks,
+    `length` and `substring` by code point), for running the same query on ClickHouse
+    itself (the conformance suite's chdb)."""
+    return translate(sql, params, dataset=dataset, now=now, portable=portable,
+                     format=format)[0]
+
+
+def translate(sql: str, params: Sequence[Any] = (), *, dataset: str = "hoox_telemetry",
+              now: float | None = None, portable: bool = False,
+              format: str | None = "JSON") -> tuple[str, str | None]:
+    """`to_clickhouse`'s text, and the FORMAT the query itself asked for (None: none)."""
     parsed = parse(sql, params)
     if parsed.kind != "select":
         words = {"show_tables": "TABLES", "show_timezones": "TIMEZONES",
                  "show_timezone": "TIMEZONE"}[parsed.kind]
-        return f"SHOW {words}" + (f" FORMAT {format}" if format else "")
+        return f"SHOW {words}" + (f" FORMAT {format}" if format else ""), parsed.format
     assert parsed.tree is not None
     Translator(dataset).select(parsed.tree.copy())  # resolves tables and columns, or raises
     tree = parsed.tree.transform(lambda n: _clickhouse_node(n, now, portable))
@@ -38,7 +47,7 @@ def to_clickhouse(sql: str, params: Sequence[Any] = (), *, dataset: str = "hoox_
     if limit is not None and isinstance(limit.expression, exp.Column):
         tree.set("limit", None)  # LIMIT ALL: no limit
     text = tree.sql(dialect="clickhouse")
-    return text + (f" FORMAT {format}" if format else "")
+    return text + (f" FORMAT {format}" if format else ""), parsed.format
 
 
 def _clickhouse_node(node: exp.Expression, now: float | None, portable: bool) -> exp.Expression:

@@ -34,6 +34,7 @@ class Compiled:
     sql: str | None                   # None for SHOW
     meta: list[dict]
     static_rows: list[dict] | None = None
+    format: str | None = None         # the FORMAT clause, if any
 
 
 # -- results -------------------------------------------------------------------------------------------
@@ -62,11 +63,13 @@ def compile_select(sql: str, params: Sequence[Any] = (), *,
     """The SQLite text (with :now and :today parameters) and meta of one query."""
     parsed = parse(sql, params)
     if parsed.kind != "select":
-        return _show(parsed.kind, dataset)
+        compiled = _show(parsed.kind, dataset)
+        compiled.format = parsed.format
+        return compiled
     assert parsed.tree is not None
     tree, columns = Translator(dataset).select(parsed.tree)
     return Compiled(tree.sql(dialect="sqlite"),
-                    [{"name": n, "type": t} for n, t in columns])
+                    [{"name": n, "type": t} for n, t in columns], format=parsed.format)
 
 
 def _show(kind: str, dataset: str) -> Compiled:
@@ -179,7 +182,8 @@ class LocalEngine:
     def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
         compiled = self.compile(sql, params)
         if compiled.sql is None:
-            return QueryResult(list(compiled.meta), list(compiled.static_rows or []))
+            return QueryResult(list(compiled.meta), list(compiled.static_rows or []),
+                               format=compiled.format)
         converters = [(m["name"], _converter(m["type"])) for m in compiled.meta]
         with self._lock:
             conn = self._connection()
@@ -199,7 +203,7 @@ class LocalEngine:
         truncated = len(raw) > self.max_rows
         rows = [{name: conv(value) for (name, conv), value in zip(converters, row)}
                 for row in raw[:self.max_rows]]
-        return QueryResult(list(compiled.meta), rows, truncated)
+        return QueryResult(list(compiled.meta), rows, truncated, compiled.format)
 
     def _translate(self, error: sqlite3.Error) -> Exception:
         code = getattr(error, "sqlite_errorcode", 0) & 0xFF

@@ -27,4 +27,5 @@ class QueryResult:
     meta: list[dict]
     rows: list[dict]
     truncated: bool = False
+    format: str | None = None  # the query's FORMAT clause, if it had one
 

@@ -19,6 +19,7 @@ from .errors import InvalidQuery, ParamsMismatch
 class Parsed:
     kind: str                      # "select", "show_tables", "show_timezones", "show_timezone"
     tree: exp.Select | None = None
+    format: str | None = None      # the FORMAT clause's name, if any
 
 
 def _literal_for(value: Any) -> exp.Expression:
@@ -103,7 +104,8 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
         raise InvalidQuery(f"only SELECT and SHOW statements are supported, not {kind}")
     _bind(tree, params)
     _check(tree)
-    return Parsed("select", tree)
+    fmt = tree.args.get("format")
+    return Parsed("select", tree, fmt.name if fmt is not None else None)
 
 
 def _parse_show(tokens: list) -> Parsed:
@@ -116,7 +118,7 @@ def _parse_show(tokens: list) -> Parsed:
                                  and words[2] in FORMATS)
     what = words[0].upper() if words else ""
     if fmt_ok and what in ("TABLES", "TIMEZONES", "TIMEZONE"):
-        return Parsed(f"show_{what.lower()}")
+        return Parsed(f"show_{what.lower()}", None, words[2] if len(words) == 3 else None)
     raise InvalidQuery(f"SHOW {' '.join(words)} is not supported; use SHOW TABLES, "
                        "SHOW TIMEZONES or SHOW TIMEZONE")
 

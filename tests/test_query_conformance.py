@@ -11,7 +11,7 @@ from sqlglot import exp
 
 from storage import aesql
 from storage.aesql import udf as F
-from storage.aesql.build import _fn, _num, _op
+from storage.aesql.build import _cast, _fn, _num, _op
 from storage.aesql.types import T
 from storage.aesql import LocalEngine, to_clickhouse
 from aesql_corpus import CORPUS, Q
@@ -128,10 +128,10 @@ def test_a_broken_translation_fails_the_comparison(engine: LocalEngine, db: str,
             values = sorted(self.weights)
             return values[len(values) // 2] if values else None
         monkeypatch.setattr(F.QuantileExactWeighted, "finalize", finalize)
-    elif broken == "length":  # characters instead of bytes
+    elif broken == "length":  # bytes (ClickHouse's length) instead of code points
         monkeypatch.setattr(aesql.Translator, "_f_length",
                             lambda self, call, args, scope: T(
-                                _fn("length", args[0].e), "UInt64"))
+                                _fn("length", _cast(args[0].e, "BLOB")), "UInt64"))
     else:  # SQLite's round (half away from zero) instead of ClickHouse's
         monkeypatch.setattr(F, "ch_round", lambda x, n=0: None if x is None else
                             float(__import__("decimal").Decimal(repr(x)).quantize(

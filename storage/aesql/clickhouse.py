@@ -41,7 +41,8 @@ def translate(sql: str, params: Sequence[Any] = (), *, dataset: str = "hoox_tele
         return f"SHOW {words}" + (f" FORMAT {format}" if format else ""), parsed.format
     assert parsed.tree is not None
     Translator(dataset).select(parsed.tree.copy())  # resolves tables and columns, or raises
-    tree = parsed.tree.transform(lambda n: _clickhouse_node(n, now, portable))
+    tree = parsed.tree.copy()
+    _rewrite(tree, now, portable)
     tree.set("format", None)
     limit = tree.args.get("limit")
     if limit is not None and isinstance(limit.expression, exp.Column):
@@ -50,26 +51,40 @@ def translate(sql: str, params: Sequence[Any] = (), *, dataset: str = "hoox_tele
     return text + (f" FORMAT {format}" if format else ""), parsed.format
 
 
-def _clickhouse_node(node: exp.Expression, now: float | None, portable: bool) -> exp.Expression:
-    if isinstance(node, exp.Func) and not isinstance(node, (exp.Anonymous, *ALLOWED_NODES)):
-        call = _call(node)
-        # sqlglot writes `if` as CASE WHEN and toStartOfMonth as dateTrunc: spell the
-        # documented names out.
-        if isinstance(node, (exp.If, exp.TimestampTrunc, exp.TimeToStr, exp.Substring,
-                             exp.StrPosition, exp.Format, exp.Hex, exp.Floor, exp.Ceil,
-                             exp.Length)):
-            return exp.Anonymous(this=call.name, expressions=call.args)
-    if isinstance(node, exp.Anonymous):
-        name = node.name
-        if now is not None and name == "now":
-            return _fn("toDateTime", _num(int(now)))
-        if now is not None and name == "today":
-            return _fn("toDate", _fn("toDateTime", _num(int(now))))
-        if portable and name == "quantileWeighted":
-            args = list(node.expressions)
-            return exp.ParameterizedAgg(this="quantileExactWeighted", expressions=args[:1],
-                                        params=args[1:])
-        if portable and name == "toStartOfWeek" and len(node.expressions) == 1:
-            return _fn("toStartOfWeek", node.expressions[0], _num(1))
-    return node
+# Where an Analytics Engine function is another function in stock ClickHouse.
+_PORTABLE_NAMES = {"length": "lengthUTF8", "substring": "substringUTF8",
+                   "lowerUTF8": "lowerUTF8", "upperUTF8": "upperUTF8"}
+# Typed nodes sqlglot would print under another name or shape (`if` as CASE WHEN,
+# toStartOfMonth as dateTrunc): written out as the documented call.
+_RESPELLED = (exp.If, exp.TimestampTrunc, exp.TimeToStr, exp.Substring, exp.StrPosition,
+              exp.Format, exp.Hex, exp.Floor, exp.Ceil, exp.Length, exp.Lower, exp.Upper,
+              exp.DayOfWeekIso, exp.Pow, exp.Ln, exp.StartsWith, exp.EndsWith,
+              exp.ArgMax, exp.ArgMin, exp.FirstValue, exp.LastValue, exp.CountIf)
 
+
+def _rewrite(node: exp.Expression, now: float | None, portable: bool) -> None:
+    """Children first, so that a call nested in another (if within if) is rewritten too."""
+    for child in list(node.iter_expressions()):
+        _rewrite(child, now, portable)
+    new = _clickhouse_node(node, now, portable)
+    if new is not node:
+        node.replace(new)
+
+
+def _clickhouse_node(node: exp.Expression, now: float | None, portable: bool) -> exp.Expression:
+    if not isinstance(node, (exp.Anonymous, *_RESPELLED)) or isinstance(node, ALLOWED_NODES):
+        return node
+    call = _call(node)
+    name, args = call.name, call.args
+    if now is not None and name == "now":
+        return _fn("toDateTime", _num(int(now)))
+    if now is not None and name == "today":
+        return _fn("toDate", _fn("toDateTime", _num(int(now))))
+    if portable and name == "quantileWeighted":
+        return exp.ParameterizedAgg(this="quantileExactWeighted", expressions=args[:1],
+                                    params=args[1:])
+    if portable and name == "toStartOfWeek" and len(args) == 1:
+        return _fn("toStartOfWeek", args[0], _num(1))
+    if portable:
+        name = _PORTABLE_NAMES.get(name, name)
+    return exp.Anonymous(this=name, expressions=args)

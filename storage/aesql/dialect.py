@@ -56,7 +56,7 @@ FUNCTIONS: dict[str, tuple[str, int, int]] = {
     "toHour": ("scalar", 1, 1), "toMinute": ("scalar", 1, 1), "toSecond": ("scalar", 1, 1),
     "toYYYYMM": ("scalar", 1, 1), "intDiv": ("scalar", 2, 2),
     "log": ("scalar", 1, 1), "ln": ("scalar", 1, 1), "pow": ("scalar", 2, 2),
-    "round": ("scalar", 1, 2), "floor": ("scalar", 1, 1), "ceil": ("scalar", 1, 1),
+    "round": ("scalar", 1, 2), "floor": ("scalar", 1, 2), "ceil": ("scalar", 1, 2),
     "length": ("scalar", 1, 1), "empty": ("scalar", 1, 1), "lower": ("scalar", 1, 1),
     "upper": ("scalar", 1, 1), "lowerUTF8": ("scalar", 1, 1), "upperUTF8": ("scalar", 1, 1),
     "startsWith": ("scalar", 2, 2), "endsWith": ("scalar", 2, 2),
@@ -70,11 +70,16 @@ FUNCTIONS: dict[str, tuple[str, int, int]] = {
     "bin": ("scalar", 1, 1), "hex": ("scalar", 1, 1),
 }
 PARAMETRIC = {"quantileExactWeighted": 1, "topK": 1, "topKWeighted": 1}
-# Classic SQL names ClickHouse also accepts in any case.
+# The names ClickHouse registers case-insensitively (checked one by one against chdb):
+# COUNT(), SUM(x), NOW() are accepted; TOYEAR(t) is not.
 _CASE_INSENSITIVE = {n.lower(): n for n in (
-    "count", "sum", "avg", "min", "max", "if", "log", "ln", "pow", "round", "floor", "ceil",
-    "length", "lower", "upper", "position", "substring", "hex", "bin", "format")}
-_ALIASES = {"power": "pow", "substr": "substring"}
+    "count", "sum", "avg", "min", "max", "first_value", "last_value", "if", "now", "today",
+    "log", "ln", "pow", "power", "round", "floor", "ceil", "length", "lower", "upper",
+    "position", "substring", "substr", "hex", "bin")}
+# Other names for documented functions: ClickHouse's own, and the reference's
+# backward-compatibility aliases (toLower/toUpper are lowerUTF8/upperUTF8 there).
+_ALIASES = {"power": "pow", "substr": "substring", "toLower": "lowerUTF8",
+            "toUpper": "upperUTF8", "isEmpty": "empty"}
 
 # sqlglot parses some functions into typed nodes; their Analytics Engine names.
 _CLASS_NAMES: dict[type, str] = {
@@ -145,12 +150,9 @@ def _call(node: exp.Func) -> Call:
         raise InvalidQuery(f"unknown function {_display_name(node)}; only the functions "
                            "of the Analytics Engine SQL reference are supported")
     if name not in FUNCTIONS:
-        lowered = name.lower()
-        if name in _ALIASES:
-            name = _ALIASES[name]
-        elif lowered in _CASE_INSENSITIVE:
-            name = _CASE_INSENSITIVE[lowered]
-        else:
+        name = _ALIASES.get(_CASE_INSENSITIVE.get(name.lower(), name),
+                            _CASE_INSENSITIVE.get(name.lower(), name))
+        if name not in FUNCTIONS:
             raise InvalidQuery(f"unknown function {name}; only the functions of the "
                                "Analytics Engine SQL reference are supported")
     _, low, high = FUNCTIONS[name]
@@ -165,6 +167,21 @@ def _call(node: exp.Func) -> Call:
                            f"{'' if low == high else f' to {high}'} arguments, "
                            f"{len(args)} given")
     return Call(name, params, args, distinct)
+
+
+# Every spelling of a documented function, by its lower case.
+_SPELLINGS: dict[str, str] = {n.lower(): n for n in (*FUNCTIONS, *_ALIASES)}
+
+
+def check_spelling(name: str) -> None:
+    """A documented function spelled in another case is refused, as ClickHouse refuses
+    it, unless ClickHouse registers the name case-insensitively (`COUNT()`, `NOW()`).
+    sqlglot's typed nodes forget the spelling, so the parser checks it on the tokens."""
+    canonical = _SPELLINGS.get(name.lower())
+    if canonical is None or name == canonical or name.lower() in _CASE_INSENSITIVE:
+        return
+    raise InvalidQuery(f"unknown function {name}; function names are case-sensitive "
+                       f"(did you mean {canonical}?)")
 
 
 def _check(tree: exp.Expression) -> None:

@@ -11,7 +11,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
 from .build import _num
-from .dialect import FORMATS, _check
+from .dialect import FORMATS, _check, check_spelling
 from .errors import InvalidQuery, ParamsMismatch
 
 
@@ -85,6 +85,9 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
                                                    TokenType.L_PAREN):
             raise InvalidQuery("only SELECT and SHOW statements are supported, not "
                                + tokens[0].text.upper())
+        for token, following in zip(tokens, tokens[1:]):
+            if following.token_type == TokenType.L_PAREN and token.text.isidentifier():
+                check_spelling(token.text)
         text = _number_placeholders(sql, tokens, params)
         statements = [s for s in sqlglot.parse(text, read="clickhouse") if s is not None]
     except (ParseError, TokenError) as e:

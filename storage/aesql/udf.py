@@ -132,6 +132,31 @@ def ch_round(x: Any, digits: int = 0) -> Any:
     return round(x / scale) * scale
 
 
+def _rounder(to_int: Any) -> Any:
+    def rounding(x: Any, digits: int = 0) -> Any:
+        """floor(x, n) / ceil(x, n) as ClickHouse computes them: like round, with the
+        integer step rounding down or up."""
+        if x is None or digits is None:
+            return None
+        if isinstance(x, int):
+            if digits >= 0:
+                return x
+            scale = 10 ** -digits
+            return to_int(x / scale) * scale
+        if not math.isfinite(x):
+            return x
+        if digits >= 0:
+            scale = 10.0 ** digits
+            return to_int(x * scale) / scale
+        scale = 10.0 ** -digits
+        return to_int(x / scale) * scale
+    return rounding
+
+
+ch_floor = _rounder(math.floor)
+ch_ceil = _rounder(math.ceil)
+
+
 def ch_float_str(x: Any) -> str | None:
     """A Float64 as ClickHouse prints it: the shortest repr, no trailing '.0'."""
     if x is None:
@@ -189,19 +214,26 @@ def ch_bin(x: Any, width: int = 8, is_float: int = 0) -> str | None:
 
 
 def ch_substring(s: Any, offset: int | None, length: int | None = None) -> str | None:
-    """substring(s, offset[, length]) on bytes, 1-based, negative offsets from the end."""
+    """substring(s, offset[, length]) by code point (Analytics Engine's substring is
+    ClickHouse's substringUTF8), 1-based; a negative offset counts from the end, a
+    negative length stops that many code points before the end."""
     if s is None or offset is None:
         return None
-    data = str(s).encode("utf-8")
+    text = str(s)
     offset = int(offset)
     if offset == 0:
         return ""
     # A negative offset counts from the end and may start before the string: the length
     # is still counted from there (ClickHouse: substring('/', -4, 2) is '').
-    start = offset - 1 if offset > 0 else len(data) + offset
-    end = len(data) if length is None else start + max(int(length), 0)
+    start = offset - 1 if offset > 0 else len(text) + offset
+    if length is None:
+        end = len(text)
+    elif int(length) >= 0:
+        end = start + int(length)
+    else:
+        end = len(text) + int(length)
     start, end = max(start, 0), max(end, 0)
-    return data[start:end].decode("utf-8", errors="replace")
+    return text[start:end] if end > start else ""
 
 
 def ch_to_uint(x: Any, bits: int) -> int | None:
@@ -363,6 +395,8 @@ SCALARS: dict[str, tuple[int, Any]] = {
     "ae_datetime_str": (1, lambda t: None if t is None else render_datetime(t)),
     "ae_date_str": (1, lambda t: None if t is None else render_date(t)),
     "ae_round": (2, ch_round),
+    "ae_floor": (2, ch_floor),
+    "ae_ceil": (2, ch_ceil),
     "ae_float_str": (1, ch_float_str),
     "ae_format": (-1, ch_format),
     "ae_hex": (3, ch_hex),

@@ -46,7 +46,9 @@ class NumberFunctions:
 
     def _f_floor(self, call: Call, args: list[T], scope: Scope) -> T:
         self._numeric(call, args)
-        return T(_fn(call.name, args[0].e), args[0].t)
+        if len(args) == 1:
+            return T(_fn(call.name, args[0].e), args[0].t)
+        return T(_fn(f"ae_{call.name}", args[0].e, args[1].e), args[0].t)
 
     _f_ceil = _f_floor
 

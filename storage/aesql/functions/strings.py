@@ -24,7 +24,8 @@ class StringFunctions:
 
     def _f_length(self, call: Call, args: list[T], scope: Scope) -> T:
         self._string(call, args)
-        return T(_fn("length", _cast(args[0].e, "BLOB")), "UInt64")  # bytes, as ClickHouse
+        # code points: Analytics Engine's length is ClickHouse's lengthUTF8
+        return T(_fn("length", args[0].e), "UInt64")
 
     def _f_empty(self, call: Call, args: list[T], scope: Scope) -> T:
         self._string(call, args)

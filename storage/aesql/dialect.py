@@ -46,15 +46,15 @@ FUNCTIONS: dict[str, tuple[str, int, int]] = {
     "if": ("scalar", 3, 3), "now": ("scalar", 0, 0), "today": ("scalar", 0, 0),
     "toDateTime": ("scalar", 1, 2), "toUnixTimestamp": ("scalar", 1, 2),
     "formatDateTime": ("scalar", 2, 3), "toStartOfInterval": ("scalar", 2, 3),
-    "toStartOfYear": ("scalar", 1, 1), "toStartOfQuarter": ("scalar", 1, 1),
-    "toStartOfMonth": ("scalar", 1, 1), "toStartOfWeek": ("scalar", 1, 2),
-    "toStartOfDay": ("scalar", 1, 1), "toStartOfHour": ("scalar", 1, 1),
-    "toStartOfFifteenMinutes": ("scalar", 1, 1), "toStartOfTenMinutes": ("scalar", 1, 1),
-    "toStartOfFiveMinutes": ("scalar", 1, 1), "toStartOfMinute": ("scalar", 1, 1),
-    "toYear": ("scalar", 1, 1), "toMonth": ("scalar", 1, 1),
-    "toDayOfMonth": ("scalar", 1, 1), "toDayOfWeek": ("scalar", 1, 1),
-    "toHour": ("scalar", 1, 1), "toMinute": ("scalar", 1, 1), "toSecond": ("scalar", 1, 1),
-    "toYYYYMM": ("scalar", 1, 1), "intDiv": ("scalar", 2, 2),
+    "toStartOfYear": ("scalar", 1, 2), "toStartOfQuarter": ("scalar", 1, 2),
+    "toStartOfMonth": ("scalar", 1, 2), "toStartOfWeek": ("scalar", 1, 3),
+    "toStartOfDay": ("scalar", 1, 2), "toStartOfHour": ("scalar", 1, 2),
+    "toStartOfFifteenMinutes": ("scalar", 1, 2), "toStartOfTenMinutes": ("scalar", 1, 2),
+    "toStartOfFiveMinutes": ("scalar", 1, 2), "toStartOfMinute": ("scalar", 1, 2),
+    "toYear": ("scalar", 1, 2), "toMonth": ("scalar", 1, 2),
+    "toDayOfMonth": ("scalar", 1, 2), "toDayOfWeek": ("scalar", 1, 1),
+    "toHour": ("scalar", 1, 2), "toMinute": ("scalar", 1, 2), "toSecond": ("scalar", 1, 2),
+    "toYYYYMM": ("scalar", 1, 2), "intDiv": ("scalar", 2, 2),
     "log": ("scalar", 1, 1), "ln": ("scalar", 1, 1), "pow": ("scalar", 2, 2),
     "round": ("scalar", 1, 2), "floor": ("scalar", 1, 2), "ceil": ("scalar", 1, 2),
     "length": ("scalar", 1, 1), "empty": ("scalar", 1, 1), "lower": ("scalar", 1, 1),
@@ -126,9 +126,10 @@ def _call(node: exp.Func) -> Call:
         name, args = node.name, list(node.expressions)
     elif isinstance(node, exp.TimestampTrunc):
         unit = node.text("unit").upper()
-        if unit not in _TRUNC_NAMES or node.args.get("zone"):
+        if unit not in _TRUNC_NAMES:
             raise InvalidQuery(f"function {_display_name(node)} is not supported")
-        name, args = _TRUNC_NAMES[unit], [node.this]
+        zone = node.args.get("zone")
+        name, args = _TRUNC_NAMES[unit], [node.this] + ([zone] if zone is not None else [])
     elif type(node) in _CLASS_NAMES:
         name = _CLASS_NAMES[type(node)]
         if isinstance(node, exp.Ln) and node.sql("clickhouse").lower().startswith("ln("):

@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-import zoneinfo
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -22,7 +21,8 @@ from . import udf as F
 from .errors import InvalidQuery, QueryResult, QueryTimeout
 from .parse import parse
 from .translate import SOURCE_VIEW, Translator
-from .types import NULL_TYPE, _is_int
+from .types import NULL_TYPE, _is_int, zone_of
+from .zones import available, local_of
 
 SOURCE_TABLE = "events"
 SOURCE_TABLE_COLUMNS = frozenset({"", "seq", "request_id", "received_ms", "blob1", "blob2",
@@ -46,6 +46,10 @@ def _converter(t: str) -> Callable[[Any], Any]:
         return lambda v: None if v is None else bool(v)
     if t == "Float64":
         return lambda v: None if v is None else float(v)
+    if t.startswith("DateTime("):
+        zone = zone_of(t)
+        assert zone is not None
+        return lambda v: None if v is None else F.render_datetime(local_of(v, zone))
     if t == "DateTime":
         return lambda v: None if v is None else F.render_datetime(v)
     if t == "Date":
@@ -76,8 +80,10 @@ def _show(kind: str, dataset: str) -> Compiled:
     if kind == "show_tables":
         return Compiled(None, [{"name": "dataset", "type": "String"}], [{"dataset": dataset}])
     if kind == "show_timezone":
-        return Compiled(None, [{"name": "timezone", "type": "String"}], [{"timezone": "UTC"}])
-    zones = sorted(zoneinfo.available_timezones() | {"UTC"})
+        # The reference: "This should always be Etc/UTC".
+        return Compiled(None, [{"name": "timezone", "type": "String"}],
+                        [{"timezone": "Etc/UTC"}])
+    zones = available()
     return Compiled(None, [{"name": "name", "type": "String"}], [{"name": z} for z in zones])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -90,9 +91,10 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
                 check_spelling(token.text)
         text = _number_placeholders(sql, tokens, params)
         statements = [s for s in sqlglot.parse(text, read="clickhouse") if s is not None]
-    except (ParseError, TokenError) as e:
-        first = str(e).splitlines()[0] if str(e) else "cannot parse the query"
-        raise InvalidQuery(f"syntax error: {first}") from None
+    except ParseError as e:
+        raise InvalidQuery(syntax_error(sql, e)) from None
+    except TokenError:
+        raise InvalidQuery(_token_error(sql)) from None
     if len(statements) != 1:
         raise InvalidQuery("exactly one statement is allowed per query"
                            if statements else "the query is empty")
@@ -109,6 +111,67 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
     _check(tree)
     fmt = tree.args.get("format")
     return Parsed("select", tree, fmt.name if fmt is not None else None)
+
+
+# sqlglot names the node it could not complete; in SQL terms, what was missing.
+_MISSING = {"Where": "a condition after WHERE", "Having": "a condition after HAVING",
+            "And": "an expression after AND", "Or": "an expression after OR",
+            "Not": "an expression after NOT", "Alias": "a name after AS",
+            "Group": "an expression after GROUP BY", "Order": "an expression after ORDER BY",
+            "Limit": "a number after LIMIT", "Offset": "a number after OFFSET",
+            "Between": "both bounds of BETWEEN", "In": "a list after IN",
+            "Interval": "a value after INTERVAL"}
+_OPERATORS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Mod": "%", "EQ": "=",
+              "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "Like": "LIKE",
+              "ILike": "ILIKE"}
+_REQUIRED = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*\.(\w+)'>")
+
+
+def syntax_error(sql: str, error: ParseError) -> str:
+    """A parser error in SQL terms, with line and column (1-based, as editors count)."""
+    first = (error.errors or [{}])[0]
+    description = str(first.get("description") or "cannot parse the query")
+    line, col = first.get("line"), first.get("col")
+    near = " ".join(str(first.get("highlight") or "").split())
+    required = _REQUIRED.match(description)
+    if required:
+        node = required.group(1)
+        if node in _OPERATORS:
+            what = f"expected an expression after {_OPERATORS[node]}"
+        else:
+            what = f"expected {_MISSING.get(node, 'an expression')}"
+    elif description.startswith("Expecting "):
+        what = f"expected {description[len('Expecting '):]}"
+    elif "Unexpected token" in description or "Invalid expression" in description:
+        what = f"unexpected {near!r}" if near else "unexpected input"
+    else:
+        what = description[:1].lower() + description[1:]
+    where = f" at line {line}, column {col}" if line and col else ""
+    if near and not what.startswith("unexpected"):
+        where += f" (near {near!r})"
+    return f"syntax error{where}: {what}"
+
+
+def _token_error(sql: str) -> str:
+    """The tokenizer fails on an unclosed quote or comment; say where it opens."""
+    for opener, label in (("'", "string"), ('"', "quoted name"), ("`", "quoted name"),
+                          ("/*", "comment")):
+        closer = "*/" if opener == "/*" else opener
+        at = 0
+        while True:
+            start = sql.find(opener, at)
+            if start < 0:
+                break
+            end = sql.find(closer, start + len(opener))
+            while end >= 0 and closer != "*/" and sql[end - 1] == "\\":
+                end = sql.find(closer, end + 1)
+            if end < 0:
+                line = sql.count("\n", 0, start) + 1
+                col = start - (sql.rfind("\n", 0, start) + 1) + 1
+                return (f"syntax error at line {line}, column {col}: unterminated {label} "
+                        f"(no closing {closer})")
+            at = end + len(closer)
+    return "syntax error: cannot read the query text"
 
 
 def _parse_show(tokens: list) -> Parsed:

@@ -30,7 +30,16 @@ def _is_num(t: str) -> bool:
 
 
 def _is_time(t: str) -> bool:
-    return t in ("DateTime", "Date")
+    return t in ("DateTime", "Date") or t.startswith("DateTime(")
+
+
+def zone_of(t: str) -> str | None:
+    """The zone of a DateTime('Zone') type; None for UTC."""
+    return t[10:-2] if t.startswith("DateTime('") else None
+
+
+def datetime_type(zone: str | None) -> str:
+    return "DateTime" if zone is None else f"DateTime('{zone}')"
 
 
 def _int_type(width: int, signed: bool) -> str:

@@ -7,48 +7,98 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sqlglot import exp
 
+from .. import udf as F
 from ..build import _fn, _int_expr, _num, _op, _str
 from ..dialect import _UNIT_MONTHS, _UNIT_SECONDS, Call
 from ..errors import InvalidQuery
-from ..types import T, _is_num, _is_time
+from ..types import T, _is_num, _is_time, datetime_type, zone_of
+from ..zones import local_sql, offset_sql, utc_of_local, zone
 
 if TYPE_CHECKING:
     from ..translate import Scope
 
 
 class TimeFunctions:
+    # time zones ---------------------------------------------------------------------------
+
+    def _zone_arg(self, call: Call, index: int, default: str | None) -> str | None:
+        """The time zone named at call.args[index] (a string literal), else `default`."""
+        if len(call.args) <= index:
+            return default
+        tz = call.args[index]
+        if not (isinstance(tz, exp.Literal) and tz.is_string):
+            raise InvalidQuery(f"{call.name}: the time zone must be a string such as "
+                               "'America/New_York'")
+        zone(tz.this)
+        return tz.this
+
+    def _zoned(self, args: list[T], call: Call,
+               index: int) -> tuple[exp.Expression, exp.Expression, str | None]:
+        """(local wall seconds, instant, zone) of the time argument: its zone is the
+        argument at `index`, else its type's (DateTime('Zone')), else UTC."""
+        value = self._time_arg(args, call)
+        if value.t == "Date":
+            return value.e, value.e, None
+        name = self._zone_arg(call, index, zone_of(value.t))
+        return local_sql(value.e, name), value.e, name
+
+    def _instant(self, local_start: exp.Expression, t: exp.Expression,
+                 name: str | None) -> exp.Expression:
+        """Back from a local wall time to an instant, with the offset at `t` (the offset
+        of the time being truncated: a start of day on a day that changes its clock is
+        off by that change, as a day bucket across the change would be)."""
+        if local_sql(t, name) is t:
+            return local_start
+        return _op(exp.Sub, local_start, offset_sql(t, name))  # type: ignore[arg-type]
+
     def _f_now(self, call: Call, args: list[T], scope: Scope) -> T:
         return T(exp.Placeholder(this="now"), "DateTime")
 
     def _f_today(self, call: Call, args: list[T], scope: Scope) -> T:
         return T(exp.Placeholder(this="today"), "Date")
 
+    def _parse_in_zone(self, value: T, node: exp.Expression, name: str | None) -> exp.Expression:
+        """A date-time string read as wall time in zone `name`."""
+        if name is None:
+            return self._as_time(value, node).e
+        if isinstance(node, exp.Literal) and node.is_string:
+            try:
+                return _num(utc_of_local(F.parse_datetime(node.this), name))
+            except ValueError as e:
+                raise InvalidQuery(str(e)) from None
+        naive = _fn("ae_parse_datetime", value.e)
+        return _op(exp.Sub, naive, offset_sql(naive, name))
+
     def _f_toDateTime(self, call: Call, args: list[T], scope: Scope) -> T:
-        self._check_tz(call, args, 1)
         value = args[0]
+        name = self._zone_arg(call, 1, None)
+        t = datetime_type(name)
         if _is_time(value.t):
-            return T(value.e, "DateTime")
+            return T(value.e, t if name is not None or value.t == "Date" else value.t)
         if value.t == "String":
-            return self._as_time(value, call.args[0])
+            return T(self._parse_in_zone(value, call.args[0], name), t)
         if _is_num(value.t):
-            return T(_int_expr(value.e), "DateTime")
+            return T(_int_expr(value.e), t)
         raise InvalidQuery(f"toDateTime of {value.t} is not supported")
 
     def _f_toUnixTimestamp(self, call: Call, args: list[T], scope: Scope) -> T:
-        self._check_tz(call, args, 1)
+        value = args[0]
+        if value.t == "String":
+            name = self._zone_arg(call, 1, None)
+            return T(self._parse_in_zone(value, call.args[0], name), "UInt32")
+        self._zone_arg(call, 1, None)
         return T(self._time_arg(args, call).e, "UInt32")
 
     def _f_formatDateTime(self, call: Call, args: list[T], scope: Scope) -> T:
-        self._check_tz(call, args, 2)
-        return T(_fn("ae_format_datetime", self._time_arg(args, call).e, args[1].e), "String")
+        local, _, _ = self._zoned(args, call, 2)
+        return T(_fn("ae_format_datetime", local, args[1].e), "String")
 
     def _start_of_seconds(self, t: exp.Expression, size: int) -> exp.Expression:
         # Plain integer arithmetic on Unix seconds: no Python call per row.
         return _op(exp.Sub, t, _op(exp.Mod, t, _num(size)))
 
     def _f_toStartOfInterval(self, call: Call, args: list[T], scope: Scope) -> T:
-        self._check_tz(call, args, 2)
-        t = self._time_arg(args, call).e
+        t, instant, name = self._zoned(args, call, 2)
         n, unit = self._interval(call.args[1])
         if n <= 0:
             raise InvalidQuery("toStartOfInterval needs a positive interval")
@@ -65,14 +115,16 @@ class TimeFunctions:
             day = self._start_of_seconds(t, 86400)
             within = _op(exp.Mod, t, _num(86400))
             size = 3600 * n
-            return T(_op(exp.Add, day, _op(exp.Sub, within, _op(exp.Mod, within,
-                                                                 _num(size)))), "DateTime")
-        return T(self._start_of_seconds(t, n * _UNIT_SECONDS[unit]), "DateTime")
+            start = _op(exp.Add, day, _op(exp.Sub, within, _op(exp.Mod, within, _num(size))))
+            return T(self._instant(start, instant, name), datetime_type(name))
+        return T(self._instant(self._start_of_seconds(t, n * _UNIT_SECONDS[unit]), instant,
+                               name), datetime_type(name))
 
     def _start_of(self, size: int) -> Callable[..., T]:
         def handler(call: Call, args: list[T], scope: Scope) -> T:
-            t = self._time_arg(args, call).e
-            return T(self._start_of_seconds(t, size), "DateTime")
+            t, instant, name = self._zoned(args, call, 1)
+            return T(self._instant(self._start_of_seconds(t, size), instant, name),
+                     datetime_type(name))
         return handler
 
     def __getattr__(self, name: str) -> Any:
@@ -87,13 +139,13 @@ class TimeFunctions:
         return _fn("unixepoch", t, _str("unixepoch"), *[_str(m) for m in modifiers])
 
     def _f_toStartOfMonth(self, call: Call, args: list[T], scope: Scope) -> T:
-        return T(self._unixepoch(self._time_arg(args, call).e, "start of month"), "Date")
+        return T(self._unixepoch(self._zoned(args, call, 1)[0], "start of month"), "Date")
 
     def _f_toStartOfYear(self, call: Call, args: list[T], scope: Scope) -> T:
-        return T(self._unixepoch(self._time_arg(args, call).e, "start of year"), "Date")
+        return T(self._unixepoch(self._zoned(args, call, 1)[0], "start of year"), "Date")
 
     def _f_toStartOfQuarter(self, call: Call, args: list[T], scope: Scope) -> T:
-        return T(_fn("ae_start_of_months", self._time_arg(args, call).e, _num(3)), "Date")
+        return T(_fn("ae_start_of_months", self._zoned(args, call, 1)[0], _num(3)), "Date")
 
     def _days(self, t: exp.Expression) -> exp.Expression:
         return _op(exp.Div, t, _num(86400))
@@ -104,38 +156,38 @@ class TimeFunctions:
             mode = call.args[1]
             if not (isinstance(mode, exp.Literal) and mode.this in ("1", "3")):
                 raise InvalidQuery("toStartOfWeek: weeks start on Monday (mode 1) here")
-        days = self._days(self._time_arg(args, call).e)
+        days = self._days(self._zoned(args, call, 2)[0])
         monday = _op(exp.Sub, days, _op(exp.Mod, _op(exp.Add, days, _num(3)), _num(7)))
         return T(_op(exp.Mul, monday, _num(86400)), "Date")
 
     def _f_toDayOfWeek(self, call: Call, args: list[T], scope: Scope) -> T:
-        days = self._days(self._time_arg(args, call).e)  # 1970-01-01 was a Thursday
+        days = self._days(self._zoned(args, call, 1)[0])  # 1970-01-01 was a Thursday
         return T(_op(exp.Add, _op(exp.Mod, _op(exp.Add, days, _num(3)), _num(7)), _num(1)),
                  "UInt8")
 
     def _f_toHour(self, call: Call, args: list[T], scope: Scope) -> T:
-        t = self._time_arg(args, call).e
+        t = self._zoned(args, call, 1)[0]
         return T(_op(exp.Div, _op(exp.Mod, t, _num(86400)), _num(3600)), "UInt8")
 
     def _f_toMinute(self, call: Call, args: list[T], scope: Scope) -> T:
-        t = self._time_arg(args, call).e
+        t = self._zoned(args, call, 1)[0]
         return T(_op(exp.Div, _op(exp.Mod, t, _num(3600)), _num(60)), "UInt8")
 
     def _f_toSecond(self, call: Call, args: list[T], scope: Scope) -> T:
-        return T(_op(exp.Mod, self._time_arg(args, call).e, _num(60)), "UInt8")
+        return T(_op(exp.Mod, self._zoned(args, call, 1)[0], _num(60)), "UInt8")
 
     def _strftime_int(self, t: exp.Expression, fmt: str) -> exp.Expression:
         return _int_expr(_fn("strftime", _str(fmt), t, _str("unixepoch")))
 
     def _f_toYear(self, call: Call, args: list[T], scope: Scope) -> T:
-        return T(self._strftime_int(self._time_arg(args, call).e, "%Y"), "UInt16")
+        return T(self._strftime_int(self._zoned(args, call, 1)[0], "%Y"), "UInt16")
 
     def _f_toMonth(self, call: Call, args: list[T], scope: Scope) -> T:
-        return T(self._strftime_int(self._time_arg(args, call).e, "%m"), "UInt8")
+        return T(self._strftime_int(self._zoned(args, call, 1)[0], "%m"), "UInt8")
 
     def _f_toDayOfMonth(self, call: Call, args: list[T], scope: Scope) -> T:
-        return T(self._strftime_int(self._time_arg(args, call).e, "%d"), "UInt8")
+        return T(self._strftime_int(self._zoned(args, call, 1)[0], "%d"), "UInt8")
 
     def _f_toYYYYMM(self, call: Call, args: list[T], scope: Scope) -> T:
-        return T(self._strftime_int(self._time_arg(args, call).e, "%Y%m"), "UInt32")
+        return T(self._strftime_int(self._zoned(args, call, 1)[0], "%Y%m"), "UInt32")
 

@@ -195,3 +195,141 @@ CORPUS: list[Q] = [
     Q(f"SELECT ? AS s, ? AS i, ? AS f, count() AS n FROM {T} WHERE blob1 != ?",
       ("it's \\ \"quoted\"", -3, 0.25, "hoox")),
 ]
+
+# The examples of Cloudflare's "Analytics Engine SQL reference" (statements, clauses,
+# functions, operators, literals), on this dataset's columns, and what the issue found
+# refused or answered differently: capitals, time zones, precision, aliases, code points.
+REFERENCE: list[Q] = [
+    Q(f"SELECT blob2, double3 FROM {T} ORDER BY blob2 LIMIT 5"),
+    Q(f"SELECT blob2 AS probe_name, double1 AS temperature FROM {T} ORDER BY index1 LIMIT 5"),
+    Q(f"SELECT blob2 AS probe_name, double1 AS temp_c, double1*1.8+32 AS temp_f FROM {T} "
+      "ORDER BY index1 LIMIT 5"),
+    Q(f"SELECT blob2 AS probe_name, IF(double1 <= 20, 'FREEZING', 'NOT FREEZING') AS "
+      f"description FROM {T} ORDER BY index1 LIMIT 5"),
+    Q(f"SELECT blob2 AS probe_name, if(double1 <= 20, 'FREEZING', 'NOT FREEZING') AS "
+      f"description FROM {T} ORDER BY index1 LIMIT 5"),
+    Q(f"SELECT blob2 AS probe_name, AVG(double1) AS avg_temp FROM {T} GROUP BY probe_name "
+      "ORDER BY probe_name"),
+    Q(f"SELECT * FROM ( SELECT blob1 AS probe_name, count() as num_readings FROM {T} "
+      "GROUP BY probe_name) ORDER BY probe_name"),
+    Q(f"SELECT blob1 AS probe_name, avg(double1) AS average_temp FROM {T} "
+      "WHERE double1 > 10 AND blob2 = '/webhook' GROUP BY probe_name ORDER BY probe_name"),
+    Q(f"SELECT blob1 AS probe_name, count() AS n FROM {T} GROUP BY probe_name "
+      "ORDER BY n DESC, probe_name ASC LIMIT 3"),
+    Q("SELECT length('a string') AS s"),
+    Q(f"SELECT length(blob1) AS s FROM {T} GROUP BY s ORDER BY s"),
+    Q("SELECT empty('a string') AS b, empty('') AS e, isEmpty('') AS ie"),
+    Q("SELECT lower('STRING TO DOWNCASE') AS s, upper('string to uppercase') AS u"),
+    Q("SELECT lowerUTF8('STRING TO DOWNCASE ÄÖ') AS s, upperUTF8('straße äö') AS u, "
+      "toLower('ÄPFEL Birne') AS tl, toUpper('äpfel birne') AS tu"),
+    Q(f"SELECT blob1, toLower(blob1) AS tl, toUpper(blob2) AS tu, LOWER(blob1) AS lo, "
+      f"UPPER(blob1) AS up FROM {T} GROUP BY blob1, blob2 ORDER BY blob1, blob2"),
+    Q("SELECT startsWith('prefix ...', 'prefix') AS a, endsWith('... suffix', 'suffix') AS b, "
+      "position('hello', 'll') AS p"),
+    Q("SELECT substring('hoox', 1, -1) AS a, substring('hoox', 2) AS b, "
+      "substring('hoox', -2, 1) AS c, substring('hoox', 2, -2) AS d, "
+      "substring('Äpfel', 1, 2) AS e, SUBSTRING('Äpfel', -3) AS f, substr('Äpfel', 2, -1) AS g"),
+    Q(f"SELECT blob2, length(blob2) AS len, substring(blob2, 2, -1) AS inner_part, "
+      f"substring(blob2, -3) AS tail FROM {T} GROUP BY blob2 ORDER BY blob2"),
+    Q("SELECT format('{} {}', 'hello', 'world') AS s, format('{1} {0}', 'a', 'b') AS t"),
+    Q("SELECT formatDateTime(now(), '%Y-%m-%d') AS a, "
+      "formatDateTime(toDateTime('2022-12-01 16:17:00', 'America/New_York'), '%Y-%m-%d') AS b, "
+      "formatDateTime(toDateTime('2022-12-01 16:17:00', 'America/New_York'), '%Y-%m-%d %H:%i', "
+      "'Etc/UTC') AS c"),
+    Q("SELECT toDateTime(355924804) AS a, toDateTime('1981-04-12 12:00:04') AS b, "
+      "toDateTime('2022-12-01 16:17:00', 'America/New_York') AS c, "
+      "toUnixTimestamp(toDateTime('2022-12-01 16:17:00', 'America/New_York')) AS d"),
+    Q(f"SELECT toDateTime(double2) AS t, toDateTime(formatDateTime(timestamp, "
+      f"'%Y-%m-%d %H:%i:%S')) AS back FROM {T} ORDER BY index1 LIMIT 3"),
+    Q("SELECT NOW() AS n, TODAY() AS d, now() - INTERVAL '1' DAY AS y"),
+    Q(f"SELECT COUNT() AS n, SUM(double1) AS s, AVG(double1) AS a, MIN(double1) AS lo, "
+      f"MAX(double1) AS hi, Count() AS c2 FROM {T}"),
+    Q(f"SELECT toStartOfInterval(timestamp, INTERVAL '1' HOUR, 'Asia/Kolkata') AS h, "
+      f"count() AS n FROM {T} WHERE timestamp > now() - INTERVAL '1' DAY GROUP BY h ORDER BY h"),
+    Q(f"SELECT toStartOfDay(timestamp, 'America/New_York') AS d, toHour(timestamp, "
+      f"'America/New_York') AS h, count() AS n FROM {T} GROUP BY d, h ORDER BY d, h"),
+    Q(f"SELECT toDateTime(timestamp, 'Europe/Berlin') AS berlin, toYear(toDateTime(timestamp, "
+      f"'Pacific/Auckland')) AS y, toDayOfMonth(timestamp, 'Pacific/Auckland') AS dm, "
+      f"toMonth(timestamp, 'Pacific/Kiritimati') AS m, toMinute(timestamp, 'Asia/Kathmandu') "
+      f"AS mi FROM {T} ORDER BY index1 LIMIT 20"),
+    Q(f"SELECT toStartOfMonth(timestamp, 'Pacific/Kiritimati') AS m, toStartOfWeek(timestamp, "
+      f"1, 'Australia/Sydney') AS w, toYYYYMM(timestamp, 'Pacific/Kiritimati') AS ym, "
+      f"count() AS n FROM {T} GROUP BY m, w, ym ORDER BY m, w, ym"),
+    Q(f"SELECT toStartOfFifteenMinutes(toDateTime(timestamp, 'Asia/Kathmandu')) AS q, "
+      f"formatDateTime(toDateTime(timestamp, 'Asia/Tokyo'), '%H:%i') AS hm, count() AS n "
+      f"FROM {T} WHERE timestamp > now() - INTERVAL '3' HOUR GROUP BY q, hm ORDER BY q, hm"),
+    Q(f"SELECT toUnixTimestamp('2026-11-20 10:00:00', 'Asia/Tokyo') AS u, "
+      f"count() AS n FROM {T} WHERE timestamp >= toDateTime('2026-11-20 10:00:00', "
+      "'America/Los_Angeles')"),
+    Q("SELECT floor(1.2345, 2) AS a, ceil(1.2345, 2) AS b, floor(-1.2345, 1) AS c, "
+      "ceil(-1.2345, 1) AS d, floor(1234.5, -2) AS e, ceil(1234.5, -2) AS f, "
+      "floor(1234, -2) AS g, ceil(1234, -1) AS h, FLOOR(2.5) AS i, CEIL(2.5, 0) AS j"),
+    Q(f"SELECT floor(double1, 1) AS f1, ceil(double1, 2) AS c2, floor(double1, -1) AS fm, "
+      f"round(double1, 2) AS r2, ROUND(double1) AS r0 FROM {T} ORDER BY index1 LIMIT 25"),
+    Q("SELECT POW(2, 10) AS p, power(2, 3) AS q, LOG(100) AS l, LN(1) AS n, intDiv(7, 2) AS d"),
+    Q(f"SELECT IF(blob3 = '1', 'ok', IF(double1 > 100, 'slow failure', 'failure')) AS kind, "
+      f"count() AS n FROM {T} GROUP BY kind ORDER BY kind"),
+    Q(f"SELECT if(blob3 = '1', if(double1 > 50, 2, 1), if(double1 > 50, -2, -1)) AS k, "
+      f"SUM(if(blob3 = '0', 1, 0)) AS failures, count() AS n FROM {T} GROUP BY k ORDER BY k"),
+    Q(f"SELECT HEX(255) AS h, BIN(5) AS b, FIRST_VALUE(blob1) AS f, LAST_VALUE(blob1) AS l "
+      f"FROM {T}"),
+    Q("SELECT 1 + 2 AS a, 5 - 3 AS b, 2 * 3 AS c, 7 / 2 AS d, 7 % 3 AS e, 1 = 1 AS f, "
+      "1 != 2 AS g, 1 <> 1 AS h, 2 > 1 AS i, 2 >= 2 AS j, 1 < 2 AS k, 2 <= 1 AS l"),
+    Q(f"SELECT count() AS n FROM {T} WHERE blob1 IN ('hoox', 'd1-worker') AND blob2 NOT IN "
+      "('/health') AND double1 BETWEEN 10 AND 50 AND blob2 LIKE '/api/%' AND "
+      "blob1 NOT LIKE '%x%' AND blob1 ILIKE '%WORKER%' OR NOT blob3 = '1'"),
+    Q(f"SELECT blob1, count() AS n FROM {T}\nWHERE blob3 = '1'\n\n  AND double1 > 5\n\n"
+      "GROUP BY blob1\nORDER BY blob1\n"),
+    Q(f"SELECT count() AS n FROM \"{T}\" WHERE {T}.blob1 = 'hoox'"),
+]
+CORPUS += REFERENCE
+
+# The platform's dashboard (SPEC §9), verbatim as it sends them, run against a dataset
+# named `hoox-analytics`. Its data (`DASHBOARD_WORKERS`) names the hoox event types in
+# blob1 until the log stores the hoox layout's whole data point.
+D = '"hoox-analytics"'
+DASHBOARD: list[Q] = [
+    Q("""SELECT blob4 as endpoint, blob2 as worker, count() as call_count, AVG(double1) as avg_latency_ms,
+       SUM(if(blob3 = 'success', 1, 0)) as success_count
+FROM "hoox-analytics" WHERE blob1 = 'api-call' AND blob2 = 'trade-worker'
+  AND timestamp >= toDateTime('2026-08-12 10:00:00')
+GROUP BY blob4, blob2 ORDER BY call_count DESC LIMIT 50"""),
+    Q("""SELECT blob2 as source, blob4 as signal_type, blob5 as symbol, count() as signal_count,
+       AVG(double1) as avg_confidence
+FROM "hoox-analytics" WHERE blob1 = 'signal' AND timestamp >= toDateTime('2026-08-12 10:00:00')
+GROUP BY blob2, blob4, blob5 ORDER BY signal_count DESC LIMIT 100"""),
+    Q("""SELECT blob4 as exchange, count() as trade_count,
+       SUM(_sample_interval * double2) / SUM(_sample_interval) as avg_price,
+       SUM(if(blob3 = 'success', 1, 0)) as success_count, SUM(if(blob3 = 'failure', 1, 0)) as failure_count
+FROM "hoox-analytics" WHERE blob1 = 'trade'
+  AND timestamp >= toDateTime('2026-08-12 10:00:00') AND timestamp <= toDateTime('2026-08-19 10:00:00')
+GROUP BY blob4 ORDER BY trade_count DESC"""),
+    Q("""SELECT count() as total, SUM(if(blob3 = 'success', 1, 0)) as successes,
+       SUM(if(blob3 = 'failure', 1, 0)) as failures,
+       if(count() = 0, 0, SUM(if(blob3 = 'success', 1, 0)) * 100.0 / count()) as success_rate
+FROM "hoox-analytics" WHERE blob1 = 'trade'"""),
+    Q("""SELECT blob2 as worker, blob1 as data_type, SUM(double1) as total_requests,
+       SUM(double2) as total_errors, AVG(double3) as avg_duration_ms
+FROM "hoox-analytics" WHERE blob1 = 'worker-perf' GROUP BY blob2, blob1 ORDER BY total_requests DESC"""),
+    # a filter off: blank lines in the WHERE clause, as the dashboard leaves them
+    Q("""SELECT blob4 as endpoint, blob2 as worker, count() as call_count, AVG(double1) as avg_latency_ms,
+       SUM(if(blob3 = 'success', 1, 0)) as success_count
+FROM "hoox-analytics" WHERE blob1 = 'api-call'
+
+  AND timestamp >= toDateTime('2026-08-12 10:00:00')
+
+GROUP BY blob4, blob2 ORDER BY call_count DESC LIMIT 50"""),
+    # the trade query with bounds around the test data's week
+    Q("""SELECT blob4 as exchange, count() as trade_count,
+       SUM(_sample_interval * double2) / SUM(_sample_interval) as avg_price,
+       SUM(if(blob3 = 'success', 1, 0)) as success_count, SUM(if(blob3 = 'failure', 1, 0)) as failure_count
+FROM "hoox-analytics" WHERE blob1 = 'trade'
+  AND timestamp >= toDateTime('2026-11-17 10:00:00') AND timestamp <= toDateTime('2026-11-24 10:00:00')
+GROUP BY blob4 ORDER BY trade_count DESC"""),
+    Q(f"SELECT blob1, blob2, count() AS n FROM {D} GROUP BY blob1, blob2 ORDER BY n DESC, "
+      "blob1, blob2"),
+]
+DASHBOARD_WORKERS = [("api-call", 40), ("trade", 25), ("signal", 15), ("worker-perf", 8),
+                     ("notification", 5)]
+DASHBOARD_ENDPOINTS = [("trade-worker", 30), ("hoox", 22), ("d1-worker", 14),
+                       ("email-worker", 9), ("telegram-worker", 5), ("web3-wallet-worker", 2)]

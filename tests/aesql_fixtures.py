@@ -26,7 +26,8 @@ ENDPOINTS = [("/webhook", 30), ("/api/trade", 22), ("/api/status", 14), ("/healt
              ("/api/Äpfel", 5), ("/", 2)]
 
 
-def make_records(n: int = 3000, seed: int = 20261124) -> list[dict[str, Any]]:
+def make_records(n: int = 3000, seed: int = 20261124, workers: list | None = None,
+                 endpoints: list | None = None) -> list[dict[str, Any]]:
     """NDJSON records (SPEC §7) with times spread over the ten days before NOW, in time
     order (as a log is written), on millisecond timestamps with distinct seconds mostly."""
     rng = random.Random(seed)
@@ -34,8 +35,10 @@ def make_records(n: int = 3000, seed: int = 20261124) -> list[dict[str, Any]]:
     times = sorted(rng.randrange(start_ms, NOW * 1000) for _ in range(n))
     records = []
     for i, ms in enumerate(times):
-        worker = rng.choices([w for w, _ in WORKERS], [f for _, f in WORKERS])[0]
-        endpoint = rng.choices([e for e, _ in ENDPOINTS], [f for _, f in ENDPOINTS])[0]
+        worker = rng.choices([w for w, _ in workers or WORKERS],
+                             [f for _, f in workers or WORKERS])[0]
+        endpoint = rng.choices([e for e, _ in endpoints or ENDPOINTS],
+                               [f for _, f in endpoints or ENDPOINTS])[0]
         # latencies with three decimals, some ties (for quantile weights) and a slow tail
         latency = round(rng.lognormvariate(3.2, 0.9), 3) if rng.random() > 0.05 \
             else float(rng.choice([10, 20, 50, 250]))
@@ -75,7 +78,7 @@ class ClickHouse:
 
         self.session = session.Session()
         columns = ", ".join(f"`{name}` {ctype}" for name, ctype in AE_COLUMNS)
-        self.session.query(f"CREATE TABLE {dataset} ({columns}) ENGINE = Memory")
+        self.session.query(f"CREATE TABLE `{dataset}` ({columns}) ENGINE = Memory")
         rows = []
         for r in records:
             ms, p = _ms(r), r["payload"]
@@ -85,7 +88,7 @@ class ClickHouse:
         for i in range(0, len(rows), 1000):
             values = ",".join(
                 "(" + ",".join(_ch_literal(v) for v in row) + ")" for row in rows[i:i + 1000])
-            self.session.query(f"INSERT INTO {dataset} VALUES {values}")
+            self.session.query(f"INSERT INTO `{dataset}` VALUES {values}")
 
     def query(self, sql: str) -> dict[str, Any]:
         # One thread: first_value/last_value see rows in insertion order, as SQLite does.

@@ -49,7 +49,35 @@ REJECTED = [
     (f"SELECT toStartOfInterval(timestamp, INTERVAL '1' FORTNIGHT) FROM {T}", "INTERVAL"),
     ("SELEC count() FROM hoox_telemetry", "Input was invalid"),
     ("", "empty"),
+    # names ClickHouse registers case-sensitively, in another case
+    (f"SELECT COUNTIF(blob3 = '1') FROM {T}", "did you mean countIf"),
+    (f"SELECT TOYEAR(timestamp) FROM {T}", "did you mean toYear"),
+    (f"SELECT FORMAT('{{}}', blob1) FROM {T}", "FORMAT"),
+    # time zones: only real IANA names, and only as strings
+    (f"SELECT toDateTime(timestamp, 'Mars/Olympus') FROM {T}", "unknown time zone 'Mars/Olympus'"),
+    (f"SELECT toHour(timestamp, blob1) FROM {T}", "time zone must be a string"),
+    (f"SELECT formatDateTime(timestamp, '%Y', '../../etc/passwd') FROM {T}", "unknown time zone"),
+    (f"SELECT blob1 FROM {T} FORMAT Pretty", "FORMAT Pretty"),
+    (f"SELECT blob1 FROM {T} FORMAT CSVWithNames", "FORMAT CSVWithNames"),
 ]
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("SELECT blob1 FROM hoox_telemetry WHERE",
+     "syntax error at line 1, column 38 (near 'WHERE'): expected a condition after WHERE"),
+    ("SELECT blob1\nFROM hoox_telemetry\nWHERE blob1 = 'x' AND",
+     "syntax error at line 3, column 21 (near 'AND'): expected an expression after AND"),
+    ("SELECT count( FROM hoox_telemetry", "syntax error at line 1, column 33 (near 'hoox_telemetry'): expected )"),
+    ("SELECT blob1 FROM hoox_telemetry WHERE blob1 = 'open", "syntax error at line 1, "
+     "column 48: unterminated string (no closing ')"),
+    ("SELECT double1 + FROM hoox_telemetry", "expected an expression after +"),
+])
+def test_syntax_errors_are_in_sql_terms_with_line_and_column(sql: str, message: str) -> None:
+    with pytest.raises(InvalidQuery) as caught:
+        to_clickhouse(sql)
+    text = str(caught.value)
+    assert text.startswith("Input was invalid: syntax error at line ") and message in text, text
+    assert "sqlglot" not in text and "<class" not in text
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +139,7 @@ def test_named_placeholders_are_rejected(engine: LocalEngine) -> None:
 def test_show_statements_answer_like_analytics_engine(engine: LocalEngine) -> None:
     assert engine.query("SHOW TABLES").rows == [{"dataset": T}]
     assert engine.query("SHOW TABLES FORMAT JSON").rows == [{"dataset": T}]
-    assert engine.query("SHOW TIMEZONE").rows == [{"timezone": "UTC"}]
+    assert engine.query("SHOW TIMEZONE").rows == [{"timezone": "Etc/UTC"}]
     zones = [r["name"] for r in engine.query("SHOW TIMEZONES").rows]
     assert "UTC" in zones and "Europe/Berlin" in zones
     assert to_clickhouse("show tables") == "SHOW TABLES FORMAT JSON"

@@ -13,6 +13,7 @@ from .dialect import _EXTRACT, _UNIT_MONTHS, _UNIT_SECONDS, Call, _call, _node_l
 from .errors import InvalidQuery
 from .functions import (AggregateFunctions, BitFunctions, NumberFunctions, StringFunctions, TimeFunctions)
 from .names import _OP_NAMES, ch_name
+from .types import supertype
 from .types import (_INTS, AE_COLUMNS, NULL_TYPE, T, _arith_type, _int_type, _is_int, _is_num, _is_time, _literal_int_type)
 
 SOURCE_VIEW = "datapoints"   # storage/log.py: the data point columns over `events`
@@ -339,8 +340,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         if then.t == other.t:
             t = then.t
         elif _is_num(then.t) and _is_num(other.t):
-            t = _arith_type("plus", then.t, other.t) if "Float64" in (then.t, other.t) \
-                else max(then.t, other.t, key=lambda x: _INTS[x][0])
+            t = "Float64" if "Float64" in (then.t, other.t) else supertype(then.t, other.t)
         elif NULL_TYPE in (then.t, other.t):
             t = then.t if other.t == NULL_TYPE else other.t
         else:

@@ -67,6 +67,16 @@ def _arith_type(op: str, a: str, b: str) -> str:
     return _int_type(max(wa, wb) * 2, sa or sb)
 
 
+def supertype(a: str, b: str) -> str:
+    """ClickHouse's least supertype of two integer types (if's branches): UInt8 and Int8
+    make Int16."""
+    (wa, sa), (wb, sb) = _INTS[a], _INTS[b]
+    if sa == sb:
+        return _int_type(max(wa, wb), sa)
+    unsigned, signed = (wa, wb) if sb else (wb, wa)
+    return _int_type(unsigned * 2 if unsigned >= signed else signed, True)
+
+
 class T(NamedTuple):
     """A translated SQLite expression and the ClickHouse type of its value."""
     e: exp.Expression

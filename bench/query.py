@@ -4,7 +4,8 @@ Builds (or reuses) a log of N events over 30 days, then times four queries — t
 profile's example and three dashboard queries — through `LocalEngine.query` and as
 hand-written SQLite on the same file, alternating runs (the machine is noisy), and prints
 the medians, the ratio engine/hand (target ≤ 1.25) and chdb's time on the same data for
-reference.
+reference. Then times two GROUP BY queries with a time-zone conversion against the same
+queries in UTC (target ≤ 2×).
 
     .venv/bin/python bench/query.py [--events 1000000] [--rounds 7] [--db PATH]
 """
@@ -61,6 +62,20 @@ QUERIES = [
 ]
 
 
+# A time-zone conversion in a GROUP BY against the same query in UTC (target: ≤ 2×).
+ZONED = [
+    ("hour of day, 30 days",
+     f"SELECT toHour(timestamp) AS hour, count() AS n FROM {T} GROUP BY hour ORDER BY hour",
+     f"SELECT toHour(timestamp, 'America/New_York') AS hour, count() AS n FROM {T} "
+     "GROUP BY hour ORDER BY hour"),
+    ("calls per day, 30 days",
+     f"SELECT toStartOfDay(timestamp) AS day, count() AS n FROM {T} GROUP BY day "
+     "ORDER BY day",
+     f"SELECT toStartOfDay(timestamp, 'America/New_York') AS day, count() AS n FROM {T} "
+     "GROUP BY day ORDER BY day"),
+]
+
+
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     fn()
@@ -108,6 +123,16 @@ def main() -> None:
             ch_times.append(timed(lambda: ch.query(ch_sql)))
         e, h, c = (statistics.median(x) * 1000 for x in (engine_times, hand_times, ch_times))
         print(f"{name:42} {e:10.1f} {h:10.1f} {e / h:7.2f} {c:9.1f}")
+
+    print(f"\n{'time zone in GROUP BY':42} {'UTC ms':>10} {'zone ms':>10} {'ratio':>7}")
+    for name, utc_sql, zoned_sql in ZONED:
+        engine.query(utc_sql), engine.query(zoned_sql)
+        utc_times, zoned_times = [], []
+        for _ in range(args.rounds):
+            utc_times.append(timed(lambda: engine.query(utc_sql)))
+            zoned_times.append(timed(lambda: engine.query(zoned_sql)))
+        u, z = (statistics.median(x) * 1000 for x in (utc_times, zoned_times))
+        print(f"{name:42} {u:10.1f} {z:10.1f} {z / u:7.2f}")
     engine.close()
     hand.close()
 

@@ -304,3 +304,86 @@ def test_status_reports_the_backlog_and_cloudflare_reachability(
     assert status["cloudflare"]["reachable"] is False
     assert "unreachable" in status["cloudflare"]["lastError"]
     assert status["cloudflare"]["coolingDown"] is True
+
+
+# -- under steady traffic, in real time ------------------------------------------------------
+
+def test_auto_follows_cloudflare_and_replay_under_steady_traffic(
+        cloud_config: Config, standin: StandIn) -> None:
+    """Events every 100 ms while querying, with the service's own replay thread: `auto`
+    answers from Cloudflare while replay keeps up, from the log within one request once
+    Cloudflare fails or replay falls behind, and from Cloudflare again once both recover."""
+    import threading
+    import time
+
+    from app import create_app
+    from conftest import AUTH
+
+    config = cloud_config.replace(max_lag_ms=1500, cloudflare_cooldown_ms=300,
+                                  cloudflare_timeout_ms=500, replay_backoff_max_ms=200,
+                                  replay_lease_ms=2000)
+    client = falcon.testing.TestClient(create_app(config), headers=AUTH)
+    feeder = falcon.testing.TestClient(client.app, headers=AUTH)
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def feed() -> None:
+        for i in range(600):  # at most a minute
+            if stop.is_set():
+                return
+            result = feeder.simulate_post("/track/api-call", json=api_call(f"steady-{i}"))
+            sent.append(result.status_code)
+            stop.wait(0.1)
+
+    def auto() -> dict:
+        result = query(client)
+        assert result.status_code == 200, result.text
+        return result.json
+
+    def until(source: str, timeout_s: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            answer = auto()
+            if answer["source"] == source:
+                return answer
+            time.sleep(0.05)
+        raise AssertionError(f"auto never answered from {source} within {timeout_s} s")
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        # Replay keeps up: Cloudflare answers, though the backlog is rarely empty.
+        until("cloudflare")
+        answers = []
+        for _ in range(10):
+            answers.append(auto())
+            time.sleep(0.1)
+        assert {a["source"] for a in answers} == {"cloudflare"}
+        assert all(0 <= a["replayLagMs"] <= 1500 for a in answers)
+        assert any(a["replayLagMs"] > 0 for a in answers)  # a backlog was there
+
+        # Cloudflare fails: the very next query is answered from the log.
+        standin.set_mode("500")
+        failed = auto()
+        assert failed["source"] == "local" and "replayLagMs" not in failed
+        assert failed["results"][0]["n"] >= len(sent) - 1
+        standin.set_mode("up")
+        until("cloudflare")
+
+        # The relay alone fails: replay falls behind while the SQL API still answers.
+        standin.relay_down = True
+        behind_from = time.monotonic() + 1.5 + 0.2  # the bound, and the last replay's age
+        while time.monotonic() < behind_from:
+            auto()
+            time.sleep(0.1)
+        asked = len(standin.sql_requests)
+        behind = [auto() for _ in range(3)]
+        assert {a["source"] for a in behind} == {"local"}
+        assert len(standin.sql_requests) == asked  # Cloudflare was not even asked
+        standin.relay_down = False
+        recovered = until("cloudflare")
+        assert recovered["replayLagMs"] <= 1500
+    finally:
+        stop.set()
+        thread.join(5)
+    assert sent and set(sent) == {200}

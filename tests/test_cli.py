@@ -102,6 +102,31 @@ def test_query_outside_the_dialect_fails_clearly(seeded):
     assert "Traceback" not in result.output
 
 
+def test_query_refuses_with_the_message_of_the_http_routes(seeded):
+    from storage.aesql import InvalidQuery, parse
+
+    sql = "SELECT CASE WHEN double1 > 1 THEN 'a' ELSE 'b' END FROM hoox_telemetry"
+    result = invoke("query", "--db", str(seeded), "--source", "local", sql)
+    try:
+        parse(sql)
+    except InvalidQuery as e:
+        expected = str(e)
+    assert result.exit_code == 1 and result.stderr.strip() == f"Error: {expected}"
+    assert expected.startswith("Input was invalid: CASE WHEN")
+
+
+def test_query_format_clause_prints_that_body(seeded):
+    sql = ("SELECT blob1 AS worker, count() AS n FROM hoox_telemetry GROUP BY worker "
+           "ORDER BY worker FORMAT {}")
+    tsv = invoke("query", "--db", str(seeded), "--source", "local", sql.format("TabSeparated"))
+    assert tsv.exit_code == 0, tsv.output
+    lines = tsv.stdout.splitlines()
+    assert lines and all(len(line.split("\t")) == 2 for line in lines)
+    each = invoke("query", "--db", str(seeded), "--source", "local", sql.format("JSONEachRow"))
+    assert [json.loads(line)["worker"] for line in each.stdout.splitlines()] == \
+        [line.split("\t")[0] for line in lines]
+
+
 def test_query_from_cloudflare_when_it_is_not_configured_says_what_to_set(seeded):
     result = invoke("query", "--db", str(seeded), "--source", "cloudflare", QUERY,
                     env={"CLOUDFLARE_API_TOKEN": "", "CLOUDFLARE_ACCOUNT_ID": ""})

@@ -72,10 +72,30 @@ def _run(sql: str, fmt: str = "CSV") -> str:
     return result.bytes().decode("utf-8") if hasattr(result, "bytes") else str(result)
 
 
+# Analytics Engine's functions that are other functions in stock ClickHouse (its SQL
+# reference: `length` is `lengthUTF8`, `toLower` is `lowerUTF8`, …).
+_RENAMED = {"length": "lengthUTF8", "substring": "substringUTF8", "substr": "substringUTF8"}
+_RENAMED_EXACT = {"toLower": "lowerUTF8", "toUpper": "upperUTF8", "isEmpty": "empty"}
+
+
+def _rename_calls(sql: str) -> str:
+    tokens = sqlglot.tokenize(sql, read="clickhouse")
+    parts, last = [], 0
+    for token, following in zip(tokens, tokens[1:]):
+        if following.text != "(":
+            continue
+        new = _RENAMED.get(token.text.lower()) or _RENAMED_EXACT.get(token.text)
+        if new:
+            parts += [sql[last:token.start], new]
+            last = token.end + 1
+    return "".join(parts) + sql[last:]
+
+
 def to_chdb(sql: str) -> str:
     """Where Analytics Engine differs from stock ClickHouse: `quantileWeighted(q, x, w)`
-    is `quantileExactWeighted(q)(x, w)` there, and weeks start on Monday
-    (`toStartOfWeek(t)` is mode 1). Other SQL passes unchanged."""
+    is `quantileExactWeighted(q)(x, w)` there, weeks start on Monday (`toStartOfWeek(t)`
+    is mode 1), and strings are counted by code point. Other SQL passes unchanged."""
+    sql = _rename_calls(sql)
     lowered = sql.lower()
     if "quantileweighted" not in lowered and "tostartofweek" not in lowered:
         return sql

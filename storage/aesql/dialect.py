@@ -188,7 +188,6 @@ def check_spelling(name: str) -> None:
 def _check(tree: exp.Expression) -> None:
     """Every node of the tree is on the allow-list (an unknown node is an error)."""
     for node in tree.walk():
-        cls = type(node)
         for rejected, label in REJECTED_NODES.items():
             if isinstance(node, rejected):
                 raise InvalidQuery(label)

@@ -11,14 +11,13 @@ from . import udf as F
 from .build import _cast, _fn, _num, _op, _p, _str
 from .dialect import _EXTRACT, _UNIT_MONTHS, _UNIT_SECONDS, Call, _call, _node_label
 from .errors import InvalidQuery
-from .functions import (AggregateFunctions, BitFunctions, NumberFunctions, StringFunctions, TimeFunctions)
+from .functions import (AggregateFunctions, BitFunctions, NumberFunctions, StringFunctions,
+                        TimeFunctions)
 from .names import _OP_NAMES, ch_name
-from .types import supertype
-from .types import (_INTS, AE_COLUMNS, NULL_TYPE, T, _arith_type, _int_type, _is_int, _is_num, _is_time, _literal_int_type)
+from .types import (_INTS, AE_COLUMNS, NULL_TYPE, T, _arith_type, _int_type, _is_int, _is_num,
+                    _is_time, _literal_int_type, supertype)
 
 SOURCE_VIEW = "datapoints"   # storage/log.py: the data point columns over `events`
-
-# -- ----------------------------------------------------------------------
 
 @dataclass
 class Scope:
@@ -325,14 +324,6 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         if not _is_time(value.t):
             raise InvalidQuery(f"{call.name} needs a DateTime, got {value.t}")
         return value
-
-    def _check_tz(self, call: Call, args: list[T], index: int) -> None:
-        if len(args) > index:
-            tz = call.args[index]
-            if not (isinstance(tz, exp.Literal) and tz.is_string
-                    and tz.this in ("UTC", "Etc/UTC", "GMT", "Etc/GMT")):
-                raise InvalidQuery(f"{call.name}: only the UTC time zone is supported locally")
-
 
     # conditionals
     def _f_if(self, call: Call, args: list[T], scope: Scope) -> T:

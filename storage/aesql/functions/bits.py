@@ -9,7 +9,7 @@ from sqlglot import exp
 from ..build import _fn, _num, _op, _p
 from ..dialect import Call
 from ..errors import InvalidQuery
-from ..types import _INTS, NULL_TYPE, T, _int_type, _is_int
+from ..types import _INTS, NULL_TYPE, T, _int_type, _is_int, _is_time
 
 if TYPE_CHECKING:
     from ..translate import Scope
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class BitFunctions:
     def _width(self, t: str) -> int:
-        if t in ("DateTime", "Date"):
+        if _is_time(t):
             return 4
         if not _is_int(t):
             raise InvalidQuery(f"bit functions need integers, got {t}")

@@ -42,14 +42,11 @@ class TimeFunctions:
         name = self._zone_arg(call, index, zone_of(value.t))
         return local_sql(value.e, name), value.e, name
 
-    def _instant(self, local_start: exp.Expression, t: exp.Expression,
-                 name: str | None) -> exp.Expression:
-        """Back from a local wall time to an instant, with the offset at `t` (the offset
-        of the time being truncated: a start of day on a day that changes its clock is
-        off by that change, as a day bucket across the change would be)."""
-        if local_sql(t, name) is t:
-            return local_start
-        return _op(exp.Sub, local_start, offset_sql(t, name))  # type: ignore[arg-type]
+    def _floor(self, instant: exp.Expression, remainder: exp.Expression) -> exp.Expression:
+        """The instant of a truncated local time: the instant less the local remainder
+        (the offset of the time being truncated holds: a start of day on a day that
+        changes its clock is off by that change). One offset lookup a row, not two."""
+        return _op(exp.Sub, instant, remainder)
 
     def _f_now(self, call: Call, args: list[T], scope: Scope) -> T:
         return T(exp.Placeholder(this="now"), "DateTime")
@@ -93,10 +90,6 @@ class TimeFunctions:
         local, _, _ = self._zoned(args, call, 2)
         return T(_fn("ae_format_datetime", local, args[1].e), "String")
 
-    def _start_of_seconds(self, t: exp.Expression, size: int) -> exp.Expression:
-        # Plain integer arithmetic on Unix seconds: no Python call per row.
-        return _op(exp.Sub, t, _op(exp.Mod, t, _num(size)))
-
     def _f_toStartOfInterval(self, call: Call, args: list[T], scope: Scope) -> T:
         t, instant, name = self._zoned(args, call, 2)
         n, unit = self._interval(call.args[1])
@@ -112,19 +105,16 @@ class TimeFunctions:
                                                         _num(7 * n)), _num(7 * n)))
             return T(_op(exp.Mul, start, _num(86400)), "Date")
         if unit == "HOUR":  # hours counted from midnight of the same day
-            day = self._start_of_seconds(t, 86400)
             within = _op(exp.Mod, t, _num(86400))
-            size = 3600 * n
-            start = _op(exp.Add, day, _op(exp.Sub, within, _op(exp.Mod, within, _num(size))))
-            return T(self._instant(start, instant, name), datetime_type(name))
-        return T(self._instant(self._start_of_seconds(t, n * _UNIT_SECONDS[unit]), instant,
-                               name), datetime_type(name))
+            return T(self._floor(instant, _op(exp.Mod, within, _num(3600 * n))),
+                     datetime_type(name))
+        return T(self._floor(instant, _op(exp.Mod, t, _num(n * _UNIT_SECONDS[unit]))),
+                 datetime_type(name))
 
     def _start_of(self, size: int) -> Callable[..., T]:
         def handler(call: Call, args: list[T], scope: Scope) -> T:
             t, instant, name = self._zoned(args, call, 1)
-            return T(self._instant(self._start_of_seconds(t, size), instant, name),
-                     datetime_type(name))
+            return T(self._floor(instant, _op(exp.Mod, t, _num(size))), datetime_type(name))
         return handler
 
     def __getattr__(self, name: str) -> Any:

@@ -289,7 +289,8 @@ class SqlApi:
         if len(body) > limit:
             raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
         try:
-            answer = self._services.router.query(body.decode("utf-8"), [], "auto")
+            answer = self._services.router.query(body.decode("utf-8"), [], "auto",
+                                                 count_before_limit=True)
         except UnicodeDecodeError:
             raise SqlApiError(422, PREFIX + "the body is not UTF-8 text", plain=True) from None
         except (InvalidQuery, ParamsMismatch, CloudflareQueryRejected) as e:

@@ -151,7 +151,10 @@ class CloudflareSQL:
             raise CloudflareBadResponse(
                 "Cloudflare's answer is not the JSON of the SQL API") from None
         truncated = len(rows) > self._max_rows
-        return QueryResult(meta=meta, rows=rows[:self._max_rows], truncated=truncated)
+        before = body.get("rows_before_limit_at_least")
+        return QueryResult(meta=meta, rows=rows[:self._max_rows], truncated=truncated,
+                           rows_before_limit=int(before) if isinstance(before, (int, str))
+                           and str(before).isdigit() else None)
 
 
 def _one_line(text: str) -> str:

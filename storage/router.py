@@ -75,9 +75,12 @@ class Router:
         self._replay_lag_ms = replay_lag_ms
         self.max_lag_ms = max_lag_ms
 
-    def query(self, sql: str, params: Sequence[Any] = (), source: str = "auto") -> Answer:
+    def query(self, sql: str, params: Sequence[Any] = (), source: str = "auto", *,
+              count_before_limit: bool = False) -> Answer:
+        """`count_before_limit`: the local engine also counts the rows a LIMIT cut off
+        (Cloudflare always says)."""
         if source == "local":
-            return self._from_local(sql, params)
+            return self._from_local(sql, params, count_before_limit)
         if source == "cloudflare":
             lag = self._replay_lag_ms() if self._cloud is not None else None
             return Answer(self._from_cloudflare(sql, params), "cloudflare", lag)
@@ -92,11 +95,14 @@ class Router:
                     raise
                 except CloudflareError:
                     pass  # recorded by the breaker; the log has every event
-        return self._from_local(sql, params)
+        return self._from_local(sql, params, count_before_limit)
 
-    def _from_local(self, sql: str, params: Sequence[Any]) -> Answer:
+    def _from_local(self, sql: str, params: Sequence[Any],
+                    count_before_limit: bool = False) -> Answer:
         try:
-            return Answer(self._local.query(sql, list(params)), "local")
+            result = self._local.query(sql, list(params), count_before_limit=True) \
+                if count_before_limit else self._local.query(sql, list(params))
+            return Answer(result, "local")
         except Exception as e:
             e.source = "local"  # type: ignore[attr-defined]  # for the error body
             raise

@@ -281,6 +281,9 @@ REFERENCE: list[Q] = [
     Q(f"SELECT blob1, count() AS n FROM {T}\nWHERE blob3 = '1'\n\n  AND double1 > 5\n\n"
       "GROUP BY blob1\nORDER BY blob1\n"),
     Q(f"SELECT count() AS n FROM \"{T}\" WHERE {T}.blob1 = 'hoox'"),
+    Q(f"SELECT count() AS n, min(toDateTime(timestamp, 'America/New_York')) AS first FROM {T} "
+      "WHERE toDateTime(timestamp, 'America/New_York') >= '2026-11-20 10:00:00' AND "
+      "toDateTime(timestamp, 'Asia/Tokyo') BETWEEN '2026-11-18' AND '2026-11-23 08:00:00'"),
 ]
 CORPUS += REFERENCE
 

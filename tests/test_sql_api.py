@@ -42,6 +42,9 @@ SAME_EITHER_WAY = [
     " GROUP BY len ORDER BY len",
     "SELECT round(double1 / 3, 2) AS r, double1 * 1e21 AS big, 1 = 1 AS yes"
     " FROM hoox_telemetry WHERE double1 < 4.5 ORDER BY r",
+    "SELECT index1, double1 FROM hoox_telemetry ORDER BY double1 DESC LIMIT 4",
+    "SELECT blob1 AS w, count() AS n FROM hoox_telemetry GROUP BY w ORDER BY w LIMIT 2"
+    " OFFSET 1",
 ]
 # Strings that every format must escape as ClickHouse does.
 ENDPOINTS = ["/e/0", "/api/Äpfel", "tab\there", "quote ' and \" and \\", "line\nbreak",

@@ -35,6 +35,7 @@ class Compiled:
     meta: list[dict]
     static_rows: list[dict] | None = None
     format: str | None = None         # the FORMAT clause, if any
+    count_sql: str | None = None      # rows before LIMIT/OFFSET, for a query with them
 
 
 # -- results -------------------------------------------------------------------------------------------
@@ -72,8 +73,15 @@ def compile_select(sql: str, params: Sequence[Any] = (), *,
         return compiled
     assert parsed.tree is not None
     tree, columns = Translator(dataset).select(parsed.tree)
+    count_sql = None
+    if tree.args.get("limit") is not None or tree.args.get("offset") is not None:
+        whole = tree.copy()
+        whole.set("limit", None)
+        whole.set("offset", None)
+        count_sql = f"SELECT count(*) FROM ({whole.sql(dialect='sqlite')})"
     return Compiled(tree.sql(dialect="sqlite"),
-                    [{"name": n, "type": t} for n, t in columns], format=parsed.format)
+                    [{"name": n, "type": t} for n, t in columns], format=parsed.format,
+                    count_sql=count_sql)
 
 
 def _show(kind: str, dataset: str) -> Compiled:
@@ -185,7 +193,10 @@ class LocalEngine:
         now = int(self.now())
         return {"now": now, "today": now - now % 86400}
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+    def query(self, sql: str, params: Sequence[Any] = (), *,
+              count_before_limit: bool = False) -> QueryResult:
+        """`count_before_limit`: also count the rows a LIMIT/OFFSET cut off (the SQL
+        API's rows_before_limit_at_least), at the cost of running the query whole."""
         compiled = self.compile(sql, params)
         if compiled.sql is None:
             return QueryResult(list(compiled.meta), list(compiled.static_rows or []),
@@ -200,6 +211,9 @@ class LocalEngine:
                 cursor = conn.execute(compiled.sql, self._clock())
                 raw = cursor.fetchmany(self.max_rows + 1)
                 cursor.close()
+                before_limit = None
+                if count_before_limit and compiled.count_sql is not None:
+                    before_limit = conn.execute(compiled.count_sql, self._clock()).fetchone()[0]
             except sqlite3.OperationalError as e:
                 raise self._translate(e) from None
             except sqlite3.DatabaseError as e:
@@ -209,7 +223,8 @@ class LocalEngine:
         truncated = len(raw) > self.max_rows
         rows = [{name: conv(value) for (name, conv), value in zip(converters, row)}
                 for row in raw[:self.max_rows]]
-        return QueryResult(list(compiled.meta), rows, truncated, compiled.format)
+        return QueryResult(list(compiled.meta), rows, truncated, compiled.format,
+                           before_limit)
 
     def _translate(self, error: sqlite3.Error) -> Exception:
         code = getattr(error, "sqlite_errorcode", 0) & 0xFF

@@ -28,4 +28,7 @@ class QueryResult:
     rows: list[dict]
     truncated: bool = False
     format: str | None = None  # the query's FORMAT clause, if it had one
+    # rows the query had before its LIMIT cut them (the SQL API's
+    # rows_before_limit_at_least); None when not counted
+    rows_before_limit: int | None = None
 

@@ -103,8 +103,9 @@ def render(result: QueryResult, fmt: str) -> bytes:
         converters = [(m["name"], _json_value(m["type"])) for m in result.meta]
         data = [{name: conv(row.get(name)) for name, conv in converters}
                 for row in result.rows]
+        before = len(data) if result.rows_before_limit is None else result.rows_before_limit
         return json.dumps({"meta": result.meta, "data": data, "rows": len(data),
-                           "rows_before_limit_at_least": len(data)}).encode("utf-8")
+                           "rows_before_limit_at_least": before}).encode("utf-8")
     names = [m["name"] for m in result.meta]
     if fmt == "JSONEachRow":
         wide = {m["name"] for m in result.meta if _WIDE_INT.match(_inner(m["type"]))}

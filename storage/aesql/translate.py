@@ -15,7 +15,7 @@ from .functions import (AggregateFunctions, BitFunctions, NumberFunctions, Strin
                         TimeFunctions)
 from .names import _OP_NAMES, ch_name
 from .types import (_INTS, AE_COLUMNS, NULL_TYPE, T, _arith_type, _int_type, _is_int, _is_num,
-                    _is_time, _literal_int_type, supertype)
+                    _is_time, _literal_int_type, supertype, zone_of)
 
 SOURCE_VIEW = "datapoints"   # storage/log.py: the data point columns over `events`
 
@@ -254,11 +254,12 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
     _x_EQ = _x_NEQ = _x_GT = _x_GTE = _x_LT = _x_LTE = _compare
 
     def _coerce_pair(self, a: T, b: T, na: exp.Expression, nb: exp.Expression) -> tuple[T, T]:
-        """DateTime compared with a string: the string is a time, as in ClickHouse."""
+        """DateTime compared with a string: the string is a time, as in ClickHouse, read
+        in the DateTime's zone."""
         if _is_time(a.t) and b.t == "String":
-            b = self._as_time(b, nb)
+            b = T(self._parse_in_zone(b, nb, zone_of(a.t)), a.t)
         elif _is_time(b.t) and a.t == "String":
-            a = self._as_time(a, na)
+            a = T(self._parse_in_zone(a, na, zone_of(b.t)), b.t)
         return a, b
 
     def _as_time(self, value: T, node: exp.Expression) -> T:
@@ -277,7 +278,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         for item in node.expressions:
             value = self.expr(item, scope)
             if _is_time(a.t) and value.t == "String":
-                value = self._as_time(value, item)
+                value = T(self._parse_in_zone(value, item, zone_of(a.t)), a.t)
             items.append(value.e)
         return T(exp.In(this=_p(a.e), expressions=items), "UInt8")
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import falcon
 import httpx
 
+import dashboard
 from storage import replay, retention, sink
 from storage.aesql import InvalidQuery, LocalEngine, ParamsMismatch, QueryTimeout
 from storage.cloudflare import CloudflareError, CloudflareSQL
@@ -158,13 +159,15 @@ def _stop_at_exit(loop: "weakref.ref[replay.ReplayLoop]") -> None:
 # -- middleware and hooks ----------------------------------------------------------------
 
 class RequireInternalKey:
-    """Every route but GET /health needs one of the configured keys."""
+    """Every route but GET /health and the dashboard's page and files needs one of the
+    configured keys (the page holds no data: it asks for the key and sends it itself)."""
 
     def __init__(self, keys: tuple[str, ...]):
         self._keys = [k.encode() for k in keys]
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path == "/health":
+        if req.path == "/health" or (req.method in ("GET", "HEAD") and (
+                req.path == "/" or req.path.startswith("/static/"))):
             return
         given = (req.get_header("X-Internal-Auth-Key") or "").encode("utf-8", "surrogatepass")
         # Compare with every key, so the time taken does not tell which one nearly matched.
@@ -286,6 +289,28 @@ class Status:
         }
 
 
+class DashboardFile:
+    """GET / (the page) and GET /static/{name}: only the dashboard package's own files,
+    looked up by name in what was read at start, so no path reaches the file system."""
+
+    def __init__(self, assets: dict[str, dashboard.Asset]):
+        self._assets = assets
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response,
+               name: str = "index.html") -> None:
+        asset = self._assets.get(name)
+        if asset is None:
+            raise falcon.HTTPNotFound()
+        resp.data = asset.body
+        resp.content_type = asset.content_type
+        # Small files: always revalidate, so a new version shows on the next load.
+        resp.cache_control = ["no-cache"]
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Content-Security-Policy",
+                        "default-src 'self'; img-src 'self' data:; "
+                        "frame-ancestors 'none'")
+
+
 def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else format_time(int(seconds * 1000))
 
@@ -392,6 +417,9 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     app.add_route("/query", Query(services, Schema(load_schema("query"))))
     app.add_route("/health", Health(services))
     app.add_route("/status", Status(services))
+    page = DashboardFile(dashboard.load_assets())
+    app.add_route("/", page)
+    app.add_route("/static/{name}", page)
     return app
 
 

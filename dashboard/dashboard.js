@@ -42,6 +42,7 @@ async function signIn(key) {
     if (e instanceof Unauthorized) {
       askForKey("That key was not accepted. Enter the internal key again.");
     } else {
+      $("signin").hidden = false;
       $("signin-message").textContent = e.message + " Try again.";
     }
     return;

@@ -243,6 +243,7 @@ def test_a_failing_query_is_said_in_words_and_the_last_data_stays(service, open_
     page = tab.page
     tab.sign_in(KEY)
     page.locator("#latency path.series").nth(7).wait_for(state="attached")
+    page.locator("#health-rows td.num").first.wait_for()
     before = tab.rows()
     assert len(before) == 4
 
@@ -268,6 +269,7 @@ def test_a_key_that_stops_working_asks_again_and_keeps_the_data(service, open_pa
     page = tab.page
     tab.sign_in(KEY)
     page.locator("#latency path.series").nth(7).wait_for(state="attached")
+    page.locator("#health-rows td.num").first.wait_for()
     before = tab.rows()
 
     # the key is rotated: the service restarts on the same port with another key

@@ -15,7 +15,7 @@ banner: the service on a day of history; a chromium tab on the dashboard; --spik
 to the banner appearing and to it clearing.
 
     flock /tmp/bench.lock .venv/bin/python bench/dashboard.py [--events 1000000] [--db PATH]
-        [--rounds 3] [--repeat 20] [--seconds 20] [--spikes 10] [--only cost|banner]
+        [--rounds 3] [--repeat 100] [--seconds 20] [--spikes 10] [--only cost|banner]
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--db", help="reuse (or create) this log for the cost part")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--spikes", type=int, default=10)
     parser.add_argument("--only", choices=("cost", "banner"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -36,9 +36,18 @@ def engine(tmp_path_factory: pytest.TempPathFactory, records: list[dict]):
     e.close()
 
 
+def drop(table: str) -> None:
+    """chdb has one server per process: tables outlive a module unless dropped."""
+    from chdb import session
+
+    session.Session().query(f"DROP TABLE IF EXISTS `{table}`")
+
+
 @pytest.fixture(scope="module")
-def clickhouse(records: list[dict]) -> ClickHouse:
-    return ClickHouse(records)
+def clickhouse(records: list[dict]) -> Iterator[ClickHouse]:
+    drop("hoox_telemetry")
+    yield ClickHouse(records)
+    drop("hoox_telemetry")
 
 
 def test_every_layout_has_the_three_views_and_every_range_is_the_selectors() -> None:
@@ -89,6 +98,7 @@ def hoox_clickhouse() -> Any:
     from chdb import session
 
     db = session.Session()
+    drop("hoox-analytics")
     columns = ", ".join(f"`{name}` {ctype}" for name, ctype in AE_COLUMNS)
     db.query(f"CREATE TABLE `hoox-analytics` ({columns}) ENGINE = Memory")
     points = hoox_points()
@@ -107,7 +117,8 @@ def hoox_clickhouse() -> Any:
                              format=None)
         return json.loads(db.query(text + " SETTINGS session_timezone = 'UTC'", "JSON")
                           .bytes())["data"]
-    return run, points
+    yield run, points
+    drop("hoox-analytics")
 
 
 def test_hoox_queries_run_on_the_local_engine_under_the_platforms_dataset_name(

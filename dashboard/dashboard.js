@@ -205,7 +205,10 @@ function renderHealth(rows) {
     if (outcome) { calls += Number(row.calls_60s); errors += Number(row.errors_60s); }
     const tr = document.createElement("tr");
     const rate = Number(row.calls) ? Number(row.errors) / Number(row.calls) : 0;
-    if (outcome && rate >= rule.minErrorRate && Number(row.errors) > 0) tr.className = "bad";
+    // The banner's rule, applied to the worker's 15 minutes: one stray error is no alarm.
+    if (outcome && rate >= rule.minErrorRate && Number(row.errors) >= rule.minErrors) {
+      tr.className = "bad";
+    }
     const cells = (hoox ? [row.kind] : []).concat([row.worker,
       fmtInt(row.calls), outcome ? fmtInt(row.errors) : "–", outcome ? pct(rate) : "–"]);
     cells.forEach((text, i) => {

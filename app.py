@@ -166,7 +166,7 @@ class RequireInternalKey:
         self._keys = [k.encode() for k in keys]
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path == "/health" or (req.method in ("GET", "HEAD") and (
+        if req.path == "/health" or (req.method == "GET" and (
                 req.path == "/" or req.path.startswith("/static/"))):
             return
         given = (req.get_header("X-Internal-Auth-Key") or "").encode("utf-8", "surrogatepass")

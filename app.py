@@ -20,6 +20,7 @@ from typing import Any, Callable
 import falcon
 import httpx
 
+import dashboard
 from storage import replay, retention, sink
 from storage.aesql import PREFIX, InvalidQuery, LocalEngine, ParamsMismatch, QueryTimeout
 from storage.aesql.output import CONTENT_TYPES, render
@@ -172,13 +173,16 @@ SQL_API_PREFIX = "/client/v4/"
 
 
 class RequireInternalKey:
-    """Every route but GET /health and the SQL API route needs one of the configured keys."""
+    """Every route but GET /health, the SQL API route (it takes a Bearer token) and the
+    dashboard's page and files needs one of the configured keys (the page holds no data:
+    it asks for the key and sends it itself)."""
 
     def __init__(self, keys: tuple[str, ...]):
         self._keys = keys
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path == "/health" or req.path.startswith(SQL_API_PREFIX):
+        if req.path == "/health" or req.path.startswith(SQL_API_PREFIX) or (
+                req.method == "GET" and (req.path == "/" or req.path.startswith("/static/"))):
             return
         if not key_matches(req.get_header("X-Internal-Auth-Key") or "", self._keys):
             raise falcon.HTTPUnauthorized(title="Unauthorized")
@@ -352,6 +356,28 @@ class Status:
         }
 
 
+class DashboardFile:
+    """GET / (the page) and GET /static/{name}: only the dashboard package's own files,
+    looked up by name in what was read at start, so no path reaches the file system."""
+
+    def __init__(self, assets: dict[str, dashboard.Asset]):
+        self._assets = assets
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response,
+               name: str = "index.html") -> None:
+        asset = self._assets.get(name)
+        if asset is None:
+            raise falcon.HTTPNotFound()
+        resp.data = asset.body
+        resp.content_type = asset.content_type
+        # Small files: always revalidate, so a new version shows on the next load.
+        resp.cache_control = ["no-cache"]
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Content-Security-Policy",
+                        "default-src 'self'; img-src 'self' data:; "
+                        "frame-ancestors 'none'")
+
+
 def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else format_time(int(seconds * 1000))
 
@@ -472,6 +498,9 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
                   SqlApi(services))
     app.add_route("/health", Health(services))
     app.add_route("/status", Status(services))
+    page = DashboardFile(dashboard.load_assets())
+    app.add_route("/", page)
+    app.add_route("/static/{name}", page)
     return app
 
 

@@ -190,3 +190,24 @@ def standin() -> Iterator[Any]:
     server = StandIn()
     yield server
     server.close()
+
+
+# -- the browser (dashboard) ----------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium, driven by Playwright from PyPI; root needs --no-sandbox, and nothing
+# of the browser's own may call out (updates, sync, field trials).
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # Playwright gives every launch a new, empty profile directory.
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

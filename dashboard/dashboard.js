@@ -1,0 +1,472 @@
+// The dashboard of SPEC §10. Every number comes from POST /query with the internal key
+// the person typed once; the SQL is in queries.json. Data from the service is only ever
+// set as text, never as markup.
+"use strict";
+
+const KEY_ITEM = "analytics-worker.internal-key";
+const SVG = "http://www.w3.org/2000/svg";
+const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const PALETTE = ["--s1", "--s2", "--s3", "--s4", "--s5", "--s6", "--s7", "--s8"];
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  queries: null, layout: "profile", dataset: "hoox_telemetry", range: null,
+  source: "auto", running: false, timers: {}, goodAt: {}, generation: 0,
+};
+
+class Unauthorized extends Error {}
+class QueryFailed extends Error {}
+
+// -- the key ------------------------------------------------------------------------
+
+function storedKey() {
+  try { return sessionStorage.getItem(KEY_ITEM) || ""; } catch (e) { return ""; }
+}
+
+function askForKey(message) {
+  stop();
+  try { sessionStorage.removeItem(KEY_ITEM); } catch (e) { /* storage disabled */ }
+  $("signin").hidden = false;
+  $("signin-message").textContent = message || "";
+  const field = $("key");
+  field.value = "";
+  field.focus();
+}
+
+async function signIn(key) {
+  $("signin-message").textContent = "Checking the key…";
+  let status;
+  try {
+    status = await call("GET", "/status", null, key);
+  } catch (e) {
+    if (e instanceof Unauthorized) {
+      askForKey("That key was not accepted. Enter the internal key again.");
+    } else {
+      $("signin").hidden = false;
+      $("signin-message").textContent = e.message + " Try again.";
+    }
+    return;
+  }
+  try { sessionStorage.setItem(KEY_ITEM, key); } catch (e) { /* kept in memory only */ }
+  state.key = key;
+  state.layout = status.layout === "hoox" ? "hoox" : "profile";  // no field: profile
+  state.dataset = status.dataset || state.dataset;
+  $("signin").hidden = true;
+  $("signin-message").textContent = "";
+  delete notices.signin;
+  drawNotices();
+  $("about").textContent = `Dataset ${state.dataset}, ${state.layout} layout, ` +
+    `${Number(status.events || 0).toLocaleString("en")} events in the log`;
+  setUpViews();
+  start();
+}
+
+// -- HTTP ---------------------------------------------------------------------------
+
+async function call(method, path, body, key) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: Object.assign({ "X-Internal-Auth-Key": key || state.key || "" },
+        body ? { "Content-Type": "application/json" } : {}),
+      body: body ? JSON.stringify(body) : undefined,
+      cache: "no-store",
+    });
+  } catch (e) {
+    throw new QueryFailed("The service did not answer (it may be stopped or restarting).");
+  }
+  let doc = null;
+  try { doc = await response.json(); } catch (e) { doc = null; }
+  if (response.status === 401) throw new Unauthorized();
+  if (!response.ok || !doc || doc.success === false) {
+    const said = doc && typeof doc.error === "string" ? doc.error : response.statusText;
+    const where = doc && doc.source === "cloudflare" ? "Cloudflare" : "The service";
+    throw new QueryFailed(`${where} answered HTTP ${response.status}: ${said}.`);
+  }
+  return doc;
+}
+
+function sql(name) {
+  const text = state.queries.layouts[state.layout][name];
+  const table = /^[A-Za-z_][A-Za-z0-9_]*$/.test(state.dataset) ? state.dataset
+    : `"${state.dataset.replace(/"/g, "")}"`;
+  return text.replaceAll("{table}", table)
+    .replaceAll("{since}", state.range.since).replaceAll("{bucket}", state.range.bucket);
+}
+
+async function query(name) {
+  const doc = await call("POST", "/query", { query: sql(name), source: state.source });
+  $("answered").hidden = false;
+  $("source-name").textContent = doc.source;
+  return doc;
+}
+
+// -- refresh loops ------------------------------------------------------------------
+
+const VIEWS = {
+  health: { render: renderHealth, every: () => state.queries.health.refreshSeconds },
+  latency: { render: renderLatency, every: () => state.range.refreshSeconds },
+  volume: { render: renderVolume, every: () => state.range.refreshSeconds },
+};
+
+function start() {
+  state.running = true;
+  for (const name of Object.keys(VIEWS)) refresh(name, state.generation);
+}
+
+function stop() {
+  state.running = false;
+  state.generation += 1;
+  for (const t of Object.values(state.timers)) clearTimeout(t);
+  state.timers = {};
+}
+
+function restartCharts() {
+  state.generation += 1;
+  for (const name of ["latency", "volume"]) {
+    clearTimeout(state.timers[name]);
+    refresh(name, state.generation);
+  }
+  clearTimeout(state.timers.health);
+  refresh("health", state.generation);
+}
+
+async function refresh(name, generation) {
+  if (!state.running || generation !== state.generation) return;
+  const began = performance.now();
+  const view = VIEWS[name];
+  try {
+    const doc = await query(name);
+    if (generation !== state.generation) return;
+    view.render(doc.results);
+    state.goodAt[name] = new Date();
+    setState(name, `updated ${clock(state.goodAt[name])} from ${doc.source}`, false);
+    clearNotice(name);
+  } catch (e) {
+    if (generation !== state.generation) return;
+    if (e instanceof Unauthorized) {
+      askForKey("The service no longer accepts the key of this session (it may have been " +
+        "changed or the session expired). Enter the internal key again; the data shown is " +
+        "from before.");
+      showNotice("signin", "Not signed in: the numbers below are the last ones shown.");
+      return;
+    }
+    const kept = state.goodAt[name] ? `showing the data of ${clock(state.goodAt[name])}`
+      : "nothing to show yet";
+    setState(name, `not updated: ${kept}`, true);
+    showNotice(name, `${TITLES[name]}: ${e instanceof QueryFailed ? e.message : "the answer could not be read."} ` +
+      `Still trying; ${kept}.`);
+  }
+  // The next run starts one period after this one began: a steady rate, never two at once.
+  const wait = Math.max(0, view.every() * 1000 - (performance.now() - began));
+  state.timers[name] = setTimeout(() => refresh(name, generation), wait);
+}
+
+const TITLES = { health: "System health", latency: "Latency", volume: "Volume heatmap",
+  signin: "Key" };
+const notices = {};
+
+function showNotice(name, text) {
+  notices[name] = text;
+  drawNotices();
+}
+
+function clearNotice(name) {
+  if (name in notices) { delete notices[name]; drawNotices(); }
+}
+
+function drawNotices() {
+  const text = Object.values(notices).join(" ");
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
+}
+
+function setState(name, text, stale) {
+  const el = $(`${name}-state`);
+  el.textContent = text;
+  el.classList.toggle("stale", stale);
+}
+
+function clock(date) {
+  return date.toISOString().slice(11, 19) + " UTC";
+}
+
+// -- view 1: system health ------------------------------------------------------------
+
+function renderHealth(rows) {
+  const hoox = state.layout === "hoox";
+  const rule = state.queries.health;
+  let calls = 0, errors = 0;
+  const body = $("health-rows");
+  body.replaceChildren();
+  for (const row of rows) {
+    const outcome = !hoox || row.kind === "api-call" || row.kind === "trade";
+    if (outcome) { calls += Number(row.calls_60s); errors += Number(row.errors_60s); }
+    const tr = document.createElement("tr");
+    const rate = Number(row.calls) ? Number(row.errors) / Number(row.calls) : 0;
+    // The banner's rule, applied to the worker's 15 minutes: one stray error is no alarm.
+    if (outcome && rate >= rule.minErrorRate && Number(row.errors) >= rule.minErrors) {
+      tr.className = "bad";
+    }
+    const cells = (hoox ? [row.kind] : []).concat([row.worker,
+      fmtInt(row.calls), outcome ? fmtInt(row.errors) : "–", outcome ? pct(rate) : "–"]);
+    cells.forEach((text, i) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (i >= cells.length - 3) td.className = "num";
+      tr.append(td);
+    });
+    body.append(tr);
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = hoox ? 5 : 4;
+    td.className = "muted";
+    td.textContent = "No events in the last 15 minutes.";
+    tr.append(td);
+    body.append(tr);
+  }
+  const banner = $("banner");
+  const spike = errors >= rule.minErrors && calls > 0 && errors / calls >= rule.minErrorRate;
+  if (spike) {
+    banner.textContent = `Error spike: ${fmtInt(errors)} of ${fmtInt(calls)} calls failed in ` +
+      `the last ${rule.windowSeconds} s (${pct(errors / calls)}); the warning level is ` +
+      `${rule.minErrors} errors and ${pct(rule.minErrorRate)}.`;
+  }
+  banner.hidden = !spike;
+}
+
+function fmtInt(v) { return Number(v).toLocaleString("en"); }
+function pct(v) { return (100 * v).toFixed(v > 0 && v < 0.1 ? 1 : 0) + " %"; }
+
+// -- view 2: latency --------------------------------------------------------------------
+
+function renderLatency(rows) {
+  const svg = $("latency");
+  const W = 900, H = 320, L = 64, R = 16, T = 14, B = 34;
+  svg.replaceChildren();
+  const series = new Map();
+  for (const row of rows) {
+    const name = state.layout === "hoox" && row.kind === "trade"
+      ? "trades: exchange" : row.worker;
+    if (!series.has(name)) series.set(name, []);
+    series.get(name).push({ t: parseTime(row.t), p50: Number(row.p50), p95: Number(row.p95) });
+  }
+  const legend = $("latency-legend");
+  legend.replaceChildren();
+  const now = Date.now();
+  const t0 = now - rangeMs(), t1 = now;
+  if (!series.size) {
+    emptyText(svg, W, H, `No ${state.layout === "hoox" ? "api-call or trade " : ""}events in the last ${state.range.label}.`);
+    return;
+  }
+  let top = 0;
+  for (const points of series.values()) for (const p of points) top = Math.max(top, p.p95, p.p50);
+  top = niceCeil(top || 1);
+  const x = (t) => L + (W - L - R) * Math.min(1, Math.max(0, (t - t0) / (t1 - t0)));
+  const y = (v) => T + (H - T - B) * (1 - v / top);
+  for (let i = 0; i <= 4; i++) {
+    const v = (top * i) / 4;
+    line(svg, L, y(v), W - R, y(v), i ? "grid" : "axis");
+    text(svg, L - 8, y(v) + 4, fmtMs(v), "end");
+  }
+  text(svg, L + 6, T + 14, "ms", "start");
+  for (let i = 0; i <= 6; i++) {
+    const t = t0 + ((t1 - t0) * i) / 6;
+    text(svg, x(t), H - 12, timeLabel(t), i === 0 ? "start" : i === 6 ? "end" : "middle");
+  }
+  [...series.keys()].sort().forEach((name, i) => {
+    const color = `var(${PALETTE[i % PALETTE.length]})`;
+    const points = series.get(name).sort((a, b) => a.t - b.t);
+    for (const [key, dash] of [["p50", ""], ["p95", "6 4"]]) {
+      const path = document.createElementNS(SVG, "path");
+      path.setAttribute("d", points.map((p, j) => `${j ? "L" : "M"}${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(""));
+      path.style.fill = "none";
+      path.style.stroke = color;
+      path.setAttribute("stroke-width", key === "p50" ? "2.2" : "1.6");
+      if (dash) path.setAttribute("stroke-dasharray", dash);
+      path.setAttribute("class", "series");
+      path.dataset.series = `${name} ${key}`;
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = `${name} ${key}`;
+      path.append(title);
+      svg.append(path);
+      if (points.length === 1) {
+        const dot = document.createElementNS(SVG, "circle");
+        dot.setAttribute("cx", x(points[0].t)); dot.setAttribute("cy", y(points[0][key]));
+        dot.setAttribute("r", 3); dot.style.fill = color;
+        svg.append(dot);
+      }
+    }
+    for (const [key, dashed] of [["p50", false], ["p95", true]]) {
+      const li = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch" + (dashed ? " dashed" : "");
+      swatch.style.borderTopColor = color;
+      li.append(swatch, `${name} ${key}`);
+      legend.append(li);
+    }
+  });
+}
+
+// -- view 3: volume heatmap ---------------------------------------------------------------
+
+function renderVolume(rows) {
+  const svg = $("volume");
+  svg.replaceChildren();
+  const panels = state.layout === "hoox"
+    ? [["Trades", (k) => k === "trade"], ["Signals", (k) => k === "signal"],
+       ["Other events", (k) => k !== "trade" && k !== "signal"]]
+    : [["Events", () => true]];
+  const L = 110, T = 22, cell = 30, rowH = 20, gap = 34;
+  const panelH = T + 7 * rowH + gap;
+  const W = L + 24 * cell + 10, H = panels.length * panelH;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  let total = 0;
+  panels.forEach(([label, pick], p) => {
+    const counts = Array.from({ length: 7 }, () => new Array(24).fill(0));
+    for (const row of rows) {
+      if (!pick(row.kind)) continue;
+      counts[Number(row.weekday) - 1][Number(row.hour)] += Number(row.events);
+    }
+    const max = Math.max(0, ...counts.flat());
+    const sum = counts.flat().reduce((a, b) => a + b, 0);
+    total += sum;
+    const top = p * panelH;
+    const head = text(svg, 0, top + 14, `${label}: ${fmtInt(sum)} in the last ${state.range.label}`, "start");
+    head.setAttribute("class", "cell-label");
+    for (let h = 0; h < 24; h += 3) text(svg, L + h * cell + cell / 2, top + T + 7 * rowH + 14, `${String(h).padStart(2, "0")}h`, "middle");
+    counts.forEach((hours, d) => {
+      text(svg, L - 8, top + T + d * rowH + rowH / 2 + 4, WEEKDAYS[d], "end");
+      hours.forEach((n, h) => {
+        const rect = document.createElementNS(SVG, "rect");
+        rect.setAttribute("x", L + h * cell + 1);
+        rect.setAttribute("y", top + T + d * rowH + 1);
+        rect.setAttribute("width", cell - 2);
+        rect.setAttribute("height", rowH - 2);
+        rect.setAttribute("rx", 2);
+        const level = max ? 0.12 + 0.88 * Math.sqrt(n / max) : 0;
+        rect.style.fill = n ? `rgba(var(--heat), ${level.toFixed(3)})` : "transparent";
+        rect.setAttribute("class", n ? "cell filled" : "cell");
+        rect.dataset.events = String(n);
+        const title = document.createElementNS(SVG, "title");
+        title.textContent = `${label}, ${WEEKDAYS[d]} ${String(h).padStart(2, "0")}:00–:59 UTC: ${fmtInt(n)}`;
+        rect.append(title);
+        svg.append(rect);
+      });
+    });
+  });
+  $("volume-about").textContent = `per weekday and hour (UTC), last ${state.range.label}` +
+    (total ? "" : ": no events");
+}
+
+// -- drawing helpers ----------------------------------------------------------------------
+
+function line(svg, x1, y1, x2, y2, cls) {
+  const el = document.createElementNS(SVG, "line");
+  for (const [k, v] of Object.entries({ x1, y1, x2, y2 })) el.setAttribute(k, v);
+  el.setAttribute("class", cls);
+  svg.append(el);
+}
+
+function text(svg, x, y, content, anchor) {
+  const el = document.createElementNS(SVG, "text");
+  el.setAttribute("x", x); el.setAttribute("y", y);
+  el.setAttribute("text-anchor", anchor);
+  el.textContent = content;
+  svg.append(el);
+  return el;
+}
+
+function emptyText(svg, W, H, message) {
+  const el = text(svg, W / 2, H / 2, message, "middle");
+  el.setAttribute("class", "empty");
+}
+
+function parseTime(value) {
+  // Analytics Engine renders DateTime as "YYYY-MM-DD hh:mm:ss", in UTC.
+  return Date.parse(String(value).replace(" ", "T") + "Z");
+}
+
+function rangeMs() {
+  const [n, unit] = state.range.since.replace(/'/g, "").split(" ");
+  return Number(n) * { MINUTE: 60e3, HOUR: 3600e3, DAY: 86400e3 }[unit];
+}
+
+function timeLabel(ms) {
+  const iso = new Date(ms).toISOString();
+  return rangeMs() > 86400e3 ? `${iso.slice(5, 10)} ${iso.slice(11, 13)}h` : iso.slice(11, 16);
+}
+
+function niceCeil(v) {
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+function fmtMs(v) { return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2); }
+
+// -- setting up -----------------------------------------------------------------------------
+
+function setUpViews() {
+  const hoox = state.layout === "hoox";
+  const head = $("health-head");
+  head.replaceChildren();
+  for (const [label, num] of (hoox ? [["Event", false]] : []).concat([["Worker", false],
+    ["Calls", true], ["Errors", true], ["Error rate", true]])) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = label;
+    if (num) th.className = "num";
+    head.append(th);
+  }
+  $("latency-about").textContent = hoox
+    ? "p50 (solid) and p95 (dashed) per worker, api-call latencyMs; trades: the exchange's transit time (double3)"
+    : "p50 (solid) and p95 (dashed) per worker, latencyMs";
+  $("board").hidden = false;
+}
+
+async function main() {
+  try {
+    const response = await fetch("/static/queries.json", { cache: "no-store" });
+    state.queries = await response.json();
+  } catch (e) {
+    document.body.append(Object.assign(document.createElement("p"), {
+      className: "notice",
+      textContent: "The dashboard's queries could not be loaded from the service; reload the page.",
+    }));
+    return;
+  }
+  const saved = new URLSearchParams(location.hash.slice(1)).get("range");
+  state.range = state.queries.ranges.find((r) => r.name === saved) ||
+    state.queries.ranges.find((r) => r.name === state.queries.defaultRange);
+  const box = $("ranges");
+  for (const r of state.queries.ranges) {
+    const label = document.createElement("label");
+    const input = Object.assign(document.createElement("input"), {
+      type: "radio", name: "range", value: r.name, checked: r === state.range,
+    });
+    input.addEventListener("change", () => {
+      state.range = r;
+      history.replaceState(null, "", `#range=${r.name}`);
+      if (state.running) restartCharts();
+    });
+    label.append(input, r.label);
+    box.append(label);
+  }
+  $("source").addEventListener("change", (e) => {
+    state.source = e.target.value;
+    if (state.running) restartCharts();
+  });
+  $("signin").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("key").value.trim();
+    if (key) signIn(key);
+  });
+  const key = storedKey();
+  if (key) signIn(key); else askForKey("");
+}
+
+main();

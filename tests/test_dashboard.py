@@ -1,0 +1,301 @@
+"""The dashboard (SPEC §10) as a person uses it: Debian's chromium, driven by Playwright,
+against the service under gunicorn on loopback, with a day of events imported."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+import falcon.testing
+import httpx
+import pytest
+
+import dashboard
+from conftest import KEY, ROOT, Server
+from dashboard_data import calm_down, history, import_records, send
+
+HEALTH = dashboard.expand(dashboard.load_queries()["layouts"]["profile"]["health"],
+                          "hoox_telemetry")
+
+
+# -- the routes, in process ---------------------------------------------------------------
+
+def test_page_and_its_files_need_no_key(make_client, config) -> None:
+    client = make_client(config)
+    for path in ("/", "/static/dashboard.js", "/static/dashboard.css",
+                 "/static/queries.json"):
+        result = client.simulate_get(path, headers={"X-Internal-Auth-Key": ""})
+        assert result.status_code == 200, path
+    page = client.simulate_get("/", headers={"X-Internal-Auth-Key": ""})
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'aria-label="Latency"' in page.text and 'aria-label="Volume heatmap"' in page.text
+    assert client.simulate_get("/static/queries.json").json == dashboard.load_queries()
+    # the data still needs the key
+    assert client.simulate_post("/query", json={"query": "SELECT 1 AS one"},
+                                headers={"X-Internal-Auth-Key": ""}).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/static/../app.py", "/static/..%2Fapp.py",
+                                  "/static/%2e%2e%2fapp.py", "/static/__init__.py",
+                                  "/static/..", "/static/dashboard.js/../../app.py",
+                                  "/static/setup.cfg", "/static/.%2F..%2F..%2Fsetup.cfg"])
+def test_static_route_serves_only_the_dashboards_files(make_client, config, path) -> None:
+    result = make_client(config).simulate_get(path, headers={"X-Internal-Auth-Key": ""})
+    assert result.status_code == 404
+    assert "import" not in result.text and "[metadata]" not in result.text
+
+
+def test_the_page_weighs_under_300_kb(make_client, config) -> None:
+    client = make_client(config)
+    page = client.simulate_get("/").text
+    linked = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    assert linked
+    total = len(page.encode()) + sum(len(client.simulate_get(p).content)
+                                     for p in linked + ["/static/queries.json"])
+    assert total < 300 * 1024
+
+
+def test_an_installed_package_carries_every_dashboard_file() -> None:
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    patterns = parser["options.package_data"]["dashboard"].replace(" ", "").split(",")
+    files = [p for p in (ROOT / "dashboard").iterdir() if p.suffix != ".py"
+             and p.name != "__pycache__"]
+    assert files
+    for path in files:
+        assert any(path.match(pattern) for pattern in patterns), path.name
+    assert set(dashboard.load_assets()) == {p.name for p in files}
+
+
+# -- in the browser -----------------------------------------------------------------------
+
+@pytest.fixture
+def service(tmp_path: Path, db_path: Path,
+            gunicorn_server: Callable[..., Server]) -> Callable[..., Server]:
+    """The service on a log holding a day of api-calls (none in the last two minutes)."""
+    def start(**env: str) -> Server:
+        import_records(db_path, history(time.time()), tmp_path)
+        return gunicorn_server(**env)
+    return start
+
+
+class Page:
+    """One browser tab on the dashboard, recording every request it makes."""
+
+    def __init__(self, browser: Any, url: str, **context: Any):
+        self.context = browser.new_context(viewport={"width": 1366, "height": 900}, **context)
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.context.on("request", lambda r: self.requests.append(r.url))
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url + "/")
+
+    def sign_in(self, key: str) -> None:
+        self.page.get_by_label("Internal key").fill(key)
+        self.page.get_by_role("button", name="Open dashboard").click()
+
+    def rows(self) -> list[list[str]]:
+        table = self.page.get_by_role("table", name="System health")
+        return [[c.strip() for c in row.locator("td").all_inner_texts()]
+                for row in table.locator("tbody tr").all()]
+
+    def alert_visible(self) -> bool:
+        return self.page.get_by_role("alert").count() > 0
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def open_page(chromium: Any) -> Iterator[Callable[..., Page]]:
+    pages: list[Page] = []
+
+    def open_(url: str, **context: Any) -> Page:
+        pages.append(Page(chromium, url, **context))
+        return pages[-1]
+
+    yield open_
+    for page in pages:
+        assert not page.errors, page.errors  # no script error, ever
+        page.close()
+
+
+def query(server: Server, sql: str) -> list[dict[str, Any]]:
+    response = httpx.post(server.url + "/query", json={"query": sql, "source": "local"},
+                          headers={"X-Internal-Auth-Key": KEY}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
+
+
+def expected_rows(server: Server) -> list[list[str]]:
+    rows = []
+    for r in query(server, HEALTH):
+        rate = r["errors"] / r["calls"]
+        rows.append([r["worker"], f"{r['calls']:,}", f"{r['errors']:,}",
+                     f"{100 * rate:.{1 if 0 < rate < 0.1 else 0}f} %"])
+    return rows
+
+
+def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.02) -> float:
+    """Seconds until `check()` held; fails after `timeout`."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout:
+            pytest.fail(f"not within {timeout} s")
+        time.sleep(step)
+    return time.monotonic() - began
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+def test_key_once_then_the_three_views_drawn_from_the_data(service, open_page,
+                                                           tmp_path: Path) -> None:
+    server = service()
+    tab = open_page(server.url)
+    page = tab.page
+
+    tab.sign_in("not-the-key")
+    page.get_by_text("That key was not accepted").wait_for()
+    assert page.get_by_label("Internal key").input_value() == ""
+    assert page.locator("#board").is_hidden()
+
+    tab.sign_in(KEY)
+    page.get_by_role("table", name="System health").locator("tbody tr td.num").first.wait_for()
+    assert page.evaluate("sessionStorage.length") == 1
+    assert page.get_by_text("Answered by").inner_text().endswith("local")
+
+    # the table says what /query says (retried: the 15-minute window slides)
+    for _ in range(5):
+        shown, expected = tab.rows(), expected_rows(server)
+        if shown == expected:
+            break
+        time.sleep(0.5)
+    assert shown == expected and len(shown) == 4
+
+    # the latency chart: two lines per worker, drawn from data
+    latency = page.get_by_role("img", name="Latency")
+    page.locator("#latency path.series").nth(7).wait_for(state="attached")
+    paths = latency.locator("path.series")
+    assert paths.count() == 8
+    for d in paths.evaluate_all("ps => ps.map(p => p.getAttribute('d'))"):
+        assert d.count("L") >= 20  # 24 h in 15-minute buckets: many points
+    assert "trade-worker p95" in page.locator("#latency-legend").inner_text()
+
+    # the heatmap: the day's events, cell by cell as /query counts them
+    heat = page.get_by_role("img", name="Volume heatmap")
+    page.locator("#volume rect.filled").first.wait_for(state="attached")
+    volume = dashboard.expand(dashboard.load_queries()["layouts"]["profile"]["volume"],
+                              "hoox_telemetry", "'24' HOUR")
+    counts = {(r["weekday"], r["hour"]): r["events"] for r in query(server, volume)}
+    cells = heat.locator("rect.cell").evaluate_all(
+        "rs => rs.map(r => Number(r.dataset.events))")
+    assert len(cells) == 7 * 24
+    assert {(i // 24 + 1, i % 24): n for i, n in enumerate(cells) if n} == counts
+
+    # another range redraws views 2 and 3
+    page.get_by_label("1 h").check()
+    page.get_by_text(re.compile(r"Events: [\d,]+ in the last 1 h")).wait_for()
+    page.get_by_label("7 d").check()
+    page.get_by_text(re.compile(r"Events: 2,000 in the last 7 d")).wait_for()
+
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    assert all(urlsplit(u).hostname == "127.0.0.1" and urlsplit(u).port == server.port
+               for u in tab.requests), tab.requests
+    assert any(u.endswith("/query") for u in tab.requests)
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+def test_banner_shows_and_clears_within_two_seconds_of_the_events(service,
+                                                                   open_page) -> None:
+    server = service()
+    tab = open_page(server.url)
+    tab.sign_in(KEY)
+    tab.page.get_by_role("table", name="System health").locator("td.num").first.wait_for()
+    time.sleep(1.5)
+    assert not tab.alert_visible()
+
+    send(server.url, KEY, "hoox", 4, False, "below")  # 4 errors: under the rule
+    time.sleep(2.5)
+    assert not tab.alert_visible()
+    for spike in range(3):
+        send(server.url, KEY, "hoox", 5, False, f"spike{spike}")
+        assert wait_until(tab.alert_visible, 2.0) <= 2.0
+        assert "failed in the last 60 s" in tab.page.get_by_role("alert").inner_text()
+        calm_down(server.url, KEY, HEALTH, f"calm{spike}")
+        assert wait_until(lambda: not tab.alert_visible(), 2.0) <= 2.0
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+@pytest.mark.e2e
+def test_a_failing_query_is_said_in_words_and_the_last_data_stays(service, open_page,
+                                                                  standin) -> None:
+    standin.set_mode("hang")
+    server = service(**{**standin.env(), "ANALYTICS_SINK": "none",
+                        "CLOUDFLARE_TIMEOUT_MS": "800"})
+    tab = open_page(server.url)
+    page = tab.page
+    tab.sign_in(KEY)
+    page.locator("#latency path.series").nth(7).wait_for(state="attached")
+    page.locator("#health-rows td.num").first.wait_for()
+    before = tab.rows()
+    assert len(before) == 4
+
+    page.get_by_label("Source").select_option("cloudflare")
+    notice = page.locator("#notice")
+    notice.get_by_text("Cloudflare answered HTTP 504").first.wait_for(timeout=10_000)
+    assert "showing the data of" in notice.inner_text()
+    assert tab.rows() == before
+    assert page.locator("#latency path.series").count() == 8
+    assert "Traceback" not in page.content()
+
+    standin.set_mode("up")
+    page.get_by_label("Source").select_option("local")
+    page.locator("#notice").wait_for(state="hidden")
+    assert page.get_by_text("Answered by").inner_text().endswith("local")
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+def test_a_key_that_stops_working_asks_again_and_keeps_the_data(service, open_page) -> None:
+    server = service()
+    tab = open_page(server.url)
+    page = tab.page
+    tab.sign_in(KEY)
+    page.locator("#latency path.series").nth(7).wait_for(state="attached")
+    page.locator("#health-rows td.num").first.wait_for()
+    before = tab.rows()
+
+    # the key is rotated: the service restarts on the same port with another key
+    server.stop()
+    page.locator("#notice").get_by_text("did not answer").first.wait_for()
+    server.env["INTERNAL_KEY_BINDING"] = "new-key"
+    server.start()
+    page.get_by_text("no longer accepts the key").wait_for()
+    assert page.get_by_label("Internal key").is_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert tab.rows() == before  # the last good data stays
+
+    tab.sign_in("new-key")
+    page.locator("#signin").wait_for(state="hidden")
+    page.locator("#notice").wait_for(state="hidden")
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+def test_dark_mode_uses_dark_colours(service, open_page, tmp_path: Path) -> None:
+    server = service()
+    tab = open_page(server.url, color_scheme="dark")
+    tab.sign_in(KEY)
+    tab.page.locator("#volume rect.filled").first.wait_for(state="attached")
+    background = tab.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    text = tab.page.evaluate("getComputedStyle(document.body).color")
+    channels = lambda c: [int(v) for v in re.findall(r"\d+", c)[:3]]  # noqa: E731
+    assert sum(channels(background)) < 150 and sum(channels(text)) > 600
+    tab.page.screenshot(path=str(tmp_path / "dashboard-dark.png"), full_page=True)

@@ -41,8 +41,9 @@ from . import aesql_functions as F
 PREFIX = "Input was invalid: "
 SOURCE_VIEW = "datapoints"   # storage/log.py: the data point columns over `events`
 SOURCE_TABLE = "events"
-SOURCE_TABLE_COLUMNS = frozenset({"", "seq", "request_id", "received_ms", "blob1", "blob2",
-                                  "blob3", "double1"})
+SOURCE_TABLE_COLUMNS = frozenset({"", "seq", "request_id", "received_ms",
+                                  *(f"blob{i}" for i in range(1, 21)),
+                                  *(f"double{i}" for i in range(1, 21))})
 FORMATS = ("JSON", "JSONEachRow", "TabSeparated")  # all answered as JSON over HTTP
 
 # The columns of a dataset table, in Analytics Engine's order (SPEC §2).

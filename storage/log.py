@@ -67,8 +67,11 @@ def event_rows(events: Sequence[Event], layout: Layout) -> list[tuple]:
 
 
 def point_columns(layout: Layout) -> str:
-    """The columns `point_of` reads, after request_id and received_ms."""
-    return ", ".join((*BLOBS[:layout.blobs], *DOUBLES[:layout.doubles]))
+    """The columns `point_of` reads, after request_id and received_ms (the received-time
+    double has no column: `point_of` derives it)."""
+    doubles = ["NULL" if i == layout.received_double - 1 else DOUBLES[i]
+               for i in range(layout.doubles)]
+    return ", ".join((*BLOBS[:layout.blobs], *doubles))
 
 
 def point_of(layout: Layout, request_id: str, received_ms: int, values: Sequence[Any]
@@ -156,6 +159,23 @@ def _events(db: sqlite_utils.Database) -> None:
             received_ms / 1000.0 AS double2,
             {doubles}
         FROM events""")
+
+
+def _add_columns(db: sqlite_utils.Database, names: Sequence[str]) -> None:
+    """Add each data point slot column that `events` lacks ('' and 0 for every row)."""
+    have = {c.name for c in db["events"].columns}
+    for name in names:
+        if name not in have:
+            kind = "TEXT NOT NULL DEFAULT ''" if name.startswith("blob") else \
+                "REAL NOT NULL DEFAULT 0"
+            db.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+
+
+def add_slot_columns(db: sqlite_utils.Database, layout: Layout) -> None:
+    """Every slot column of `layout`'s logs: all but the double derived from the received
+    time. Safe to run again."""
+    received = DOUBLES[layout.received_double - 1]
+    _add_columns(db, [name for name in (*BLOBS, *DOUBLES) if name != received])
 
 
 def datapoints_view(layout: Layout) -> str:
@@ -265,6 +285,7 @@ class EventLog:
                 recorded = recorded_layout(conn)
                 if recorded != layout:  # another process created it meanwhile
                     raise LayoutMismatch(self.path, recorded or "?", layout)
+                add_slot_columns(self.db, self.layout)
                 conn.execute(datapoints_view(self.layout))
         except LayoutMismatch:
             self.db.close()
@@ -437,12 +458,11 @@ def _whole_datapoint(db: sqlite_utils.Database) -> None:
     # Every slot of the data point (SPEC §9). Added columns cost existing rows nothing:
     # SQLite reads a column missing from an old record as its default. Each is added only
     # when missing, so running this twice changes nothing.
-    have = {c.name for c in db["events"].columns}
-    for name in (*BLOBS, *DOUBLES):
-        if name not in have:
-            kind = "TEXT NOT NULL DEFAULT ''" if name.startswith("blob") else \
-                "REAL NOT NULL DEFAULT 0"
-            db.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+    # The doubles that some layout derives from the received time are added by
+    # `add_slot_columns` once the log's layout is known: a log stores only the slots it
+    # does not derive (each column costs every row a byte).
+    derived = {DOUBLES[layout.received_double - 1] for layout in layouts.LAYOUTS.values()}
+    _add_columns(db, [name for name in (*BLOBS, *DOUBLES) if name not in derived])
     # Which layout the log holds. A log written before layouts existed holds the profile
     # layout; an empty one takes the layout of whoever opens it first.
     db.execute("CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

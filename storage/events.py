@@ -161,9 +161,10 @@ class EventParser:
         """The event of a valid body, or None. The common case, a valid event, builds
         its data point once; the reasons for an invalid one are worked out apart."""
         fast = self._fast.get(type_)
-        if not ((fast is not None and fast(doc)) or self.schemas[type_].is_valid(doc)):
+        plain = fast is not None and fast(doc)
+        if not (plain or self.schemas[type_].is_valid(doc)):
             return None
-        event = self._event(self.layout.types[type_], doc, received_ms, request_id)
+        event = self._event(self.layout.types[type_], doc, received_ms, request_id, plain)
         return None if datapoint.problems(event.point) else event
 
     def _problems(self, type_: str, doc: Any, prefix: str) -> list[dict[str, str]]:
@@ -178,15 +179,16 @@ class EventParser:
                 for slot, reason in datapoint.problems(point)]
 
     def _event(self, event_type: EventType, doc: Mapping[str, Any], received_ms: int,
-               request_id: str | None) -> Event:
+               request_id: str | None, plain: bool = False) -> Event:
         request_id = request_id or event_type.request_id(doc) or self._new_id()
         if self.layout.cut_index:
             request_id = datapoint.cut_index(request_id)
         payload = event_type.stored(doc)
-        known = event_type.known(doc)
+        # The plain envelope, nearly every profile request, has no unknown keys to name.
+        ignored = () if plain else \
+            tuple(ignored_keys(doc, self.schemas[event_type.name].schema))
         return Event(request_id, event_type.name, received_ms, payload,
-                     event_type.point(request_id, received_ms, payload),
-                     tuple(ignored_keys(doc, known)) if known is not None else ())
+                     event_type.point(request_id, received_ms, payload), ignored)
 
 
 def is_plain_envelope(doc: Any) -> bool:

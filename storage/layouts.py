@@ -15,12 +15,6 @@ from typing import Any, Callable, Mapping
 from . import datapoint
 from .datapoint import DataPoint
 
-# Keys a body may carry at each level: a dict maps a key to the keys allowed inside it
-# (None: a leaf). Anything else is accepted, kept, left out of the data point and named
-# in the answer as ignored (SPEC §9).
-Known = Mapping[str, Any]
-
-
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -33,8 +27,6 @@ class EventType:
     stored: Callable[[Mapping[str, Any]], dict[str, Any]]
     # The body again from (request id, stored payload): for import.
     body: Callable[[str, Mapping[str, Any]], dict[str, Any]]
-    # The known keys of a body; None when the body is strict (unknown keys are a 400).
-    known: Callable[[Mapping[str, Any]], Known | None]
     # Where in the body the value of a data point slot comes from (error details).
     slots: Callable[[Mapping[str, Any]], Mapping[str, str]] = lambda body: {}
 
@@ -58,23 +50,28 @@ class Layout:
         assert self.blobs <= datapoint.MAX_BLOBS
 
 
-def ignored_keys(doc: Any, known: Known, prefix: str = "") -> list[str]:
-    """Dotted names of the keys of `doc` that `known` does not name, in document order."""
+def ignored_keys(doc: Any, schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the keys of a valid `doc` that its JSON Schema does not name, in
+    document order: accepted and kept, but without a place in the data point (SPEC §9).
+    The schema's `if`/`then`/`else` (api-call's two shapes) picks the branch that applies."""
+    if "if" in schema:
+        applies = all(k in doc for k in schema["if"].get("required", ()))
+        schema = schema["then"] if applies else schema["else"]
+    properties = schema.get("properties")
+    if properties is None or not isinstance(doc, dict):
+        return []
     found: list[str] = []
-    if not isinstance(doc, dict):
-        return found
     for key, value in doc.items():
-        if key not in known:
+        if key not in properties:
             found.append(prefix + key)
-        elif known[key] is not None:
-            found.extend(ignored_keys(value, known[key], f"{prefix}{key}."))
+        else:
+            found.extend(ignored_keys(value, properties[key], f"{prefix}{key}."))
     return found
 
 
 # -- api-call, both layouts ---------------------------------------------------------------
 
 API_CALL_FIELDS = ("worker", "endpoint", "latencyMs", "success")
-_FLAT_KNOWN = {k: None for k in (*API_CALL_FIELDS, "indexes")}
 
 
 def _api_call_request_id(body: Mapping[str, Any]) -> str | None:
@@ -98,10 +95,6 @@ def _api_call_body(request_id: str, payload: Mapping[str, Any]) -> dict[str, Any
     return {**payload, "indexes": [request_id]}
 
 
-def _api_call_known(body: Mapping[str, Any]) -> Known | None:
-    return None if "payload" in body else _FLAT_KNOWN
-
-
 def _profile_slots(body: Mapping[str, Any]) -> Mapping[str, str]:
     envelope = "payload" in body
     base = "payload." if envelope else ""
@@ -119,12 +112,12 @@ def _hoox_api_call_slots(body: Mapping[str, Any]) -> Mapping[str, str]:
 PROFILE_API_CALL = EventType(
     name="api-call", schema="api-call", point=datapoint.api_call,
     request_id=_api_call_request_id, stored=_api_call_stored, body=_api_call_body,
-    known=_api_call_known, slots=_profile_slots)
+    slots=_profile_slots)
 
 HOOX_API_CALL = EventType(
     name="api-call", schema="hoox-api-call", point=datapoint.hoox_api_call,
     request_id=_api_call_request_id, stored=_api_call_stored, body=_api_call_body,
-    known=_api_call_known, slots=_hoox_api_call_slots)
+    slots=_hoox_api_call_slots)
 
 
 # -- the other event types of the hoox layout: the body is stored whole --------------------
@@ -141,41 +134,30 @@ def _same_body(request_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     return dict(payload)
 
 
-def _data_type(name: str, fields: tuple[str, ...], blob_slots: Mapping[str, str],
-               point: Callable[..., DataPoint]) -> EventType:
-    """An event type whose body is {"data": {fields}}."""
-    known = {"data": {f: None for f in fields}}
-    paths = {slot: f"data.{f}" for slot, f in blob_slots.items()}
+def _data_type(name: str, blob_slots: Mapping[str, str], point: Callable[..., DataPoint]
+               ) -> EventType:
+    """An event type whose body is {"data": {…}}; `blob_slots` names the field behind
+    each blob (for error paths)."""
+    paths = {slot: f"data.{field}" for slot, field in blob_slots.items()}
     return EventType(name=name, schema=f"hoox-{name}", point=point,
                      request_id=_no_request_id, stored=_whole, body=_same_body,
-                     known=lambda body: known, slots=lambda body: paths)
+                     slots=lambda body: paths)
 
 
 def _trade_request_id(body: Mapping[str, Any]) -> str | None:
     return body["payload"].get("requestId")
 
 
-_TRADE_KNOWN = {
-    "payload": {k: None for k in ("exchange", "symbol", "action", "quantity", "price",
-                                  "requestId", "test")},
-    "result": {"success": None, "error": None},
-    "latencyMs": None,
-}
-
 HOOX_TRADE = EventType(
     name="trade", schema="hoox-trade", point=datapoint.hoox_trade,
     request_id=_trade_request_id, stored=_whole, body=_same_body,
-    known=lambda body: _TRADE_KNOWN,
     slots=lambda body: {"index1": "payload.requestId", "blob4": "payload.exchange",
                         "blob5": "payload.symbol"})
 
-HOOX_WORKER_PERF = _data_type("worker-perf", ("worker", "requests", "errors", "duration"),
-                              {"blob2": "worker"}, datapoint.hoox_worker_perf)
-HOOX_SIGNAL = _data_type("signal", ("source", "type", "symbol", "confidence"),
-                         {"blob2": "source", "blob4": "type", "blob5": "symbol"},
+HOOX_WORKER_PERF = _data_type("worker-perf", {"blob2": "worker"}, datapoint.hoox_worker_perf)
+HOOX_SIGNAL = _data_type("signal", {"blob2": "source", "blob4": "type", "blob5": "symbol"},
                          datapoint.hoox_signal)
-HOOX_NOTIFICATION = _data_type("notification", ("type", "target", "success"),
-                               {"blob2": "target", "blob4": "type"},
+HOOX_NOTIFICATION = _data_type("notification", {"blob2": "target", "blob4": "type"},
                                datapoint.hoox_notification)
 
 PROFILE = Layout(

@@ -89,10 +89,20 @@ def _api_call_stored(body: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "indexes"}
 
 
+def _hoox_api_call_stored(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The envelope's payload; the flat body whole: its indexes after the first, which no
+    data point carries (Analytics Engine takes one index), are kept with it."""
+    if "payload" in body:
+        return body["payload"]  # type: ignore[return-value]
+    return dict(body)
+
+
 def _api_call_body(request_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The envelope when the payload is one; otherwise the flat body as it was stored
+    (the request id is given apart)."""
     if set(payload) == set(API_CALL_FIELDS):
         return {"requestId": request_id, "payload": dict(payload)}
-    return {**payload, "indexes": [request_id]}
+    return dict(payload)
 
 
 def _profile_slots(body: Mapping[str, Any]) -> Mapping[str, str]:
@@ -116,7 +126,7 @@ PROFILE_API_CALL = EventType(
 
 HOOX_API_CALL = EventType(
     name="api-call", schema="hoox-api-call", point=datapoint.hoox_api_call,
-    request_id=_api_call_request_id, stored=_api_call_stored, body=_api_call_body,
+    request_id=_api_call_request_id, stored=_hoox_api_call_stored, body=_api_call_body,
     slots=_hoox_api_call_slots)
 
 

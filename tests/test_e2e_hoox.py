@@ -158,3 +158,22 @@ def test_dashboard_queries_give_the_same_rows_locally_as_clickhouse(fed, hoox_st
     assert [m["name"] for m in local.json["meta"]] == [m["name"] for m in remote["meta"]]
     assert _same(local.json["results"], remote["data"]), (local.json["results"],
                                                           remote["data"])
+
+
+def test_audit_finds_every_event_by_the_received_time_in_double4(fed, hoox_standin):
+    from storage.audit import Auditor
+
+    _, log = fed
+    auditor = Auditor(log, lambda sql: hoox_standin.query(sql)["data"], DATASET)
+    since, until = int(T0 * 1000) - 3_600_000, int(T0 * 1000) + 3_600_000
+    report = auditor.run(since, until, 600)
+    assert report.ok, report
+    assert sum(b.local_count for b in report.buckets) == log.count()
+    assert sum(b.remote_count for b in report.buckets) == log.count()
+    assert all('FROM "hoox-analytics"' in sql and "double4" in sql
+               for sql in hoox_standin.sql_requests)
+
+    hoox_standin.remove(CALLERS[0].index1 + "-1")
+    report = auditor.run(since, until, 600)
+    assert not report.ok
+    assert report.missing() == [CALLERS[0].index1 + "-1"]

@@ -73,11 +73,8 @@ def test_every_caller_body_is_stored_with_its_data_point_slot_by_slot(
                                    (row["index1"],)).fetchone()
     assert stored[0] == caller.route
     payload = json.loads(stored[1])
-    if caller.route == "api-call":
-        body = {k: v for k, v in caller.body.items() if k != "indexes"}
-        assert payload == body  # unknown keys (queryType) kept
-    else:
-        assert payload == caller.body  # the body whole, a 300-character error included
+    # The body whole: unknown keys (queryType), every index, a 300-character error.
+    assert payload == caller.body
 
 
 def test_replayed_points_carry_the_slots_the_platform_writes(
@@ -152,14 +149,13 @@ def test_the_api_call_envelope_stays_strict(hoox, hoox_log):
     assert (row["index1"], row["blob1"], row["blob2"], row["blob4"]) == ("r1", "api-call", "w", "/e")
 
 
-def test_profile_flat_api_call_accepts_unknown_keys_too(client, event_log):
+def test_the_profile_flat_api_call_stays_strict(client, event_log):
+    """The profile layout behaves as before layouts: an unknown key is a 400 there."""
     body = {"worker": "d1-worker", "endpoint": "/query", "latencyMs": 4, "success": True,
-            "queryType": "SELECT", "indexes": ["d1-1"]}
-    assert client.simulate_post("/track/api-call", json=body).json == {
-        "success": True, "ignored": ["queryType"]}
-    stored = event_log.conn.execute("SELECT payload FROM events").fetchone()[0]
-    assert json.loads(stored) == {"worker": "d1-worker", "endpoint": "/query", "latencyMs": 4,
-                                  "success": True, "queryType": "SELECT"}
+            "queryType": "SELECT"}
+    result = assert_error(client.simulate_post("/track/api-call", json=body), 400)
+    assert "queryType" in str(result["details"])
+    assert event_log.count() == 0
 
 
 def test_batch_items_carry_their_type(hoox, hoox_log):

@@ -480,8 +480,9 @@ def audit(db_path: str | None, since: int, until: int, bucket: int, repair: bool
     """Compare the log with Cloudflare per time bucket: counts and latency sums
     (sampling-aware), missing and duplicated events by requestId (index1).
 
-    Buckets are by event time on both sides: Cloudflare's side is bucketed by double2,
-    the received time each point carries, since its timestamp is the replay time.
+    Buckets are by event time on both sides: Cloudflare's side is bucketed by the
+    received time each point carries (double2; double4 in the hoox layout), since its
+    timestamp is the replay time.
     Events after the replay cursor are reported as pending, not missing, and are left
     to the replayer. Analytics Engine cannot delete, so duplicates stay reported with
     their requestIds: count DISTINCT index1 over such a range. A point becomes
@@ -521,7 +522,7 @@ def audit(db_path: str | None, since: int, until: int, bucket: int, repair: bool
         click.echo(json.dumps({**report.as_dict(), "repaired": repaired},
                               ensure_ascii=False, indent=2))
     else:
-        click.echo(_audit_text(report, show, repaired))
+        click.echo(_audit_text(report, show, repaired, auditor.received))
     sys.exit(0 if report.ok else 1)
 
 
@@ -553,7 +554,8 @@ def _ids(ids: Sequence[str], show: int) -> str:
     return ", ".join(ids[:show]) + more
 
 
-def _audit_text(report: Report, show: int, repaired: int | None) -> str:
+def _audit_text(report: Report, show: int, repaired: int | None,
+                received: str = "double2") -> str:
     rows = []
     for b in report.buckets:
         state = ("ok" if b.matches else "MISMATCH") + (" (sampled)" if b.sampled else "")
@@ -567,7 +569,7 @@ def _audit_text(report: Report, show: int, repaired: int | None) -> str:
              "missing", "duplicated", "pending", "unknown", "status"]
     out = [f"audit {format_bucket(report.since_ms // 1000)} .. "
            f"{format_bucket(report.until_ms // 1000)}, buckets of {report.bucket_s} s "
-           f"by event time (double2 on Cloudflare)"]
+           f"by event time ({received} on Cloudflare)"]
     out.append(_table(names, rows) if rows else "(no events on either side)")
     for b in report.mismatched:
         when = format_bucket(b.start_s)

@@ -177,3 +177,17 @@ def test_audit_finds_every_event_by_the_received_time_in_double4(fed, hoox_stand
     report = auditor.run(since, until, 600)
     assert not report.ok
     assert report.missing() == [CALLERS[0].index1 + "-1"]
+
+
+def test_the_audit_command_reads_the_hoox_dataset(fed, hoox_standin, db_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    env = {**hoox_standin.env(), "ANALYTICS_LAYOUT": "hoox", "ANALYTICS_DB": str(db_path),
+           "INTERNAL_KEY_BINDING": KEY}
+    result = CliRunner().invoke(main, ["audit", "--since", "2026-08-15T11:00:00Z",
+                                       "--until", "2026-08-15T13:00:00Z", "--bucket", "1h"],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    assert "by event time (double4 on Cloudflare)" in result.output

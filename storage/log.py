@@ -40,10 +40,17 @@ BLOBS = tuple(f"blob{i}" for i in range(1, 21))
 DOUBLES = tuple(f"double{i}" for i in range(1, 21))
 
 
+_STORED_DOUBLES: dict[str, tuple[int, ...]] = {}
+
+
 def stored_doubles(layout: Layout) -> tuple[int, ...]:
     """Positions (0-based) of the doubles of `layout` that the log stores: all but the
     received time, which it derives from `received_ms` (so it costs no bytes)."""
-    return tuple(i for i in range(layout.doubles) if i != layout.received_double - 1)
+    kept = _STORED_DOUBLES.get(layout.name)
+    if kept is None:  # worked out once: this is on every insert's path
+        kept = _STORED_DOUBLES[layout.name] = tuple(
+            i for i in range(layout.doubles) if i != layout.received_double - 1)
+    return kept
 
 
 def insert_sql(layout: Layout) -> str:

@@ -172,7 +172,8 @@ class EventParser:
         if details:
             return details
         event_type = self.layout.types[type_]
-        point = self._event(event_type, doc, 0, None).point
+        # Only the data point's limits are in question: no fresh id is needed for it.
+        point = self._event(event_type, doc, 0, event_type.request_id(doc) or "-").point
         paths = event_type.slots(doc)
         return [{"path": prefix + ("." + paths[slot] if slot in paths else ""),
                  "message": reason}

@@ -236,3 +236,23 @@ def test_import_refuses_a_type_of_another_layout(tmp_path):
     ok = CliRunner().invoke(main, ["import", "--db", str(tmp_path / "h.db"), "-"],
                             input=line + "\n", env={"ANALYTICS_LAYOUT": "hoox"})
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.gunicorn
+def test_gunicorn_refuses_to_start_on_a_log_of_another_layout(old_log, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import free_port, service_env
+
+    before = digest(old_log)
+    env = service_env(old_log, ANALYTICS_LAYOUT="hoox")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "python:gunicorn_conf", "--bind",
+         f"127.0.0.1:{free_port()}", "app:create_app()"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if "ANALYTICS_LAYOUT" in line]
+    assert len(lines) == 1 and "profile" in lines[0] and "hoox" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert digest(old_log) == before

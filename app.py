@@ -232,6 +232,10 @@ class Batch:
         result = self._services.log.append(events)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
+        ignored = [{"index": i, "keys": list(e.ignored)} for i, e in enumerate(events)
+                   if e.ignored]
+        if ignored:
+            resp.media["ignored"] = ignored
 
 
 class Query:

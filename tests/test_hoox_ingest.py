@@ -266,3 +266,22 @@ def test_dataset_follows_the_layout_unless_set():
     assert Config.from_env({"ANALYTICS_LAYOUT": "hoox",
                             "ANALYTICS_DATASET": "mine"}).dataset == "mine"
     assert Config().replace(layout="hoox").dataset == "hoox-analytics"
+
+
+def test_the_readmes_hoox_examples_answer_as_shown(hoox, hoox_log):
+    import re
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Layouts"):readme.index("## How it works")]
+    examples = re.findall(r"curl -s \$URL(/track/[a-z-]+) .*?-d '(.*?)'\n(# \{.*\}\n)?",
+                          section, flags=re.S)
+    assert {route for route, _, _ in examples} == {f"/track/{r}" for r in ROUTES} | {
+        "/track/batch"}
+    for route, body, answer in examples:
+        result = hoox.simulate_post(route, json=json.loads(body))
+        assert result.status_code == 200, (route, result.text)
+        if answer:
+            assert result.json == json.loads(answer[2:]), route
+    assert hoox_log.count() == len(examples) + 1  # the batch holds two

@@ -275,8 +275,8 @@ def test_the_readmes_hoox_examples_answer_as_shown(hoox, hoox_log):
 
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Layouts"):readme.index("## How it works")]
-    examples = re.findall(r"curl -s \$URL(/track/[a-z-]+) .*?-d '(.*?)'\n(# \{.*\}\n)?",
-                          section, flags=re.S)
+    examples = re.findall(r"curl -s \$URL(/track/[a-z-]+) [^\n]*\\\n +-d '([^\n]*)'\n"
+                          r"(# \{[^\n]*\}\n)?", section)
     assert {route for route, _, _ in examples} == {f"/track/{r}" for r in ROUTES} | {
         "/track/batch"}
     for route, body, answer in examples:

@@ -15,9 +15,14 @@ from typing import Any, Callable, Mapping
 from . import datapoint
 from .datapoint import DataPoint
 
+
 @dataclass(frozen=True)
 class EventType:
+    # The route is /track/<name>; `name` is also the `type` of a batch item and of an
+    # NDJSON line, and of the event in the log.
     name: str
+    # schemas/<schema>.json validates the body. Keys it does not name are accepted (unless
+    # it forbids them), kept in the payload and named in the answer as ignored.
     schema: str
     # (request id, received ms, stored payload) -> the data point.
     point: Callable[[str, int, Mapping[str, Any]], DataPoint]
@@ -41,8 +46,8 @@ class Layout:
     blobs: int
     doubles: int
     received_double: int
-    # Whether a request id longer than an index may be is cut to fit (hoox, as the
-    # platform does) rather than refused (profile).
+    # Whether a request id longer than an index may be (96 bytes) is cut to fit (hoox, as
+    # the platform does) rather than refused (profile).
     cut_index: bool = False
 
     def __post_init__(self) -> None:

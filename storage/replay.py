@@ -30,7 +30,6 @@ reason, and the cursor moves past them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random

@@ -5,7 +5,6 @@ is refused under the other by the service and by every command, left untouched."
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import sqlite3

@@ -21,14 +21,14 @@ import falcon
 import httpx
 
 import dashboard
-from storage import replay, retention, sink
+from storage import layouts, replay, retention, sink
 from storage.aesql import PREFIX, InvalidQuery, LocalEngine, ParamsMismatch, QueryTimeout
 from storage.aesql.output import CONTENT_TYPES, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected, CloudflareSQL
 from storage.config import VERSION, Config, ConfigError
 from storage.events import EventParser, InvalidInput, Schema, load_schema, parse_json
 from storage.interchange import format_time
-from storage.log import EventLog, LogError, LogFull
+from storage.log import EventLog, LogError, LogFull, check_layout
 from storage.router import Breaker, Router
 
 log = logging.getLogger("analytics_worker")
@@ -58,7 +58,8 @@ class Services:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    self._log = EventLog(self.config.db_path, sync=self.config.sync)
+                    self._log = EventLog(self.config.db_path, layout=self.config.layout,
+                                         sync=self.config.sync)
                     self._http, self._router, self._loop = None, None, None
                     self._pid = os.getpid()
                     if self._background:
@@ -136,7 +137,8 @@ class Services:
             retention.prune(event_log, clock(), config.retention_days, sink=config.sink)
 
         return replay.ReplayLoop(
-            lambda: EventLog(config.db_path, sync=config.sync), make_replayer,
+            lambda: EventLog(config.db_path, layout=config.layout, sync=config.sync),
+            make_replayer,
             maintain=prune, alive=lambda: this() is not None)
 
     def close(self) -> None:
@@ -212,16 +214,24 @@ ACCEPTED = json.dumps({"success": True}).encode()
 DUPLICATE = json.dumps({"success": True, "duplicate": True}).encode()
 
 
-class ApiCall:
-    def __init__(self, services: Services, parser: EventParser):
+class Track:
+    """POST /track/<type>: one event of a type of the layout."""
+
+    def __init__(self, services: Services, parser: EventParser, type_: str):
         self._services = services
         self._parser = parser
+        self._type = type_
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         doc = read_json(req, self._services.config.max_body_bytes)
-        event = self._parser.one(doc, now_ms(self._services.clock))
+        event = self._parser.one(doc, now_ms(self._services.clock), self._type)
         result = self._services.log.append([event])
-        resp.data = DUPLICATE if result.duplicates else ACCEPTED
+        if event.ignored:
+            resp.media = {"success": True, "ignored": list(event.ignored)}
+            if result.duplicates:
+                resp.media["duplicate"] = True
+        else:
+            resp.data = DUPLICATE if result.duplicates else ACCEPTED
 
 
 class Batch:
@@ -235,6 +245,10 @@ class Batch:
         result = self._services.log.append(events)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
+        ignored = [{"index": i, "keys": list(e.ignored)} for i, e in enumerate(events)
+                   if e.ignored]
+        if ignored:
+            resp.media["ignored"] = ignored
 
 
 class Query:
@@ -322,7 +336,13 @@ class Health:
             writable = self._services.log.writable()
         except LogError:
             writable = False
-        if writable:
+        if writable and self._services.config.layout == "hoox":
+            # The platform's own shape, which its workers' health checks read.
+            resp.media = {"status": "ok", "success": True,
+                          "result": {"status": "ok",
+                                     "timestamp": format_time(now_ms(self._services.clock)),
+                                     "service": "analytics-worker"}}
+        elif writable:
             resp.media = {"status": "ok"}
         else:
             resp.status = falcon.HTTP_503
@@ -341,6 +361,7 @@ class Status:
         resp.media = {
             "success": True,
             "version": VERSION,
+            "layout": config.layout,
             "dataset": config.dataset,
             "database": str(event_log.path),
             "events": event_log.count(),
@@ -482,8 +503,11 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     if config.sink == "relay" and not config.relay_url:
         raise ConfigError("ANALYTICS_SINK is relay but ANALYTICS_RELAY_URL is not set: set "
                           "it to the relay Worker's /ingest URL")
+    # A log of another layout: refuse now, with the log left as it is.
+    check_layout(config.db_path, config.layout)
     services = Services(config, clock, http=http, background=background)
-    parser = EventParser(new_id)
+    layout = layouts.get(config.layout)
+    parser = EventParser(new_id, layout)
 
     app = falcon.App(middleware=[RequireInternalKey(config.internal_keys)])
     app.req_options.strip_url_path_trailing_slash = True
@@ -491,7 +515,8 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     for exc_type, handler in ERRORS:
         app.add_error_handler(exc_type, handler)
 
-    app.add_route("/track/api-call", ApiCall(services, parser))
+    for type_ in layout.types:
+        app.add_route(f"/track/{type_}", Track(services, parser, type_))
     app.add_route("/track/batch", Batch(services, parser))
     app.add_route("/query", Query(services, Schema(load_schema("query"))))
     app.add_route(SQL_API_PREFIX + "accounts/{account_id}/analytics_engine/sql",

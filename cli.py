@@ -19,14 +19,14 @@ import click
 import httpx
 
 from storage import export as export_
-from storage import replay
+from storage import layouts, replay
 from storage import sink as sink_
 from storage.audit import AuditError, Auditor, Report, format_bucket
 from storage.audit import repair as repair_missing
 from storage.config import SOURCES, VERSION, Config, ConfigError
 from storage.events import EventParser
 from storage.interchange import BadLine, parse_time, read_events
-from storage.log import EventLog, LogError
+from storage.log import EventLog, LogError, check_layout
 from storage.sink import SinkError
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def db_option(func: Callable) -> Callable:
 
 def open_log(config: Config) -> EventLog:
     try:
-        return EventLog(config.db_path, sync=config.sync)
+        return EventLog(config.db_path, layout=config.layout, sync=config.sync)
     except LogError as e:
         raise click.ClickException(str(e)) from None
 
@@ -179,8 +179,10 @@ def serve(bind: str | None, workers: int | None, gunicorn_args: tuple[str, ...])
     Arguments after -- go to gunicorn as they are.
     """
     try:
-        load_config().require_keys()
-    except ConfigError as e:
+        config = load_config()
+        config.require_keys()
+        check_layout(config.db_path, config.layout)
+    except (ConfigError, LogError) as e:
         raise click.ClickException(str(e)) from None
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:gunicorn_conf"]
     if bind:
@@ -207,7 +209,7 @@ def import_(db_path: str | None, source: Any) -> None:
     """
     config = load_config(db_path=db_path)
     event_log = open_log(config)
-    parser = EventParser(lambda: str(uuid.uuid4()))
+    parser = EventParser(lambda: str(uuid.uuid4()), layouts.get(config.layout))
     imported = duplicates = 0
     bad: list[BadLine] = []
     pending = []
@@ -274,11 +276,13 @@ def export(db_path: str | None, since: int | None, until: int | None, fmt: str,
     if since is not None and until is not None and until <= since:
         raise click.BadParameter("--until must be after --since", param_hint="--until")
     event_log = open_log(load_config(db_path=db_path))
+    layout = event_log.layout
     total = export_.count(event_log.conn, since, until) if _interactive() else None
     try:
         with click.open_file(output, "w", encoding="utf-8", lazy=False) as out, \
                 progress_bar(total, "exporting") as update:
-            written = export_.export(event_log.conn, out, fmt, since, until, update)
+            written = export_.export(event_log.conn, out, fmt, since, until, update,
+                                     layout=layout)
     except OSError as e:
         raise click.ClickException(f"Cannot write {output}: {e}") from None
     finally:
@@ -423,7 +427,7 @@ def status(db_path: str | None, offline: bool, as_json: bool) -> None:
     try:
         replay_status = replay.status(event_log, config.sink, now_ms)
         body: dict[str, Any] = {
-            "version": VERSION, "dataset": config.dataset,
+            "version": VERSION, "layout": config.layout, "dataset": config.dataset,
             "database": str(event_log.path), "events": event_log.count(),
             "logBytes": event_log.size_bytes(), "replay": replay_status,
             "cloudflare": {"configured": config.cloudflare_configured, "reachable": None,
@@ -448,7 +452,7 @@ def status(db_path: str | None, offline: bool, as_json: bool) -> None:
     oldest = (f", oldest received {backlog['oldestReceivedAt']} "
               f"({backlog['oldestAgeSeconds']:.0f} s ago)" if backlog["events"] else "")
     lines = [
-        f"analytics-worker {VERSION}, dataset {config.dataset}",
+        f"analytics-worker {VERSION}, layout {config.layout}, dataset {config.dataset}",
         f"log:        {body['database']}: {body['events']} events, "
         f"{body['logBytes'] / 1e6:.1f} MB",
         f"replay:     sink {replay_status['sink']}, backlog {backlog['events']} event(s)"
@@ -484,8 +488,9 @@ def audit(db_path: str | None, since: int, until: int, bucket: int, repair: bool
     """Compare the log with Cloudflare per time bucket: counts and latency sums
     (sampling-aware), missing and duplicated events by requestId (index1).
 
-    Buckets are by event time on both sides: Cloudflare's side is bucketed by double2,
-    the received time each point carries, since its timestamp is the replay time.
+    Buckets are by event time on both sides: Cloudflare's side is bucketed by the
+    received time each point carries (double2; double4 in the hoox layout), since its
+    timestamp is the replay time.
     Events after the replay cursor are reported as pending, not missing, and are left
     to the replayer. Analytics Engine cannot delete, so duplicates stay reported with
     their requestIds: count DISTINCT index1 over such a range. A point becomes
@@ -525,7 +530,7 @@ def audit(db_path: str | None, since: int, until: int, bucket: int, repair: bool
         click.echo(json.dumps({**report.as_dict(), "repaired": repaired},
                               ensure_ascii=False, indent=2))
     else:
-        click.echo(_audit_text(report, show, repaired))
+        click.echo(_audit_text(report, show, repaired, auditor.received))
     sys.exit(0 if report.ok else 1)
 
 
@@ -557,7 +562,8 @@ def _ids(ids: Sequence[str], show: int) -> str:
     return ", ".join(ids[:show]) + more
 
 
-def _audit_text(report: Report, show: int, repaired: int | None) -> str:
+def _audit_text(report: Report, show: int, repaired: int | None,
+                received: str = "double2") -> str:
     rows = []
     for b in report.buckets:
         state = ("ok" if b.matches else "MISMATCH") + (" (sampled)" if b.sampled else "")
@@ -571,7 +577,7 @@ def _audit_text(report: Report, show: int, repaired: int | None) -> str:
              "missing", "duplicated", "pending", "unknown", "status"]
     out = [f"audit {format_bucket(report.since_ms // 1000)} .. "
            f"{format_bucket(report.until_ms // 1000)}, buckets of {report.bucket_s} s "
-           f"by event time (double2 on Cloudflare)"]
+           f"by event time ({received} on Cloudflare)"]
     out.append(_table(names, rows) if rows else "(no events on either side)")
     for b in report.mismatched:
         when = format_bucket(b.start_s)

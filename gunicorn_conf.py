@@ -6,6 +6,7 @@ Sync workers: each request is short and CPU-bound (parse, validate, one commit).
 import sys
 
 from storage.config import Config, ConfigError
+from storage.log import LayoutMismatch, check_layout
 
 bind = "127.0.0.1:8787"
 workers = 2
@@ -20,9 +21,12 @@ errorlog = "-"
 
 
 def on_starting(server) -> None:
-    """Refuse to start without a key, with a message that says what to set."""
+    """Refuse to start without a key, or on a log of another layout, with a message that
+    says what to set."""
     try:
-        Config.from_env().require_keys()
-    except ConfigError as e:
+        config = Config.from_env()
+        config.require_keys()
+        check_layout(config.db_path, config.layout)
+    except (ConfigError, LayoutMismatch) as e:
         print(f"analytics-worker: {e}", file=sys.stderr)
         sys.exit(2)

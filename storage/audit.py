@@ -1,8 +1,9 @@
 """Reconcile the local log with Cloudflare, per time bucket: did every event arrive, once?
 
 Both sides are bucketed by event time: Cloudflare's `timestamp` is when a point was
-replayed, so there the bucket comes from `double2`, the received time the point carries
-(SPEC §4). Counts and sums on Cloudflare's side are sampling-aware
+replayed, so there the bucket comes from the double that carries the received time
+(double2 in the profile layout, SPEC §4; double4 in the hoox layout, §9). Counts and sums
+on Cloudflare's side are sampling-aware
 (`sum(_sample_interval)`, `sum(double1 * _sample_interval)`).
 
 A bucket whose totals agree and whose points are all distinct costs one row of one query.
@@ -17,15 +18,13 @@ everything that did arrive.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from . import datapoint
 from .datapoint import MAX_POINTS_PER_CALL, DataPoint
-from .log import EventLog
+from .log import EventLog, point_columns, point_of
 
 RunSQL = Callable[[str], Sequence[dict[str, Any]]]
 SendPoints = Callable[[list[DataPoint]], Any]
@@ -169,11 +168,14 @@ class Auditor:
     """
 
     def __init__(self, event_log: EventLog, run_sql: RunSQL, dataset: str):
-        if not dataset.replace("_", "").isalnum():
+        if not dataset.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"dataset {dataset!r} is not a plain table name")
         self.event_log = event_log
         self.run_sql = run_sql
-        self.dataset = dataset
+        # hoox-analytics is not an identifier: quoted, as the platform's dashboard does.
+        self.dataset = f'"{dataset}"' if "-" in dataset else dataset
+        # The double that carries the received time (double2 in the profile layout).
+        self.received = f"double{event_log.layout.received_double}"
 
     def run(self, since_ms: int, until_ms: int, bucket_s: int = 3600, *,
             replayed_through: int | None = None,
@@ -199,12 +201,13 @@ class Auditor:
             b.local_count, b.local_latency = n, latency
 
         for row in self._remote(
-                f"SELECT intDiv(toUInt32(double2), {bucket_s}) * {bucket_s} AS bucket,"
+                f"SELECT intDiv(toUInt32({self.received}), {bucket_s}) * {bucket_s} AS bucket,"
                 f" sum(_sample_interval) AS events,"
                 f" sum(double1 * _sample_interval) AS latency,"
                 f" count() AS points, count(DISTINCT index1) AS ids"
                 f" FROM {self.dataset}"
-                f" WHERE double2 >= {_seconds(since_ms)} AND double2 < {_seconds(until_ms)}"
+                f" WHERE {self.received} >= {_seconds(since_ms)}"
+                f" AND {self.received} < {_seconds(until_ms)}"
                 f" GROUP BY bucket ORDER BY bucket"):
             b = bucket(_as_int(row["bucket"]))
             b.remote_count = _as_int(row["events"])
@@ -232,7 +235,7 @@ class Auditor:
                  replayed_through: int | None) -> None:
         remote = {str(row["index1"]): _as_int(row["copies"]) for row in self._remote(
             f"SELECT index1, count() AS copies FROM {self.dataset}"
-            f" WHERE double2 >= {_seconds(lo_ms)} AND double2 < {_seconds(hi_ms)}"
+            f" WHERE {self.received} >= {_seconds(lo_ms)} AND {self.received} < {_seconds(hi_ms)}"
             f" GROUP BY index1 ORDER BY index1")}
         local = self.event_log.conn.execute(
             "SELECT seq, request_id FROM events WHERE received_ms >= ? AND received_ms < ?"
@@ -251,17 +254,19 @@ class Auditor:
         b.inspected = True
 
 
-def missing_rows(event_log: EventLog, request_ids: Iterable[str], chunk: int = 500
-                 ) -> Iterator[tuple[str, int, str]]:
-    """(requestId, received_ms, payload) of each given event still in the log, in
-    sequence order within each chunk of ids."""
+def missing_points(event_log: EventLog, request_ids: Iterable[str], chunk: int = 500
+                   ) -> Iterator[DataPoint]:
+    """The data point of each given event still in the log, in sequence order within each
+    chunk of ids."""
     ids = list(request_ids)
+    layout = event_log.layout
     for i in range(0, len(ids), chunk):
         part = ids[i:i + chunk]
         marks = ",".join("?" * len(part))
-        yield from event_log.conn.execute(
-            f"SELECT request_id, received_ms, payload FROM events"
-            f" WHERE request_id IN ({marks}) ORDER BY seq", part)
+        for row in event_log.conn.execute(
+                f"SELECT request_id, received_ms, {point_columns(layout)} FROM events"
+                f" WHERE request_id IN ({marks}) ORDER BY seq", part):
+            yield point_of(layout, row[0], row[1], row[2:])
 
 
 def repair(event_log: EventLog, report: Report, send: SendPoints,
@@ -271,8 +276,8 @@ def repair(event_log: EventLog, report: Report, send: SendPoints,
     replayer, duplicates are left alone (Analytics Engine cannot delete)."""
     sent = 0
     points: list[DataPoint] = []
-    for request_id, received_ms, payload in missing_rows(event_log, report.missing()):
-        points.append(datapoint.api_call(request_id, received_ms, json.loads(payload)))
+    for point in missing_points(event_log, report.missing()):
+        points.append(point)
         if len(points) >= batch:
             send(points)
             sent += len(points)

@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .layouts import DEFAULT as DEFAULT_LAYOUT
+from .layouts import LAYOUTS
+
 VERSION = "0.1.0"
 # Which source answers a /query (the router decides for "auto").
 SOURCES = ("auto", "cloudflare", "local")
@@ -83,8 +86,12 @@ SETTINGS: tuple[Setting, ...] = (
             "/query with source auto answers from Cloudflare while the oldest event replay "
             "has not confirmed yet was received at most this long ago; beyond it, from "
             "the local log."),
+    Setting("ANALYTICS_LAYOUT", "layout", _choice(*LAYOUTS),
+            "Event types and data points: profile (api-call only) or hoox (the "
+            "platform's five event types). A log keeps the layout it was created with."),
     Setting("ANALYTICS_DATASET", "dataset", _text,
-            "Analytics Engine dataset the events are written to and queried from."),
+            "Analytics Engine dataset the events are written to and queried from "
+            "(default: hoox_telemetry for the profile layout, hoox-analytics for hoox)."),
     Setting("ANALYTICS_DB", "db_path", _text,
             "Path of the SQLite event log."),
     Setting("ANALYTICS_SINK", "sink", _choice("relay", "stdout", "none"),
@@ -124,7 +131,8 @@ class Config:
     cloudflare_timeout_ms: int = 5000
     cloudflare_cooldown_ms: int = 30000
     max_lag_ms: int = 60000
-    dataset: str = "hoox_telemetry"
+    layout: str = DEFAULT_LAYOUT
+    dataset: str = ""  # empty: the layout's own dataset
     db_path: str = "var/analytics.db"
     sink: str = "stdout"
     relay_url: str = ""
@@ -137,6 +145,10 @@ class Config:
     query_max_rows: int = 10000
     max_body_bytes: int = 65536
     max_batch_bytes: int = 1048576
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            object.__setattr__(self, "dataset", LAYOUTS[self.layout].dataset)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":
@@ -153,6 +165,10 @@ class Config:
         return cls(**values)
 
     def replace(self, **changes: Any) -> "Config":
+        # A config on its layout's own dataset follows a change of layout.
+        if "layout" in changes and "dataset" not in changes \
+                and self.dataset == LAYOUTS[self.layout].dataset:
+            changes["dataset"] = ""
         return dataclasses.replace(self, **changes)
 
     def require_keys(self) -> None:

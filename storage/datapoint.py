@@ -81,3 +81,75 @@ def _as_float(value: Any) -> float:
         return float(value)
     except OverflowError:
         return math.inf
+
+
+# -- the hoox layout (SPEC §9): the platform's own data points -----------------------------
+
+MAX_HOOX_BLOB_CHARS = 256
+
+
+def cut_index(text: str) -> str:
+    """`text` cut to Analytics Engine's 96 bytes, never inside a UTF-8 sequence."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text  # a lone surrogate: `problems` refuses it whole
+    if len(data) <= MAX_INDEX_BYTES:
+        return text
+    return data[:MAX_INDEX_BYTES].decode("utf-8", "ignore")
+
+
+def _blobs(*values: str) -> tuple[str, ...]:
+    # The platform cuts every blob to 256 characters; the payload keeps the whole text.
+    return tuple(v[:MAX_HOOX_BLOB_CHARS] for v in values)
+
+
+def _outcome(success: bool) -> str:
+    return "success" if success else "failure"
+
+
+def hoox_trade(request_id: str, received_ms: int, body: Mapping[str, Any]) -> DataPoint:
+    order, result = body["payload"], body["result"]
+    exchange = order["exchange"] + (":test" if order.get("test") else "")
+    return DataPoint(
+        blobs=_blobs("trade", "trade-worker", _outcome(result["success"]), exchange,
+                     order["symbol"]),
+        doubles=(_as_float(order["quantity"]), _as_float(order.get("price", 0)),
+                 _as_float(body.get("latencyMs", 0)), received_ms / 1000.0),
+        indexes=(request_id,))
+
+
+def hoox_api_call(request_id: str, received_ms: int, payload: Mapping[str, Any]) -> DataPoint:
+    return DataPoint(
+        blobs=_blobs("api-call", payload["worker"], _outcome(payload["success"]),
+                     payload["endpoint"], ""),
+        doubles=(_as_float(payload["latencyMs"]), 0.0, 0.0, received_ms / 1000.0),
+        indexes=(request_id,))
+
+
+def hoox_worker_perf(request_id: str, received_ms: int, body: Mapping[str, Any]) -> DataPoint:
+    data = body["data"]
+    return DataPoint(
+        blobs=_blobs("worker-perf", data["worker"],
+                     "degraded" if data["errors"] > 0 else "success", "", ""),
+        doubles=(_as_float(data["requests"]), _as_float(data["errors"]),
+                 _as_float(data["duration"]), received_ms / 1000.0),
+        indexes=(request_id,))
+
+
+def hoox_signal(request_id: str, received_ms: int, body: Mapping[str, Any]) -> DataPoint:
+    data = body["data"]
+    return DataPoint(
+        blobs=_blobs("signal", data["source"], "pending", data["type"], data["symbol"]),
+        doubles=(_as_float(data["confidence"]), 0.0, 0.0, received_ms / 1000.0),
+        indexes=(request_id,))
+
+
+def hoox_notification(request_id: str, received_ms: int, body: Mapping[str, Any]
+                      ) -> DataPoint:
+    data = body["data"]
+    return DataPoint(
+        blobs=_blobs("notification", data["target"], _outcome(data["success"]),
+                     data["type"], ""),
+        doubles=(0.0, 0.0, 0.0, received_ms / 1000.0),
+        indexes=(request_id,))

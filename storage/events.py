@@ -15,10 +15,9 @@ from typing import Any, Callable, Mapping, NamedTuple
 import fastjsonschema
 import jsonschema
 
-from . import datapoint
+from . import datapoint, layouts
 from .datapoint import DataPoint
-
-SCHEMA_NAMES = ("api-call", "batch", "query")
+from .layouts import EventType, Layout, ignored_keys
 
 
 class InvalidInput(Exception):
@@ -36,6 +35,8 @@ class Event(NamedTuple):
     received_ms: int
     payload: Mapping[str, Any]
     point: DataPoint
+    # Keys of the body that are kept in the payload but have no place in the data point.
+    ignored: tuple[str, ...] = ()
 
 
 def load_schema(name: str) -> dict:
@@ -84,27 +85,46 @@ def parse_json(body: bytes) -> Any:
 
 
 class EventParser:
-    """Turns api-call bodies (either shape) and batches into `Event`s."""
+    """Turns the bodies of a layout's event types, and batches of them, into `Event`s."""
 
-    def __init__(self, new_id: Callable[[], str]):
+    def __init__(self, new_id: Callable[[], str], layout: Layout = layouts.PROFILE):
         self._new_id = new_id
-        self.api_call = Schema(load_schema("api-call"))
+        self.layout = layout
+        self.schemas = {name: Schema(load_schema(t.schema)) for name, t in layout.types.items()}
         self.batch = Schema(load_schema("batch"))
+        # The plain envelope, nearly every request of the profile layout, checked directly.
+        self._plain_envelope = layout is layouts.PROFILE
 
-    def one(self, doc: Any, received_ms: int) -> Event:
-        event = self._valid_event(doc, received_ms)
+    @property
+    def api_call(self) -> Schema:
+        return self.schemas["api-call"]
+
+    def one(self, doc: Any, received_ms: int, type_: str = "api-call") -> Event:
+        event = self._valid_event(type_, doc, received_ms)
         if event is None:
-            raise InvalidInput("The event is not valid", self._problems(doc, "$"))
+            raise InvalidInput("The event is not valid", self._problems(type_, doc, "$"))
         return event
 
     def many(self, doc: Any, received_ms: int) -> list[Event]:
+        """A batch (SPEC §3.2): each item the body of the route its `type` names
+        (default api-call)."""
         details = self.batch.check(doc)
         events: list[Event] = []
         if not details:
             for i, item in enumerate(doc["events"]):
-                event = self._valid_event(item, received_ms)
+                prefix = f"$.events[{i}]"
+                type_, body = "api-call", item
+                if isinstance(item, dict) and "type" in item:
+                    type_ = item["type"]
+                    body = {k: v for k, v in item.items() if k != "type"}
+                    if not isinstance(type_, str) or type_ not in self.layout.types:
+                        details.append({"path": prefix + ".type",
+                                        "message": f"{type_!r} is not one of "
+                                                   f"{', '.join(self.layout.types)}"})
+                        continue
+                event = self._valid_event(type_, body, received_ms)
                 if event is None:
-                    details.extend(self._problems(item, f"$.events[{i}]"))
+                    details.extend(self._problems(type_, body, prefix))
                 else:
                     events.append(event)
         if details:
@@ -112,38 +132,65 @@ class EventParser:
         return events
 
     def from_record(self, record: Any, received_ms: int, prefix: str = "$") -> Event:
-        """An event of the NDJSON interchange format (SPEC §7), with its own time."""
-        if not isinstance(record, dict) or record.get("type") != "api-call":
-            raise InvalidInput("Not an api-call record",
-                               [{"path": prefix + ".type", "message": "must be 'api-call'"}])
-        doc = {"requestId": record.get("requestId"), "payload": record.get("payload")}
-        event = self._valid_event(doc, received_ms)
+        """An event of the NDJSON interchange format (SPEC §7), with its own time and
+        request id."""
+        types = self.layout.types
+        type_ = record.get("type") if isinstance(record, dict) else None
+        if not isinstance(type_, str) or type_ not in types:
+            raise InvalidInput(f"Not an event of the {self.layout.name} layout",
+                               [{"path": prefix + ".type",
+                                 "message": f"must be one of {', '.join(types)}"}])
+        request_id, payload = record.get("requestId"), record.get("payload")
+        problems = []
+        if not isinstance(request_id, str) or not request_id:
+            problems.append({"path": prefix + ".requestId",
+                             "message": "must be a non-empty string"})
+        if not isinstance(payload, dict):
+            problems.append({"path": prefix + ".payload", "message": "must be an object"})
+        if problems:
+            raise InvalidInput("The event is not valid", problems)
+        doc = types[type_].body(request_id, payload)
+        event = self._valid_event(type_, doc, received_ms, request_id)
         if event is None:
-            raise InvalidInput("The event is not valid", self._problems(doc, prefix))
+            raise InvalidInput("The event is not valid", self._problems(type_, doc, prefix))
         return event
 
-    def _valid_event(self, doc: Any, received_ms: int) -> Event | None:
+    def _valid_event(self, type_: str, doc: Any, received_ms: int,
+                     request_id: str | None = None) -> Event | None:
         """The event of a valid body, or None. The common case, a valid event, builds
         its data point once; the reasons for an invalid one are worked out apart."""
-        if not (is_plain_envelope(doc) or self.api_call.is_valid(doc)):
+        if self._plain_envelope and type_ == "api-call" and is_plain_envelope(doc):
+            # The busiest path, built directly: no unknown keys, nothing to cut.
+            rid, payload = request_id or doc["requestId"], doc["payload"]
+            event = Event(rid, type_, received_ms, payload,
+                          datapoint.api_call(rid, received_ms, payload))
+        elif self.schemas[type_].is_valid(doc):
+            event = self._event(self.layout.types[type_], doc, received_ms, request_id)
+        else:
             return None
-        event = self._event(doc, received_ms)
         return None if datapoint.problems(event.point) else event
 
-    def _problems(self, doc: Any, prefix: str) -> list[dict[str, str]]:
-        details = self.api_call.check(doc, prefix)
+    def _problems(self, type_: str, doc: Any, prefix: str) -> list[dict[str, str]]:
+        details = self.schemas[type_].check(doc, prefix)
         if details:
             return details
-        request_id, payload = _shape(doc)
-        point = datapoint.api_call(request_id or "", 0, payload)
-        return [{"path": _slot_path(doc, slot, prefix), "message": reason}
+        event_type = self.layout.types[type_]
+        # Only the data point's limits are in question: no fresh id is needed for it.
+        point = self._event(event_type, doc, 0, event_type.request_id(doc) or "-").point
+        paths = event_type.slots(doc)
+        return [{"path": prefix + ("." + paths[slot] if slot in paths else ""),
+                 "message": reason}
                 for slot, reason in datapoint.problems(point)]
 
-    def _event(self, doc: Mapping[str, Any], received_ms: int) -> Event:
-        request_id, payload = _shape(doc)
-        request_id = request_id or self._new_id()
-        return Event(request_id, "api-call", received_ms, payload,
-                     datapoint.api_call(request_id, received_ms, payload))
+    def _event(self, event_type: EventType, doc: Mapping[str, Any], received_ms: int,
+               request_id: str | None) -> Event:
+        request_id = request_id or event_type.request_id(doc) or self._new_id()
+        if self.layout.cut_index:
+            request_id = datapoint.cut_index(request_id)
+        payload = event_type.stored(doc)
+        return Event(request_id, event_type.name, received_ms, payload,
+                     event_type.point(request_id, received_ms, payload),
+                     tuple(ignored_keys(doc, self.schemas[event_type.name].schema)))
 
 
 def is_plain_envelope(doc: Any) -> bool:
@@ -163,25 +210,3 @@ def is_plain_envelope(doc: Any) -> bool:
     return (type(worker) is str and worker != "" and type(endpoint) is str and endpoint != ""
             and type(payload.get("success")) is bool
             and type(latency) in (int, float) and latency >= 0)
-
-
-def _shape(doc: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """(request id or None, payload) from either body shape of SPEC §3.1."""
-    if "payload" in doc:
-        return doc["requestId"], doc["payload"]
-    payload = {k: doc[k] for k in ("worker", "endpoint", "latencyMs", "success")}
-    indexes = doc.get("indexes") or [None]
-    return indexes[0], payload
-
-
-_SLOT_FIELDS = {"blob1": "worker", "blob2": "endpoint", "double1": "latencyMs"}
-
-
-def _slot_path(doc: Mapping[str, Any], slot: str, prefix: str) -> str:
-    """Where in the body the value behind a data point slot came from."""
-    envelope = "payload" in doc
-    if slot == "index1":
-        parts = ["requestId" if envelope else "indexes[0]"]
-    else:
-        parts = (["payload"] if envelope else []) + [_SLOT_FIELDS.get(slot, "")]
-    return ".".join([prefix] + [p for p in parts if p])

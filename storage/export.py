@@ -13,8 +13,10 @@ import io
 import sqlite3
 from typing import IO, Callable, Iterator
 
+from . import layouts
 from .interchange import format_time, to_line
-from .log import range_sql
+from .layouts import Layout
+from .log import BLOBS, DOUBLES, range_sql, stored_doubles
 
 FORMATS = ("ndjson", "csv")
 CSV_HEADER = ("requestId", "type", "receivedAt", "worker", "endpoint", "latencyMs", "success")
@@ -58,9 +60,12 @@ def _number(value: float) -> str:
 
 
 def csv_chunks(conn: sqlite3.Connection, since_ms: int | None = None,
-               until_ms: int | None = None, page: int = PAGE
-               ) -> Iterator[tuple[str, int]]:
+               until_ms: int | None = None, page: int = PAGE,
+               layout: Layout = layouts.PROFILE) -> Iterator[tuple[str, int]]:
     """The CSV header, then (text of up to `page` rows, how many events it holds)."""
+    if layout is not layouts.PROFILE:
+        yield from _slot_csv_chunks(conn, since_ms, until_ms, page, layout)
+        return
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
@@ -75,15 +80,37 @@ def csv_chunks(conn: sqlite3.Connection, since_ms: int | None = None,
         yield buffer.getvalue(), len(rows)
 
 
+def _slot_csv_chunks(conn: sqlite3.Connection, since_ms: int | None, until_ms: int | None,
+                     page: int, layout: Layout) -> Iterator[tuple[str, int]]:
+    """A layout of several event types has no one set of payload fields: its CSV has the
+    data point's slots (the received time is receivedAt)."""
+    slots = [*BLOBS[:layout.blobs], *(DOUBLES[i] for i in stored_doubles(layout))]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("requestId", "type", "receivedAt", *slots))
+    yield buffer.getvalue(), 0
+    for rows in _pages(conn, f"request_id, type, received_ms, {', '.join(slots)}",
+                       since_ms, until_ms, page):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([(r[0], r[1], format_time(r[2]), *r[3:3 + layout.blobs],
+                           *(_number(v) for v in r[3 + layout.blobs:])) for r in rows])
+        yield buffer.getvalue(), len(rows)
+
+
 def export(conn: sqlite3.Connection, out: IO[str], fmt: str = "ndjson",
            since_ms: int | None = None, until_ms: int | None = None,
-           progress: Progress | None = None, page: int = PAGE) -> int:
+           progress: Progress | None = None, page: int = PAGE,
+           layout: Layout = layouts.PROFILE) -> int:
     """Write the events received in [since_ms, until_ms) to `out`; returns how many."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    chunks = ndjson_chunks if fmt == "ndjson" else csv_chunks
+    if fmt == "ndjson":
+        chunks = ndjson_chunks(conn, since_ms, until_ms, page)
+    else:
+        chunks = csv_chunks(conn, since_ms, until_ms, page, layout)
     written = 0
-    for text, n in chunks(conn, since_ms, until_ms, page):
+    for text, n in chunks:
         out.write(text)
         written += n
         if progress is not None and n:

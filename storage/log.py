@@ -25,7 +25,10 @@ import orjson
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from . import layouts
+from .datapoint import DataPoint
 from .events import Event
+from .layouts import Layout
 
 BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 # Pages (4 KiB) the WAL may reach before a writer checkpoints it itself; normally the
@@ -33,8 +36,57 @@ BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 AUTOCHECKPOINT_PAGES = 16384
 
 
-_INSERT = ("INSERT INTO events (request_id, type, received_ms, payload, blob1, blob2, blob3,"
-           " double1) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING")
+BLOBS = tuple(f"blob{i}" for i in range(1, 21))
+DOUBLES = tuple(f"double{i}" for i in range(1, 21))
+
+
+_STORED_DOUBLES: dict[str, tuple[int, ...]] = {}
+
+
+def stored_doubles(layout: Layout) -> tuple[int, ...]:
+    """Positions (0-based) of the doubles of `layout` that the log stores: all but the
+    received time, which it derives from `received_ms` (so it costs no bytes)."""
+    kept = _STORED_DOUBLES.get(layout.name)
+    if kept is None:  # worked out once: this is on every insert's path
+        kept = _STORED_DOUBLES[layout.name] = tuple(
+            i for i in range(layout.doubles) if i != layout.received_double - 1)
+    return kept
+
+
+def insert_sql(layout: Layout) -> str:
+    """The INSERT of an event of `layout`. It names the slots the layout's data points use;
+    every other slot of the whole data point takes its column's default, '' or 0, as
+    Analytics Engine shows an unset slot."""
+    columns = ["request_id", "type", "received_ms", "payload", *BLOBS[:layout.blobs],
+               *(DOUBLES[i] for i in stored_doubles(layout))]
+    return (f"INSERT INTO events ({', '.join(columns)}) VALUES "
+            f"({', '.join('?' * len(columns))}) ON CONFLICT (request_id) DO NOTHING")
+
+
+def event_rows(events: Sequence[Event], layout: Layout) -> list[tuple]:
+    """The rows of `insert_sql(layout)` for `events`: the one place an event becomes a row."""
+    kept = stored_doubles(layout)
+    if kept == (0,):  # the profile layout: its busiest path, spelt out
+        return [(e.request_id, e.type, e.received_ms, _payload_json(e.payload),
+                 *e.point.blobs, e.point.doubles[0]) for e in events]
+    return [(e.request_id, e.type, e.received_ms, _payload_json(e.payload),
+             *e.point.blobs, *(e.point.doubles[i] for i in kept)) for e in events]
+
+
+def point_columns(layout: Layout) -> str:
+    """The columns `point_of` reads, after request_id and received_ms (the received-time
+    double has no column: `point_of` derives it)."""
+    doubles = ["NULL" if i == layout.received_double - 1 else DOUBLES[i]
+               for i in range(layout.doubles)]
+    return ", ".join((*BLOBS[:layout.blobs], *doubles))
+
+
+def point_of(layout: Layout, request_id: str, received_ms: int, values: Sequence[Any]
+             ) -> DataPoint:
+    """The data point of a log row, from its columns (`point_columns`): what replay sends."""
+    doubles = list(values[layout.blobs:])
+    doubles[layout.received_double - 1] = received_ms / 1000.0
+    return DataPoint(tuple(values[:layout.blobs]), tuple(doubles), (request_id,))
 
 
 def _payload_json(payload: Any) -> str:
@@ -56,6 +108,17 @@ class LogUnavailable(LogError):
 
 class LogFull(LogError):
     """The disk (or the database's size limit) is full."""
+
+
+class LayoutMismatch(LogError):
+    """The log was created with another layout than the one it is opened with."""
+
+    def __init__(self, path: str | os.PathLike, recorded: str, wanted: str):
+        super().__init__(
+            f"The event log {path} holds the {recorded} layout; it cannot be opened with "
+            f"ANALYTICS_LAYOUT={wanted}: set ANALYTICS_LAYOUT={recorded}, or point "
+            f"ANALYTICS_DB at a log of the {wanted} layout")
+        self.recorded, self.wanted = recorded, wanted
 
 
 @dataclass(frozen=True)
@@ -105,6 +168,70 @@ def _events(db: sqlite_utils.Database) -> None:
         FROM events""")
 
 
+def _add_columns(db: sqlite_utils.Database, names: Sequence[str]) -> None:
+    """Add each data point slot column that `events` lacks ('' and 0 for every row)."""
+    have = {c.name for c in db["events"].columns}
+    for name in names:
+        if name not in have:
+            kind = "TEXT NOT NULL DEFAULT ''" if name.startswith("blob") else \
+                "REAL NOT NULL DEFAULT 0"
+            db.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+
+
+def add_slot_columns(db: sqlite_utils.Database, layout: Layout) -> None:
+    """Every slot column of `layout`'s logs: all but the double derived from the received
+    time. Safe to run again."""
+    received = DOUBLES[layout.received_double - 1]
+    _add_columns(db, [name for name in (*BLOBS, *DOUBLES) if name != received])
+
+
+def datapoints_view(layout: Layout) -> str:
+    """The data point columns as Analytics Engine shows them (unset slots are '' and 0
+    there too); the received time is derived from `received_ms`."""
+    doubles = [f"received_ms / 1000.0 AS {name}" if i == layout.received_double - 1
+               else name for i, name in enumerate(DOUBLES)]
+    return f"""
+        CREATE VIEW IF NOT EXISTS datapoints AS SELECT
+            seq,
+            received_ms / 1000 AS timestamp,
+            1 AS _sample_interval,
+            request_id AS index1,
+            {", ".join(BLOBS)},
+            {", ".join(doubles)}
+        FROM events"""
+
+
+def recorded_layout(conn: sqlite3.Connection) -> str | None:
+    """The layout a log holds: as recorded, or the profile layout for a log with events
+    written before layouts were recorded; None for a new log. Reads only."""
+    tables = {row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('log_meta', 'events')")}
+    if "log_meta" in tables:
+        row = conn.execute("SELECT value FROM log_meta WHERE key = 'layout'").fetchone()
+        if row:
+            return row[0]
+    if "events" in tables and conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+        return layouts.PROFILE.name
+    return None
+
+
+def check_layout(path: str | os.PathLike, layout: str) -> None:
+    """Raise LayoutMismatch when the log at `path` holds another layout. Opens it read-only
+    (nothing is created or changed), so a service can refuse to start on it."""
+    if not Path(path).exists():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5)
+        try:
+            recorded = recorded_layout(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return  # unreadable now: opening the log reports it
+    if recorded is not None and recorded != layout:
+        raise LayoutMismatch(path, recorded, layout)
+
+
 def _translate(error: sqlite3.Error) -> LogError:
     code = getattr(error, "sqlite_errorcode", 0) & 0xFF
     if code == sqlite3.SQLITE_FULL:
@@ -132,8 +259,8 @@ def range_sql(columns: str, since_ms: int | None, until_ms: int | None
 class EventLog:
     """One process's connection to the log. Open it after gunicorn forks."""
 
-    def __init__(self, path: str | os.PathLike, *, sync: str = "normal",
-                 busy_timeout_s: float = 5.0,
+    def __init__(self, path: str | os.PathLike, *, layout: str = layouts.DEFAULT,
+                 sync: str = "normal", busy_timeout_s: float = 5.0,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.path = Path(path)
@@ -141,18 +268,35 @@ class EventLog:
         self._monotonic = monotonic
         self._sleep = sleep
         self._lock = threading.Lock()
+        self.layout = layouts.get(layout)
+        self._insert = insert_sql(self.layout)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(str(self.path), timeout=0, isolation_level=None,
                                    check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
+            # Before anything is written: a log of another layout is left untouched.
+            recorded = self._retry_busy(recorded_layout, conn)
+            if recorded is not None and recorded != layout:
+                conn.close()
+                raise LayoutMismatch(self.path, recorded, layout)
             self._retry_busy(self.db.enable_wal)
             conn.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
             conn.execute("PRAGMA journal_size_limit = 67108864")
             with self.transaction():
                 MIGRATIONS.apply(self.db)
+                conn.execute("INSERT OR IGNORE INTO log_meta (key, value) VALUES"
+                             " ('layout', ?)", (layout,))
+                recorded = recorded_layout(conn)
+                if recorded != layout:  # another process created it meanwhile
+                    raise LayoutMismatch(self.path, recorded or "?", layout)
+                add_slot_columns(self.db, self.layout)
+                conn.execute(datapoints_view(self.layout))
+        except LayoutMismatch:
+            self.db.close()
+            raise
         except sqlite3.Error as e:
             raise _translate(e) from e
 
@@ -200,16 +344,14 @@ class EventLog:
     def append(self, events: Sequence[Event]) -> AppendResult:
         """Commit `events` in one transaction. A requestId already in the log is a
         duplicate: acknowledged, not stored again."""
-        rows = [(e.request_id, e.type, e.received_ms, _payload_json(e.payload),
-                 e.point.blobs[0], e.point.blobs[1], e.point.blobs[2], e.point.doubles[0])
-                for e in events]
+        rows = event_rows(events, self.layout)
         try:
             if len(rows) == 1:
                 accepted = self._insert_one(rows[0])
             else:
                 with self.transaction() as conn:
                     before = conn.total_changes
-                    conn.executemany(_INSERT, rows)
+                    conn.executemany(self._insert, rows)
                     accepted = conn.total_changes - before
         except sqlite3.Error as e:
             raise _translate(e) from e
@@ -222,7 +364,7 @@ class EventLog:
         conn = self.conn
         with self._lock:
             before = conn.total_changes
-            self._retry_busy(conn.execute, _INSERT, row)
+            self._retry_busy(conn.execute, self._insert, row)
             return conn.total_changes - before
 
     def checkpoint(self) -> None:
@@ -316,3 +458,22 @@ def _replay(db: sqlite_utils.Database) -> None:
             failed_ms INTEGER NOT NULL,
             PRIMARY KEY (sink, seq)
         )""")
+
+
+@MIGRATIONS(name="0003_whole_datapoint")
+def _whole_datapoint(db: sqlite_utils.Database) -> None:
+    # Every slot of the data point (SPEC §9). Added columns cost existing rows nothing:
+    # SQLite reads a column missing from an old record as its default. Each is added only
+    # when missing, so running this twice changes nothing.
+    # The doubles that some layout derives from the received time are added by
+    # `add_slot_columns` once the log's layout is known: a log stores only the slots it
+    # does not derive (each column costs every row a byte).
+    derived = {DOUBLES[layout.received_double - 1] for layout in layouts.LAYOUTS.values()}
+    _add_columns(db, [name for name in (*BLOBS, *DOUBLES) if name not in derived])
+    # Which layout the log holds. A log written before layouts existed holds the profile
+    # layout; an empty one takes the layout of whoever opens it first.
+    db.execute("CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    if db.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+        db.execute("INSERT OR IGNORE INTO log_meta (key, value) VALUES ('layout', 'profile')")
+    # The view of 0001 knew only the profile's slots; the log's opener recreates it.
+    db.execute("DROP VIEW IF EXISTS datapoints")

@@ -30,7 +30,6 @@ reason, and the cursor moves past them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -42,10 +41,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from . import datapoint
 from .datapoint import MAX_POINTS_PER_CALL, DataPoint
 from .interchange import format_time
-from .log import EventLog
+from .log import EventLog, point_columns, point_of, range_sql
 from .sink import Sink, SinkRejected, SinkUnavailable
 
 log = logging.getLogger("analytics_worker.replay")
@@ -189,11 +187,12 @@ class Pending:
 
 def pending(event_log: EventLog, after_seq: int, limit: int) -> list[Pending]:
     """The next events after the cursor, as data points (SPEC §4), in sequence order."""
+    layout = event_log.layout
     rows = event_log.conn.execute(
-        "SELECT seq, request_id, received_ms, blob1, blob2, blob3, double1 FROM events"
+        f"SELECT seq, request_id, received_ms, {point_columns(layout)} FROM events"
         " WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
-    return [Pending(seq, rid, DataPoint((b1, b2, b3), (d1, received_ms / 1000.0), (rid,)))
-            for seq, rid, received_ms, b1, b2, b3, d1 in rows]
+    return [Pending(row[0], row[1], point_of(layout, row[1], row[2], row[3:]))
+            for row in rows]
 
 
 def pending_all(event_log: EventLog, sink: str, page: int = 5000) -> Iterator[Pending]:
@@ -208,10 +207,13 @@ def points_between(event_log: EventLog, since_ms: int | None, until_ms: int | No
                    ) -> Iterator[Pending]:
     """Every event received in [since_ms, until_ms), cursor or not: for re-sending a
     time range (audit repair, a lost dataset)."""
-    for row in event_log.events(since_ms, until_ms):
-        point = datapoint.api_call(row["request_id"], row["received_ms"],
-                                   json.loads(row["payload"]))
-        yield Pending(row["seq"], row["request_id"], point)
+    layout = event_log.layout
+    sql, args = range_sql(f"seq, request_id, received_ms, {point_columns(layout)}",
+                          since_ms, until_ms)
+    cursor = event_log.conn.execute(sql, args)
+    while rows := cursor.fetchmany(5000):
+        for row in rows:
+            yield Pending(row[0], row[1], point_of(layout, row[1], row[2], row[3:]))
 
 
 @dataclass(frozen=True)

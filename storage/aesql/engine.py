@@ -25,8 +25,9 @@ from .types import NULL_TYPE, _is_int, zone_of
 from .zones import available, local_of
 
 SOURCE_TABLE = "events"
-SOURCE_TABLE_COLUMNS = frozenset({"", "seq", "request_id", "received_ms", "blob1", "blob2",
-                                  "blob3", "double1"})
+SOURCE_TABLE_COLUMNS = frozenset({"", "seq", "request_id", "received_ms",
+                                  *(f"blob{i}" for i in range(1, 21)),
+                                  *(f"double{i}" for i in range(1, 21))})
 
 
 @dataclass

@@ -1,12 +1,20 @@
 """The HTTP service: Falcon resources over the storage layer, and one error mapping.
 
-gunicorn runs `app:create_app()`. Importing this module opens nothing; each worker opens
-its own SQLite connections on first use, after the fork.
+gunicorn runs `app:create_app()`, an ASGI app, with uvicorn's worker: each worker is one
+event loop, so slow and idle connections cost a socket, not a worker. Importing this
+module opens nothing; each worker opens its own SQLite connections at start-up (or on
+first use), after the fork.
+
+A resource never blocks the event loop on storage: events are committed by the
+process's group-commit writer (`await services.append(events)`), and every other storage
+call runs on the thread pool (`await services.run(fn, *args)`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import functools
 import hmac
 import json
 import logging
@@ -18,6 +26,7 @@ import weakref
 from typing import Any, Callable
 
 import falcon
+import falcon.asgi
 import httpx
 
 from storage import replay, retention, sink
@@ -26,8 +35,9 @@ from storage.cloudflare import CloudflareError, CloudflareSQL
 from storage.config import VERSION, Config, ConfigError
 from storage.events import EventParser, InvalidInput, Schema, load_schema, parse_json
 from storage.interchange import format_time
-from storage.log import EventLog, LogError, LogFull
+from storage.log import AppendResult, EventLog, LogError, LogFull
 from storage.router import Breaker, Router
+from storage.writer import Outcome, Writer
 
 log = logging.getLogger("analytics_worker")
 
@@ -47,6 +57,8 @@ class Services:
         self._pid = 0
         self._lock = threading.Lock()
         self._log: EventLog | None = None
+        self._writer: Writer | None = None
+        self._notify: tuple[asyncio.AbstractEventLoop, Callable[..., None]] | None = None
         self._http: httpx.Client | None = None
         self._router: Router | None = None
         self._loop: replay.ReplayLoop | None = None
@@ -57,6 +69,8 @@ class Services:
             with self._lock:
                 if self._pid != os.getpid():
                     self._log = EventLog(self.config.db_path, sync=self.config.sync)
+                    self._writer = Writer(self._log)
+                    atexit.register(_close_at_exit, weakref.ref(self._writer))
                     self._http, self._router, self._loop = None, None, None
                     self._pid = os.getpid()
                     if self._background:
@@ -66,6 +80,37 @@ class Services:
                         atexit.register(_stop_at_exit, weakref.ref(self._loop))
         assert self._log is not None
         return self._log
+
+    @property
+    def writer(self) -> Writer:
+        self.log  # noqa: B018 — opens this process's services first
+        assert self._writer is not None
+        return self._writer
+
+    async def append(self, events: list) -> AppendResult:
+        """Commit `events` through the group-commit writer; returns once their transaction
+        committed, or raises what committing them alone would have raised."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self.writer.submit(events, waiter, self._notifier(loop))
+        outcome = await waiter
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _notifier(self, loop: asyncio.AbstractEventLoop) -> Callable[..., None]:
+        """One wake-up of `loop` per committed group, however many requests it held."""
+        if self._notify is None or self._notify[0] is not loop:
+            def notify(items: list[tuple[asyncio.Future, Outcome]]) -> None:
+                loop.call_soon_threadsafe(_settle, items)
+            self._notify = (loop, notify)
+        return self._notify[1]
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the thread pool: storage calls that may block (a local query, a
+        write lock held by the other worker) never stall the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(fn, *args))
 
     @property
     def http(self) -> httpx.Client:
@@ -142,11 +187,26 @@ class Services:
         if self._pid == os.getpid():
             if self._loop is not None:
                 self._loop.stop()
+            if self._writer is not None:
+                self._writer.close()
             if self._log is not None:
                 self._log.close()
             if self._http is not None:
                 self._http.close()
         self._log, self._http, self._router, self._loop, self._pid = None, None, None, None, 0
+        self._writer, self._notify = None, None
+
+
+def _settle(items: list[tuple[asyncio.Future, Outcome]]) -> None:
+    for waiter, outcome in items:
+        if not waiter.done():
+            waiter.set_result(outcome)
+
+
+def _close_at_exit(writer: "weakref.ref[Writer]") -> None:
+    running = writer()
+    if running is not None:
+        running.close(timeout_s=5.0)
 
 
 def _stop_at_exit(loop: "weakref.ref[replay.ReplayLoop]") -> None:
@@ -157,13 +217,26 @@ def _stop_at_exit(loop: "weakref.ref[replay.ReplayLoop]") -> None:
 
 # -- middleware and hooks ----------------------------------------------------------------
 
+class Startup:
+    """Opens the worker's log, writer and background thread when the worker starts, not
+    on its first request. (At exit, after uvicorn has answered every request, the
+    background thread hands the replay lease on: see `_stop_at_exit`.)"""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    async def process_startup(self, scope: dict, event: dict) -> None:
+        await self._services.run(lambda: self._services.log)
+
+
 class RequireInternalKey:
     """Every route but GET /health needs one of the configured keys."""
 
     def __init__(self, keys: tuple[str, ...]):
         self._keys = [k.encode() for k in keys]
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: falcon.asgi.Request,
+                              resp: falcon.asgi.Response) -> None:
         if req.path == "/health":
             return
         given = (req.get_header("X-Internal-Auth-Key") or "").encode("utf-8", "surrogatepass")
@@ -175,14 +248,14 @@ class RequireInternalKey:
             raise falcon.HTTPUnauthorized(title="Unauthorized")
 
 
-def read_json(req: falcon.Request, limit: int) -> Any:
+async def read_json(req: falcon.asgi.Request, limit: int) -> Any:
     """The body as JSON, refusing non-JSON and anything over `limit` bytes unread."""
     if not (req.content_type or "").split(";")[0].strip().lower().endswith(("/json", "+json")):
         raise falcon.HTTPUnsupportedMediaType(
             title="Content-Type must be application/json")
     if req.content_length is not None and req.content_length > limit:
         raise falcon.HTTPContentTooLarge(title=f"Body is over the limit of {limit} bytes")
-    body = req.bounded_stream.read(limit + 1)
+    body = await req.bounded_stream.read(limit + 1)
     if len(body) > limit:
         raise falcon.HTTPContentTooLarge(title=f"Body is over the limit of {limit} bytes")
     return parse_json(body)
@@ -204,10 +277,10 @@ class ApiCall:
         self._services = services
         self._parser = parser
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        doc = read_json(req, self._services.config.max_body_bytes)
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_body_bytes)
         event = self._parser.one(doc, now_ms(self._services.clock))
-        result = self._services.log.append([event])
+        result = await self._services.append([event])
         resp.data = DUPLICATE if result.duplicates else ACCEPTED
 
 
@@ -216,10 +289,10 @@ class Batch:
         self._services = services
         self._parser = parser
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        doc = read_json(req, self._services.config.max_batch_bytes)
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_batch_bytes)
         events = self._parser.many(doc, now_ms(self._services.clock))
-        result = self._services.log.append(events)
+        result = await self._services.append(events)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
 
@@ -229,46 +302,54 @@ class Query:
         self._services = services
         self._schema = schema
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        doc = read_json(req, self._services.config.max_body_bytes)
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_body_bytes)
         details = self._schema.check(doc)
         if details:
             raise InvalidInput("The query is not valid", details)
-        answer = self._services.router.query(doc["query"], doc.get("params") or [],
-                                             doc.get("source", "auto"))
+        answer = await self._services.run(self._query, doc["query"],
+                                          doc.get("params") or [], doc.get("source", "auto"))
         result = answer.result
         resp.media = {"success": True, "results": result.rows, "meta": result.meta,
                       "rows": len(result.rows), "source": answer.source}
         if result.truncated:
             resp.media["truncated"] = True
 
+    def _query(self, sql: str, params: list, source: str) -> Any:
+        return self._services.router.query(sql, params, source)
+
 
 class Health:
     def __init__(self, services: Services):
         self._services = services
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            writable = self._services.log.writable()
-        except LogError:
-            writable = False
-        if writable:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if await self._services.run(self._writable):
             resp.media = {"status": "ok"}
         else:
             resp.status = falcon.HTTP_503
             resp.media = {"status": "unavailable", "success": False,
                           "error": "The event log is not writable"}
 
+    def _writable(self) -> bool:
+        try:
+            return self._services.log.writable()
+        except LogError:
+            return False
+
 
 class Status:
     def __init__(self, services: Services):
         self._services = services
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = await self._services.run(self._status)
+
+    def _status(self) -> dict[str, Any]:
         event_log = self._services.log
         config = self._services.config
         breaker = self._services.router.breaker
-        resp.media = {
+        return {
             "success": True,
             "version": VERSION,
             "dataset": config.dataset,
@@ -313,24 +394,24 @@ def _serialize_http_error(req: falcon.Request, resp: falcon.Response,
 
 
 def _status_error(status: str) -> Callable[..., None]:
-    def handle(req: falcon.Request, resp: falcon.Response, exc: Exception,
-               params: dict) -> None:
+    async def handle(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception,
+                     params: dict) -> None:
         resp.status = status
         resp.media = error_body(getattr(exc, "message", None) or str(exc),
                                 getattr(exc, "details", None))
     return handle
 
 
-def _log_error(req: falcon.Request, resp: falcon.Response, exc: LogError,
-               params: dict) -> None:
+async def _log_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: LogError,
+                     params: dict) -> None:
     resp.status = falcon.HTTP_507 if isinstance(exc, LogFull) else falcon.HTTP_503
     resp.media = error_body(f"{exc}; nothing was stored, retry later")
 
 
 def _query_error(status: str) -> Callable[..., None]:
     """Errors of /query say which source gave them."""
-    def handle(req: falcon.Request, resp: falcon.Response, exc: Exception,
-               params: dict) -> None:
+    async def handle(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception,
+                     params: dict) -> None:
         resp.status = status
         body = error_body(" ".join(str(exc).split()) or type(exc).__name__)
         if getattr(exc, "source", None):
@@ -339,16 +420,16 @@ def _query_error(status: str) -> Callable[..., None]:
     return handle
 
 
-def _cloudflare_error(req: falcon.Request, resp: falcon.Response, exc: CloudflareError,
-                      params: dict) -> None:
+async def _cloudflare_error(req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                            exc: CloudflareError, params: dict) -> None:
     resp.status = falcon.code_to_http_status(exc.status)
     if exc.retry_after:
         resp.set_header("Retry-After", exc.retry_after)
     resp.media = {**error_body(exc.message), "source": "cloudflare"}
 
 
-def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception,
-                params: dict) -> None:
+async def _unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception,
+                      params: dict) -> None:
     log.exception("unexpected error on %s %s", req.method, req.path)
     resp.status = falcon.HTTP_500
     resp.media = error_body("Internal error; nothing was stored")
@@ -369,7 +450,7 @@ ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
 
 def create_app(config: Config | None = None, *, clock: Clock = time.time,
                new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-               http: httpx.Client | None = None, background: bool = True) -> falcon.App:
+               http: httpx.Client | None = None, background: bool = True) -> falcon.asgi.App:
     """`http`: the client for Cloudflare and the relay (default: one per process).
     `background`: run the replay/checkpoint thread in each process (tests that drive
     replay themselves turn it off)."""
@@ -381,7 +462,8 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     services = Services(config, clock, http=http, background=background)
     parser = EventParser(new_id)
 
-    app = falcon.App(middleware=[RequireInternalKey(config.internal_keys)])
+    app = falcon.asgi.App(middleware=[Startup(services),
+                                      RequireInternalKey(config.internal_keys)])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_http_error)
     for exc_type, handler in ERRORS:

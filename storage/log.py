@@ -105,6 +105,13 @@ def _events(db: sqlite_utils.Database) -> None:
         FROM events""")
 
 
+def _rows(events: Sequence[Event]) -> list[tuple]:
+    """The `events` table rows of `events`, in `_INSERT`'s column order."""
+    return [(e.request_id, e.type, e.received_ms, _payload_json(e.payload),
+             e.point.blobs[0], e.point.blobs[1], e.point.blobs[2], e.point.doubles[0])
+            for e in events]
+
+
 def _translate(error: sqlite3.Error) -> LogError:
     code = getattr(error, "sqlite_errorcode", 0) & 0xFF
     if code == sqlite3.SQLITE_FULL:
@@ -200,9 +207,36 @@ class EventLog:
     def append(self, events: Sequence[Event]) -> AppendResult:
         """Commit `events` in one transaction. A requestId already in the log is a
         duplicate: acknowledged, not stored again."""
-        rows = [(e.request_id, e.type, e.received_ms, _payload_json(e.payload),
-                 e.point.blobs[0], e.point.blobs[1], e.point.blobs[2], e.point.doubles[0])
-                for e in events]
+        return self._append_rows(_rows(events))
+
+    def append_groups(self, groups: Sequence[Sequence[Event]]
+                      ) -> list[AppendResult | LogError]:
+        """Commit several requests' events in one transaction (group commit) and give each
+        request its own result. When that transaction fails, each request is tried again
+        alone, so each gets exactly the outcome it would have had alone (a duplicate is
+        still a duplicate, a full disk still LogFull) and a batch stays all or nothing."""
+        rows = [_rows(events) for events in groups]
+        if len(rows) > 1:
+            try:
+                with self.transaction() as conn:
+                    results = []
+                    for request_rows in rows:
+                        before = conn.total_changes
+                        conn.executemany(_INSERT, request_rows)
+                        accepted = conn.total_changes - before
+                        results.append(AppendResult(accepted, len(request_rows) - accepted))
+                return results
+            except sqlite3.Error:
+                pass  # rolled back; each request alone below says what went wrong
+        outcomes: list[AppendResult | LogError] = []
+        for request_rows in rows:
+            try:
+                outcomes.append(self._append_rows(request_rows))
+            except LogError as e:
+                outcomes.append(e)
+        return outcomes
+
+    def _append_rows(self, rows: list[tuple]) -> AppendResult:
         try:
             if len(rows) == 1:
                 accepted = self._insert_one(rows[0])

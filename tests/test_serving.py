@@ -151,3 +151,46 @@ def test_sigterm_under_load_loses_no_acknowledged_event(gunicorn_server, db_path
     # Anything else stored was sent by a client that lost its connection at the stop.
     unacked = {e.split(":")[0] for e in errors}
     assert set(ids) <= set(acked) | unacked
+
+
+def test_a_slow_local_query_does_not_stall_ingestion_in_the_same_worker(gunicorn_server,
+                                                                        db_path):
+    from storage.events import EventParser
+
+    parser = EventParser(lambda: "unused")
+    log = EventLog(db_path)
+    for b in range(200):  # 200,000 events with distinct ids: topK over them takes a while
+        log.append(parser.many({"events": [api_call(f"old-{b}-{i}") for i in range(1000)]},
+                               1_764_000_000_000))
+    log.close()
+    server = gunicorn_server(workers=1)
+    sql = ("SELECT " + ", ".join(f"topK({k})(index1) AS t{k}" for k in range(3, 11))
+           + " FROM hoox_telemetry")
+    query_done = threading.Event()
+    answer: list[httpx.Response] = []
+
+    def slow_query() -> None:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http:
+            answer.append(http.post("/query", json={"query": sql, "source": "local"}))
+        query_done.set()
+
+    querier = threading.Thread(target=slow_query)
+    querier.start()
+    time.sleep(0.2)
+    during, slowest = 0, 0.0
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=5) as http:
+        deadline = time.monotonic() + 30
+        i = 0
+        while not query_done.is_set() and time.monotonic() < deadline:
+            start = time.monotonic()
+            response = http.post("/track/api-call", json=api_call(f"during-{i}"))
+            slowest = max(slowest, time.monotonic() - start)
+            assert response.status_code == 200, response.text
+            if not query_done.is_set():
+                during += 1
+            i += 1
+    querier.join(30)
+    assert answer and answer[0].status_code == 200, answer and answer[0].text
+    assert answer[0].json()["results"][0]["t3"]  # the query did its work
+    assert during >= 5, f"only {during} events were answered while the query ran"
+    assert slowest < 1.0, f"an event took {slowest:.2f} s while the query ran"

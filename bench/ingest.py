@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 import httpx
 
@@ -47,7 +48,9 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    def __init__(self, app: str, env: dict[str, str], extra: list[str], workers: int = 2):
+    def __init__(self, app: str, env: dict[str, str], extra: Sequence[str] = (),
+                 workers: int = 2):
+        """`extra`: gunicorn options after gunicorn_conf's (e.g. another worker class)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -74,6 +77,7 @@ def _ms(value: str, unit: str) -> float:
 
 
 def wrk(url: str, seconds: int, connections: int, tag: str) -> dict[str, float]:
+    """Requests/s and the median and 99th percentile latency in ms."""
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
          str(ROOT / "bench" / "post.lua"), url, "--", tag],

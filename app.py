@@ -226,7 +226,12 @@ class Startup:
         self._services = services
 
     async def process_startup(self, scope: dict, event: dict) -> None:
-        await self._services.run(lambda: self._services.log)
+        try:
+            await self._services.run(lambda: self._services.log)
+        except LogError as e:
+            # Start anyway: requests answer 503/507 and try again, as with a log that
+            # fails later (a worker that fails to boot would stop the whole service).
+            log.warning("the event log cannot be opened yet: %s", e)
 
 
 class RequireInternalKey:

@@ -1,12 +1,20 @@
 """The HTTP service: Falcon resources over the storage layer, and one error mapping.
 
-gunicorn runs `app:create_app()`. Importing this module opens nothing; each worker opens
-its own SQLite connections on first use, after the fork.
+gunicorn runs `app:create_app()`, an ASGI app, with uvicorn's worker: each worker is one
+event loop, so slow and idle connections cost a socket, not a worker. Importing this
+module opens nothing; each worker opens its own SQLite connections at start-up (or on
+first use), after the fork.
+
+A resource never blocks the event loop on storage: events are committed by the
+process's group-commit writer (`await services.append(events)`), and every other storage
+call runs on the thread pool (`await services.run(fn, *args)`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import functools
 import hmac
 import json
 import logging
@@ -18,6 +26,7 @@ import weakref
 from typing import Any, Callable
 
 import falcon
+import falcon.asgi
 import httpx
 
 import dashboard
@@ -28,8 +37,9 @@ from storage.cloudflare import CloudflareError, CloudflareQueryRejected, Cloudfl
 from storage.config import VERSION, Config, ConfigError
 from storage.events import EventParser, InvalidInput, Schema, load_schema, parse_json
 from storage.interchange import format_time
-from storage.log import EventLog, LogError, LogFull, check_layout
+from storage.log import AppendResult, EventLog, LogError, LogFull, check_layout
 from storage.router import Breaker, Router
+from storage.writer import Outcome, Writer
 
 log = logging.getLogger("analytics_worker")
 
@@ -49,6 +59,8 @@ class Services:
         self._pid = 0
         self._lock = threading.Lock()
         self._log: EventLog | None = None
+        self._writer: Writer | None = None
+        self._notify: tuple[asyncio.AbstractEventLoop, Callable[..., None]] | None = None
         self._http: httpx.Client | None = None
         self._router: Router | None = None
         self._loop: replay.ReplayLoop | None = None
@@ -60,6 +72,8 @@ class Services:
                 if self._pid != os.getpid():
                     self._log = EventLog(self.config.db_path, layout=self.config.layout,
                                          sync=self.config.sync)
+                    self._writer = Writer(self._log)
+                    atexit.register(_close_at_exit, weakref.ref(self._writer))
                     self._http, self._router, self._loop = None, None, None
                     self._pid = os.getpid()
                     if self._background:
@@ -69,6 +83,37 @@ class Services:
                         atexit.register(_stop_at_exit, weakref.ref(self._loop))
         assert self._log is not None
         return self._log
+
+    @property
+    def writer(self) -> Writer:
+        self.log  # noqa: B018 — opens this process's services first
+        assert self._writer is not None
+        return self._writer
+
+    async def append(self, events: list) -> AppendResult:
+        """Commit `events` through the group-commit writer; returns once their transaction
+        committed, or raises what committing them alone would have raised."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self.writer.submit(events, waiter, self._notifier(loop))
+        outcome = await waiter
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _notifier(self, loop: asyncio.AbstractEventLoop) -> Callable[..., None]:
+        """One wake-up of `loop` per committed group, however many requests it held."""
+        if self._notify is None or self._notify[0] is not loop:
+            def notify(items: list[tuple[asyncio.Future, Outcome]]) -> None:
+                loop.call_soon_threadsafe(_settle, items)
+            self._notify = (loop, notify)
+        return self._notify[1]
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the thread pool: storage calls that may block (a local query, a
+        write lock held by the other worker) never stall the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(fn, *args))
 
     @property
     def http(self) -> httpx.Client:
@@ -145,11 +190,26 @@ class Services:
         if self._pid == os.getpid():
             if self._loop is not None:
                 self._loop.stop()
+            if self._writer is not None:
+                self._writer.close()
             if self._log is not None:
                 self._log.close()
             if self._http is not None:
                 self._http.close()
         self._log, self._http, self._router, self._loop, self._pid = None, None, None, None, 0
+        self._writer, self._notify = None, None
+
+
+def _settle(items: list[tuple[asyncio.Future, Outcome]]) -> None:
+    for waiter, outcome in items:
+        if not waiter.done():
+            waiter.set_result(outcome)
+
+
+def _close_at_exit(writer: "weakref.ref[Writer]") -> None:
+    running = writer()
+    if running is not None:
+        running.close(timeout_s=5.0)
 
 
 def _stop_at_exit(loop: "weakref.ref[replay.ReplayLoop]") -> None:
@@ -174,6 +234,23 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
 SQL_API_PREFIX = "/client/v4/"
 
 
+class Startup:
+    """Opens the worker's log, writer and background thread when the worker starts, not
+    on its first request. (At exit, after uvicorn has answered every request, the
+    background thread hands the replay lease on: see `_stop_at_exit`.)"""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    async def process_startup(self, scope: dict, event: dict) -> None:
+        try:
+            await self._services.run(lambda: self._services.log)
+        except LogError as e:
+            # Start anyway: requests answer 503/507 and try again, as with a log that
+            # fails later (a worker that fails to boot would stop the whole service).
+            log.warning("the event log cannot be opened yet: %s", e)
+
+
 class RequireInternalKey:
     """Every route but GET /health, the SQL API route (it takes a Bearer token) and the
     dashboard's page and files needs one of the configured keys (the page holds no data:
@@ -182,7 +259,8 @@ class RequireInternalKey:
     def __init__(self, keys: tuple[str, ...]):
         self._keys = keys
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: falcon.asgi.Request,
+                              resp: falcon.asgi.Response) -> None:
         if req.path == "/health" or req.path.startswith(SQL_API_PREFIX) or (
                 req.method == "GET" and (req.path == "/" or req.path.startswith("/static/"))):
             return
@@ -190,14 +268,14 @@ class RequireInternalKey:
             raise falcon.HTTPUnauthorized(title="Unauthorized")
 
 
-def read_json(req: falcon.Request, limit: int) -> Any:
+async def read_json(req: falcon.asgi.Request, limit: int) -> Any:
     """The body as JSON, refusing non-JSON and anything over `limit` bytes unread."""
     if not (req.content_type or "").split(";")[0].strip().lower().endswith(("/json", "+json")):
         raise falcon.HTTPUnsupportedMediaType(
             title="Content-Type must be application/json")
     if req.content_length is not None and req.content_length > limit:
         raise falcon.HTTPContentTooLarge(title=f"Body is over the limit of {limit} bytes")
-    body = req.bounded_stream.read(limit + 1)
+    body = await req.bounded_stream.read(limit + 1)
     if len(body) > limit:
         raise falcon.HTTPContentTooLarge(title=f"Body is over the limit of {limit} bytes")
     return parse_json(body)
@@ -222,10 +300,10 @@ class Track:
         self._parser = parser
         self._type = type_
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        doc = read_json(req, self._services.config.max_body_bytes)
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_body_bytes)
         event = self._parser.one(doc, now_ms(self._services.clock), self._type)
-        result = self._services.log.append([event])
+        result = await self._services.append([event])
         if event.ignored:
             resp.media = {"success": True, "ignored": list(event.ignored)}
             if result.duplicates:
@@ -239,10 +317,10 @@ class Batch:
         self._services = services
         self._parser = parser
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        doc = read_json(req, self._services.config.max_batch_bytes)
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_batch_bytes)
         events = self._parser.many(doc, now_ms(self._services.clock))
-        result = self._services.log.append(events)
+        result = await self._services.append(events)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
         ignored = [{"index": i, "keys": list(e.ignored)} for i, e in enumerate(events)
@@ -256,13 +334,13 @@ class Query:
         self._services = services
         self._schema = schema
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        doc = read_json(req, self._services.config.max_body_bytes)
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_body_bytes)
         details = self._schema.check(doc)
         if details:
             raise InvalidInput("The query is not valid", details)
-        answer = self._services.router.query(doc["query"], doc.get("params") or [],
-                                             doc.get("source", "auto"))
+        answer = await self._services.run(self._query, doc["query"],
+                                          doc.get("params") or [], doc.get("source", "auto"))
         result = answer.result
         resp.set_header("X-Analytics-Source", answer.source)
         if result.format not in (None, "JSON"):  # the clause picks the body's format
@@ -275,6 +353,9 @@ class Query:
             resp.media["replayLagMs"] = answer.replay_lag_ms
         if result.truncated:
             resp.media["truncated"] = True
+
+    def _query(self, sql: str, params: list, source: str) -> Any:
+        return self._services.router.query(sql, params, source)
 
 
 class SqlApiError(Exception):
@@ -294,7 +375,8 @@ class SqlApi:
     def __init__(self, services: Services):
         self._services = services
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                      account_id: str) -> None:
         config = self._services.config
         auth = req.get_header("Authorization") or ""
         scheme, _, token = auth.partition(" ")
@@ -303,12 +385,11 @@ class SqlApi:
         limit = config.max_body_bytes
         if req.content_length is not None and req.content_length > limit:
             raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
-        body = req.bounded_stream.read(limit + 1)
+        body = await req.bounded_stream.read(limit + 1)
         if len(body) > limit:
             raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
         try:
-            answer = self._services.router.query(body.decode("utf-8"), [], "auto",
-                                                 count_before_limit=True)
+            answer = await self._services.run(self._query, body.decode("utf-8"))
         except UnicodeDecodeError:
             raise SqlApiError(422, PREFIX + "the body is not UTF-8 text", plain=True) from None
         except (InvalidQuery, ParamsMismatch, CloudflareQueryRejected) as e:
@@ -326,16 +407,16 @@ class SqlApi:
         resp.content_type = CONTENT_TYPES[fmt]
         resp.data = render(answer.result, fmt)
 
+    def _query(self, sql: str) -> Any:
+        return self._services.router.query(sql, [], "auto", count_before_limit=True)
+
 
 class Health:
     def __init__(self, services: Services):
         self._services = services
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            writable = self._services.log.writable()
-        except LogError:
-            writable = False
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        writable = await self._services.run(self._writable)
         if writable and self._services.config.layout == "hoox":
             # The platform's own shape, which its workers' health checks read.
             resp.media = {"status": "ok", "success": True,
@@ -349,16 +430,25 @@ class Health:
             resp.media = {"status": "unavailable", "success": False,
                           "error": "The event log is not writable"}
 
+    def _writable(self) -> bool:
+        try:
+            return self._services.log.writable()
+        except LogError:
+            return False
+
 
 class Status:
     def __init__(self, services: Services):
         self._services = services
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = await self._services.run(self._status)
+
+    def _status(self) -> dict[str, Any]:
         event_log = self._services.log
         config = self._services.config
         breaker = self._services.router.breaker
-        resp.media = {
+        return {
             "success": True,
             "version": VERSION,
             "layout": config.layout,
@@ -384,8 +474,8 @@ class DashboardFile:
     def __init__(self, assets: dict[str, dashboard.Asset]):
         self._assets = assets
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response,
-               name: str = "index.html") -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                     name: str = "index.html") -> None:
         asset = self._assets.get(name)
         if asset is None:
             raise falcon.HTTPNotFound()
@@ -426,24 +516,24 @@ def _serialize_http_error(req: falcon.Request, resp: falcon.Response,
 
 
 def _status_error(status: str) -> Callable[..., None]:
-    def handle(req: falcon.Request, resp: falcon.Response, exc: Exception,
-               params: dict) -> None:
+    async def handle(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception,
+                     params: dict) -> None:
         resp.status = status
         resp.media = error_body(getattr(exc, "message", None) or str(exc),
                                 getattr(exc, "details", None))
     return handle
 
 
-def _log_error(req: falcon.Request, resp: falcon.Response, exc: LogError,
-               params: dict) -> None:
+async def _log_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: LogError,
+                     params: dict) -> None:
     resp.status = falcon.HTTP_507 if isinstance(exc, LogFull) else falcon.HTTP_503
     resp.media = error_body(f"{exc}; nothing was stored, retry later")
 
 
 def _query_error(status: str) -> Callable[..., None]:
     """Errors of /query say which source gave them."""
-    def handle(req: falcon.Request, resp: falcon.Response, exc: Exception,
-               params: dict) -> None:
+    async def handle(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception,
+                     params: dict) -> None:
         resp.status = status
         body = error_body(" ".join(str(exc).split()) or type(exc).__name__)
         if getattr(exc, "source", None):
@@ -452,16 +542,16 @@ def _query_error(status: str) -> Callable[..., None]:
     return handle
 
 
-def _cloudflare_error(req: falcon.Request, resp: falcon.Response, exc: CloudflareError,
-                      params: dict) -> None:
+async def _cloudflare_error(req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                            exc: CloudflareError, params: dict) -> None:
     resp.status = falcon.code_to_http_status(exc.status)
     if exc.retry_after:
         resp.set_header("Retry-After", exc.retry_after)
     resp.media = {**error_body(exc.message), "source": "cloudflare"}
 
 
-def _sql_api_error(req: falcon.Request, resp: falcon.Response, exc: SqlApiError,
-                   params: dict) -> None:
+async def _sql_api_error(req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                         exc: SqlApiError, params: dict) -> None:
     resp.status = falcon.code_to_http_status(exc.status)
     if exc.plain:
         resp.content_type = "text/plain; charset=utf-8"
@@ -471,8 +561,8 @@ def _sql_api_error(req: falcon.Request, resp: falcon.Response, exc: SqlApiError,
                       "messages": [], "result": None}
 
 
-def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception,
-                params: dict) -> None:
+async def _unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception,
+                      params: dict) -> None:
     log.exception("unexpected error on %s %s", req.method, req.path)
     resp.status = falcon.HTTP_500
     resp.media = error_body("Internal error; nothing was stored")
@@ -494,7 +584,7 @@ ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
 
 def create_app(config: Config | None = None, *, clock: Clock = time.time,
                new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-               http: httpx.Client | None = None, background: bool = True) -> falcon.App:
+               http: httpx.Client | None = None, background: bool = True) -> falcon.asgi.App:
     """`http`: the client for Cloudflare and the relay (default: one per process).
     `background`: run the replay/checkpoint thread in each process (tests that drive
     replay themselves turn it off)."""
@@ -509,7 +599,8 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     layout = layouts.get(config.layout)
     parser = EventParser(new_id, layout)
 
-    app = falcon.App(middleware=[RequireInternalKey(config.internal_keys)])
+    app = falcon.asgi.App(middleware=[Startup(services),
+                                      RequireInternalKey(config.internal_keys)])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_http_error)
     for exc_type, handler in ERRORS:

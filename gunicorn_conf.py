@@ -1,6 +1,8 @@
 """gunicorn settings for analytics-worker: `gunicorn -c python:gunicorn_conf 'app:create_app()'`.
 
-Sync workers: each request is short and CPU-bound (parse, validate, one commit).
+Each worker is uvicorn's (an event loop with uvloop and httptools) running the ASGI app:
+slow or idle connections wait on the loop instead of holding a worker, keep-alive
+connections are served, and the events of concurrent requests are committed together.
 """
 
 import sys
@@ -10,9 +12,14 @@ from storage.log import LayoutMismatch, check_layout
 
 bind = "127.0.0.1:8787"
 workers = 2
-worker_class = "sync"
-# A worker stuck longer than this is killed and replaced; no request takes close to it.
+worker_class = "uvicorn_worker.UvicornWorker"
+# Seconds an idle keep-alive connection stays open (behind a load balancer, set it above
+# the balancer's own idle timeout).
+keepalive = 5
+# A worker whose loop is stuck longer than this is killed and replaced.
 timeout = 30
+# On SIGTERM a worker stops accepting, finishes its requests (their events committed) and
+# exits; after this many seconds it is killed.
 graceful_timeout = 10
 # The control socket under ~/.gunicorn is not needed and fails on read-only homes.
 control_socket_disable = True

@@ -1,10 +1,18 @@
-"""Ingest throughput under gunicorn (2 sync workers, the project's gunicorn_conf):
-/track/api-call against a no-op Falcon POST route, alternating, and /track/batch events/s.
+"""Ingest under gunicorn, every figure from one run, alternating rounds:
 
-    .venv/bin/python bench/ingest.py [--rounds 8] [--seconds 3]
+- /track/api-call against a no-op Falcon POST route under the same server settings
+  (`gunicorn_conf`: the same worker class; the no-op app is WSGI or ASGI to match), and
+  against the reference, the WSGI no-op route under 2 sync workers — at 8 and at 64
+  concurrent connections;
+- the median and 99th percentile latency of /track/api-call at 64 connections (wrk
+  --latency; the median over the rounds);
+- /track/batch events/s, 1,000 events a request from 2 clients.
 
-Needs wrk (apt-get install wrk). Every figure is from this one run; the machine is shared,
-so compare the ratio, not the absolute numbers.
+    .venv/bin/python bench/ingest.py [--rounds 6] [--seconds 3] [--connections 8,64]
+        [--worker-class gthread --threads 4]   # another worker class for service and no-op
+
+Needs wrk (apt-get install wrk). The machine is shared: compare the ratios, not the
+absolute numbers. Run it under `flock /tmp/bench.lock`.
 """
 
 from __future__ import annotations
@@ -23,11 +31,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 KEY = "bench-key"
+REFERENCE = ("bench.noop_app:create_app()", ["--worker-class", "sync"])
 
 
 def free_port() -> int:
@@ -37,12 +48,14 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    def __init__(self, app: str, env: dict[str, str], workers: int = 2):
+    def __init__(self, app: str, env: dict[str, str], extra: Sequence[str] = (),
+                 workers: int = 2):
+        """`extra`: gunicorn options after gunicorn_conf's (e.g. another worker class)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "python:gunicorn_conf", "--bind",
-             f"127.0.0.1:{self.port}", "--workers", str(workers), app],
+             f"127.0.0.1:{self.port}", "--workers", str(workers), *extra, app],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + 30
@@ -59,15 +72,27 @@ class Gunicorn:
         self.proc.wait(20)
 
 
-def wrk(url: str, seconds: int, connections: int, tag: str) -> float:
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url: str, seconds: int, connections: int, tag: str) -> dict[str, float]:
+    """Requests/s and the median and 99th percentile latency in ms."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s",
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
          str(ROOT / "bench" / "post.lua"), url, "--", tag],
         capture_output=True, text=True, check=True).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{errors.group(1)} requests failed:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    failed = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       out)
+    if failed and (int(failed.group(1)) or int(failed.group(4))):
+        raise RuntimeError(f"socket errors:\n{out}")
+    p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s|m)\b", out)
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s|m)\b", out)
+    return {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _ms(*p50.groups()), "p99": _ms(*p99.groups())}
 
 
 def batch_rate(url: str, seconds: float, threads: int = 2, size: int = 1000) -> float:
@@ -104,39 +129,74 @@ def batch_rate(url: str, seconds: float, threads: int = 2, size: int = 1000) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # Many short alternating rounds: on a shared 2-core machine one round's ratio moves
-    # by ±10%, the median of eight much less.
-    parser.add_argument("--rounds", type=int, default=8)
+    # by ±10%, the median of several much less.
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", default="8,64")
+    parser.add_argument("--worker-class", help="instead of gunicorn_conf's")
+    parser.add_argument("--threads", type=int, help="threads per worker (gthread)")
+    parser.add_argument("--batch-seconds", type=float, default=5)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
 
+    import gunicorn_conf
+    worker_class = args.worker_class or gunicorn_conf.worker_class
+    extra = ["--worker-class", worker_class]
+    if args.threads:
+        extra += ["--threads", str(args.threads)]
+    asgi = "uvicorn" in worker_class.lower()
+    same = ("bench.noop_app:create_asgi_app()" if asgi else "bench.noop_app:create_app()",
+            extra)
+    print(f"service and no-op under {' '.join(extra)}; reference: WSGI no-op under "
+          f"2 sync workers", flush=True)
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     env = {**os.environ, "INTERNAL_KEY_BINDING": KEY, "ANALYTICS_DB": str(tmp / "a.db"),
            "ANALYTICS_SINK": "none", "PYTHONPATH": str(ROOT)}
-    noop = Gunicorn("bench.noop_app:create_app()", env)
-    service = Gunicorn("app:create_app()", env)
+    servers: dict[str, Gunicorn] = {}
     try:
-        wrk(noop.url, 1, args.connections, "warm")
-        wrk(service.url, 1, args.connections, "warm")
-        noop_rates, service_rates = [], []
-        for r in range(args.rounds):  # alternate, so drift hits both alike
-            noop_rates.append(wrk(noop.url, args.seconds, args.connections, f"n{r}"))
-            service_rates.append(wrk(service.url, args.seconds, args.connections, f"s{r}"))
-            print(f"round {r + 1}: no-op {noop_rates[-1]:.0f} req/s, "
-                  f"/track/api-call {service_rates[-1]:.0f} req/s, "
-                  f"ratio {service_rates[-1] / noop_rates[-1]:.2f}", flush=True)
-        ratios = sorted(s / n for s, n in zip(service_rates, noop_rates))
-        batch = batch_rate(service.url, args.seconds)
+        servers["service"] = Gunicorn("app:create_app()", env, extra)
+        servers["no-op"] = Gunicorn(same[0], env, same[1])
+        if same != REFERENCE:
+            servers["reference"] = Gunicorn(REFERENCE[0], env, REFERENCE[1])
+        names = list(servers)
+        figures: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for c in [int(x) for x in args.connections.split(",")]:
+            for name in names:
+                wrk(servers[name].url, 1, c, f"warm{c}{name}")
+            for r in range(args.rounds):  # alternate, so drift hits all alike
+                line = []
+                for name in names:
+                    f = wrk(servers[name].url, args.seconds, c, f"{name}{c}r{r}")
+                    figures.setdefault((name, c), []).append(f)
+                    line.append(f"{name} {f['rate']:.0f}/s p50 {f['p50']:.2f}ms "
+                                f"p99 {f['p99']:.2f}ms")
+                print(f"c={c} round {r + 1}: " + "; ".join(line), flush=True)
+        batch = batch_rate(servers["service"].url, args.batch_seconds)
     finally:
-        noop.stop()
-        service.stop()
+        for server in servers.values():
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"/track/api-call vs no-op route: {statistics.median(ratios):.2f}x (median of "
-          f"{args.rounds} rounds, {ratios[0]:.2f}-{ratios[-1]:.2f}; target >= 0.8x)")
-    print(f"/track/batch: {batch:,.0f} events/s (1,000 events a request, 2 clients; "
-          f"target >= 30,000)")
+
+    print()
+    for c in sorted({c for _, c in figures}):
+        service = figures[("service", c)]
+        for base in [n for n in names if n != "service"] + (
+                ["reference"] if "reference" not in names else []):
+            base_name = base if base in names else "no-op"
+            ratios = sorted(s["rate"] / b["rate"]
+                            for s, b in zip(service, figures[(base_name, c)]))
+            label = ("no-op route, same server settings" if base == "no-op"
+                     else "reference no-op route, 2 sync workers")
+            print(f"c={c}: /track/api-call vs {label}: {statistics.median(ratios):.2f}x "
+                  f"(median of {len(ratios)} rounds, {ratios[0]:.2f}-{ratios[-1]:.2f})")
+        for name in names:
+            rows = figures[(name, c)]
+            print(f"c={c}: {name}: {statistics.median(r['rate'] for r in rows):,.0f} req/s, "
+                  f"latency median {statistics.median(r['p50'] for r in rows):.2f} ms, "
+                  f"p99 {statistics.median(r['p99'] for r in rows):.2f} ms (medians of rounds)")
+    print(f"/track/batch: {batch:,.0f} events/s (1,000 events a request, 2 clients)")
 
 
 if __name__ == "__main__":

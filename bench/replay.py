@@ -6,7 +6,7 @@ up after an outage while events keep arriving).
 
 Each round, alternating:
 1. ingest: wrk POSTs distinct single events to /track/api-call of the service under
-   gunicorn (2 sync workers, ANALYTICS_SINK=none) for --seconds: events/s acknowledged;
+   gunicorn (2 workers as gunicorn_conf sets them, ANALYTICS_SINK=none) for --seconds: events/s acknowledged;
 2. replay: the `Replayer` drains exactly those events from that log to a loopback relay
    (another process speaking SPEC §6: it parses each batch and checks every point
    against the limits, as the relay Worker does) over HTTP: events/s confirmed.
@@ -105,7 +105,7 @@ def ingest_rate(env: dict[str, str], seconds: int, connections: int, tag: str) -
     service = Gunicorn("app:create_app()", env)
     try:
         wrk(service.url, 1, connections, f"{tag}-warm")
-        return wrk(service.url, seconds, connections, tag)
+        return wrk(service.url, seconds, connections, tag)["rate"]
     finally:
         service.stop()
 

@@ -1,7 +1,9 @@
 """What one /track/api-call request costs inside the process, without gunicorn or a socket:
-the app is called as WSGI, against the no-op route of bench/noop_app.py.
+the ASGI app is called directly, on one asyncio event loop, against the ASGI no-op route of
+bench/noop_app.py, `--concurrency` requests at a time (so that the service's group commit
+groups them as under load; 1 gives a commit per request).
 
-    .venv/bin/python bench/request_cost.py [--requests 5000] [--rounds 5]
+    .venv/bin/python bench/request_cost.py [--requests 5000] [--rounds 5] [--concurrency 32]
 
 prints microseconds per request for both, alternating, and their difference. Timings on a
 shared machine move; instruction counts do not. For those, run one app under callgrind
@@ -15,14 +17,14 @@ with and without requests and divide the difference:
 from __future__ import annotations
 
 import argparse
-import io
+import asyncio
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,31 +34,49 @@ from bench import noop_app  # noqa: E402
 from storage.config import Config  # noqa: E402
 
 KEY = "bench-key"
-WSGIApp = Callable[[dict, Callable[..., Any]], Any]
+ASGIApp = Callable[..., Awaitable[None]]
+HEADERS = [(b"content-type", b"application/json"), (b"x-internal-auth-key", KEY.encode()),
+           (b"host", b"127.0.0.1")]
 
 
-def environ(body: bytes) -> dict[str, Any]:
-    return {"REQUEST_METHOD": "POST", "PATH_INFO": "/track/api-call", "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8787",
-            "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-            "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
-            "HTTP_X_INTERNAL_AUTH_KEY": KEY}
+async def call(app: ASGIApp, body: bytes) -> None:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/track/api-call",
+             "raw_path": b"/track/api-call", "query_string": b"", "root_path": "",
+             "headers": HEADERS + [(b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8787)}
+    sent = False
+    status = 0
 
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
 
-def start_response(status: str, headers: list, exc_info: Any = None) -> None:
-    if not status.startswith("200"):
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    if status != 200:
         raise RuntimeError(f"request failed: {status}")
 
 
-def run(app: WSGIApp, requests: int, tag: str) -> float:
+def run(app: ASGIApp, requests: int, tag: str, concurrency: int = 32) -> float:
     """Microseconds per request for `requests` distinct events."""
     bodies = [(b'{"requestId":"%s-%d","payload":{"worker":"trade-worker",'
                b'"endpoint":"/webhook","latencyMs":24.5,"success":true}}'
                % (tag.encode(), i)) for i in range(requests)]
+
+    async def all_of_them() -> None:
+        for i in range(0, len(bodies), concurrency):
+            await asyncio.gather(*(call(app, b) for b in bodies[i:i + concurrency]))
+
     start = time.perf_counter()
-    for body in bodies:
-        b"".join(app(environ(body), start_response))
+    asyncio.run(all_of_them())
     return (time.perf_counter() - start) / max(requests, 1) * 1e6
 
 
@@ -65,29 +85,30 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--app", choices=["both", "noop", "service"], default="both")
+    parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="bench-request-")
     config = Config.from_env({"INTERNAL_KEY_BINDING": KEY, "ANALYTICS_SINK": "none",
                               "ANALYTICS_DB": os.path.join(tmp, "a.db")})
-    apps: dict[str, WSGIApp] = {}
+    apps: dict[str, ASGIApp] = {}
     if args.app in ("both", "noop"):
-        apps["noop"] = noop_app.create_app()
+        apps["noop"] = noop_app.create_asgi_app()
     if args.app in ("both", "service"):
         apps["service"] = create_app(config, background=False)
     for name, app in apps.items():
-        run(app, 1000, f"warm-{name}")  # opens the log, fills caches
+        run(app, 1000, f"warm-{name}", args.concurrency)  # opens the log, fills caches
     if args.app != "both":
-        run(apps[args.app], args.requests, "measured")
+        run(apps[args.app], args.requests, "measured", args.concurrency)
         return
     costs: dict[str, list[float]] = {name: [] for name in apps}
     for r in range(args.rounds):
         for name, app in apps.items():
-            costs[name].append(run(app, args.requests, f"{name}-{r}"))
+            costs[name].append(run(app, args.requests, f"{name}-{r}", args.concurrency))
     noop, service = (statistics.median(costs[n]) for n in ("noop", "service"))
     print(f"no-op route: {noop:.1f} us/request; /track/api-call: {service:.1f} us/request; "
           f"difference {service - noop:.1f} us (medians of {args.rounds} rounds of "
-          f"{args.requests})")
+          f"{args.requests}, {args.concurrency} at a time)")
 
 
 if __name__ == "__main__":

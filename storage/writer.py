@@ -1,0 +1,131 @@
+"""Group commit: one thread per process that commits the events of concurrent requests
+together.
+
+A commit is most of what storing one event costs, and with two processes writing one file
+each commit also empties the other process's page cache. So requests hand their events to
+this writer and wait; the writer takes everything that queued up while it was committing
+and commits it in one transaction (`EventLog.append_groups`), then tells each request its
+own outcome. A request is answered only after the transaction holding its events
+committed, so an acknowledgement still means committed. Under light load a group is one
+request and nothing waits longer than its own commit.
+
+Callers say how they want to hear back: `submit(events, waiter, notify)` calls
+`notify([(waiter, outcome), …])` from the writer thread once per group for all the
+requests that gave that same `notify` (an event loop wakes once per group, not once per
+request). `append(events)` is the blocking form.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Hashable, Sequence, Union
+
+from .events import Event
+from .log import AppendResult, EventLog, LogUnavailable
+
+log = logging.getLogger("analytics_worker")
+
+Outcome = Union[AppendResult, Exception]
+Notify = Callable[[list[tuple[Any, Outcome]]], None]
+
+# A group stops growing at this many events (a few batch requests), so that one
+# transaction stays short; whatever is left goes into the next one.
+MAX_GROUP_EVENTS = 4000
+
+
+class WriterClosed(LogUnavailable):
+    """The writer is shutting down and takes no more events."""
+
+
+class _Pending:
+    __slots__ = ("events", "waiter", "notify")
+
+    def __init__(self, events: Sequence[Event], waiter: Any, notify: Notify):
+        self.events = events
+        self.waiter = waiter
+        self.notify = notify
+
+
+class Writer:
+    """Commits queued requests' events in groups, on a thread of its own that owns the
+    log's write connection from the first `submit` on. Create it after a fork."""
+
+    def __init__(self, event_log: EventLog, *, max_group_events: int = MAX_GROUP_EVENTS):
+        self._log = event_log
+        self._max_group_events = max_group_events
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.groups = 0  # transactions committed or tried: how well requests are grouped
+
+    def submit(self, events: Sequence[Event], waiter: Hashable | Any, notify: Notify) -> None:
+        with self._cond:
+            if self._closing:
+                raise WriterClosed("The service is shutting down; nothing was stored")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+                self._thread.start()
+            self._queue.append(_Pending(events, waiter, notify))
+            self._cond.notify()
+
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        """Commit `events` with whatever else is queued and wait; raises the log's error."""
+        done = threading.Event()
+        box: list[Outcome] = []
+
+        def notify(items: list[tuple[Any, Outcome]]) -> None:
+            for _, outcome in items:
+                box.append(outcome)
+            done.set()
+
+        # A fresh notify per call: each blocking caller hears only about itself.
+        self.submit(events, None, notify)
+        done.wait()
+        if isinstance(box[0], Exception):
+            raise box[0]
+        return box[0]
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Commit what is queued, then stop the thread. Later submits are refused."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def _take(self) -> list[_Pending] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            count, size = 0, 0
+            for pending in self._queue:
+                if count and size + len(pending.events) > self._max_group_events:
+                    break
+                count += 1
+                size += len(pending.events)
+            group, self._queue = self._queue[:count], self._queue[count:]
+            return group
+
+    def _run(self) -> None:
+        while (group := self._take()) is not None:
+            outcomes: list[Outcome]
+            try:
+                outcomes = list(self._log.append_groups([p.events for p in group]))
+            except Exception as e:  # not the log's own error: every request hears of it
+                log.exception("group commit failed")
+                outcomes = [e] * len(group)
+            self.groups += 1
+            by_notify: dict[int, tuple[Notify, list[tuple[Any, Outcome]]]] = {}
+            for pending, outcome in zip(group, outcomes):
+                by_notify.setdefault(id(pending.notify), (pending.notify, []))[1].append(
+                    (pending.waiter, outcome))
+            for notify, items in by_notify.values():
+                try:
+                    notify(items)
+                except Exception:  # e.g. the waiting event loop has closed
+                    log.exception("could not hand a commit's outcome back")

@@ -1,0 +1,157 @@
+"""Group commit: the events of concurrent requests in one transaction, each request with
+its own outcome — every acknowledged event stored exactly once, and a failed transaction
+failing exactly the requests that would have failed alone, with their own error."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import api_call
+from storage.events import Event, EventParser
+from storage.log import AppendResult, EventLog, LogFull
+from storage.writer import Writer, WriterClosed
+
+PARSER = EventParser(lambda: "unused")
+
+
+def events(*request_ids: str, worker: str = "trade-worker") -> list[Event]:
+    return [PARSER.one(api_call(i, worker=worker), 1_764_000_000_000) for i in request_ids]
+
+
+@pytest.fixture
+def writer(db_path: Path) -> Iterator[Writer]:
+    log = EventLog(db_path)
+    writer = Writer(log)
+    yield writer
+    writer.close()
+    log.close()
+
+
+class Gate:
+    """Holds the database's write lock from another connection, so that requests queue
+    up behind the writer's current transaction and form one group when it opens."""
+
+    def __init__(self, db_path: Path):
+        self._conn = sqlite3.connect(str(db_path), isolation_level=None)
+
+    def __enter__(self) -> "Gate":
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._conn.execute("COMMIT")
+        self._conn.close()
+
+
+def submit_all(writer: Writer, requests: list[list[Event]]) -> list[Any]:
+    """Submit every request at once and wait for all outcomes, in request order."""
+    outcomes: dict[int, Any] = {}
+    done = threading.Event()
+
+    def notify(items: list[tuple[Any, Any]]) -> None:
+        for index, outcome in items:
+            outcomes[index] = outcome
+        if len(outcomes) == len(requests):
+            done.set()
+
+    for index, request in enumerate(requests):
+        writer.submit(request, index, notify)
+    assert done.wait(10), "not every request was answered"
+    return [outcomes[i] for i in range(len(requests))]
+
+
+def test_queued_requests_are_committed_in_one_transaction(writer, db_path, event_log):
+    writer.append(events("first"))  # the writer thread runs and owns its connection
+    groups = writer.groups
+    with Gate(db_path):
+        results: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: results.extend(submit_all(writer, [events(f"g-{i}")
+                                                               for i in range(20)])))
+        thread.start()
+        time.sleep(0.3)  # all 20 queue behind the held lock
+    thread.join(10)
+    assert results == [AppendResult(1, 0)] * 20
+    assert writer.groups - groups <= 2  # one group, or the first alone and the rest
+    assert event_log.count() == 21
+
+
+def test_concurrent_requests_store_every_acknowledged_event_exactly_once(writer, event_log):
+    acked: list[str] = []
+    duplicates: list[str] = []
+    lock = threading.Lock()
+
+    def client(t: int) -> None:
+        for i in range(60):
+            # Every id is sent by two clients at once: one is stored, one is a duplicate.
+            request_id = f"c{t // 2}-{i}"
+            result = writer.append(events(request_id))
+            with lock:
+                (acked if result.accepted else duplicates).append(request_id)
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(acked) == sorted(f"c{t}-{i}" for t in range(8) for i in range(60))
+    assert sorted(duplicates) == sorted(acked)
+    ids = [row["request_id"] for row in event_log.events()]
+    assert sorted(ids) == sorted(acked)
+    assert writer.groups < 16 * 60  # requests did share transactions
+
+
+def test_a_failed_group_fails_exactly_its_own_requests_with_their_own_errors(
+        writer, db_path, event_log):
+    writer.append(events("already-there"))
+    conn = writer._log.conn  # the writer's own connection: cap the file's growth
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 4}")
+    big_batch = events(*[f"big-{i}" for i in range(400)], worker="w" * 200)
+    requests = [events("small-1"), big_batch, events("already-there"), events("small-2")]
+    with Gate(db_path):
+        results: list[Any] = []
+        thread = threading.Thread(target=lambda: results.extend(submit_all(writer, requests)))
+        thread.start()
+        time.sleep(0.3)
+    thread.join(10)
+    small_1, big, duplicate, small_2 = results
+    assert small_1 == AppendResult(1, 0)
+    assert isinstance(big, LogFull) and "full" in str(big)
+    assert duplicate == AppendResult(0, 1)
+    assert small_2 == AppendResult(1, 0)
+    ids = {row["request_id"] for row in event_log.events()}
+    assert ids == {"already-there", "small-1", "small-2"}  # the batch: all or nothing
+
+
+def test_a_group_whose_requests_all_fit_reports_each_ones_counts(db_path, event_log):
+    log = EventLog(db_path)
+    try:
+        results = log.append_groups([events("a", "b"), events("a"), events("c", "c")])
+    finally:
+        log.close()
+    assert results == [AppendResult(2, 0), AppendResult(0, 1), AppendResult(1, 1)]
+    assert event_log.count() == 3
+
+
+def test_a_closed_writer_commits_what_was_queued_and_refuses_more(db_path, event_log):
+    log = EventLog(db_path)
+    writer = Writer(log)
+    outcomes: list[Any] = []
+    with Gate(db_path):
+        writer.submit(events("queued"), None, lambda items: outcomes.extend(items))
+        time.sleep(0.1)
+        closing = threading.Thread(target=writer.close)
+        closing.start()
+    closing.join(10)
+    assert outcomes == [(None, AppendResult(1, 0))]
+    with pytest.raises(WriterClosed):
+        writer.submit(events("late"), None, lambda items: None)
+    log.close()
+    assert event_log.count() == 1

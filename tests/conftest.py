@@ -202,8 +202,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
                  "--no-first-run", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Per module: while Playwright's sync API runs, its event loop is the thread's running
+    loop, and falcon.testing cannot drive the ASGI app in process; it must not outlive
+    the browser tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

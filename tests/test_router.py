@@ -313,6 +313,7 @@ def test_auto_follows_cloudflare_and_replay_under_steady_traffic(
     """Events every 100 ms while querying, with the service's own replay thread: `auto`
     answers from Cloudflare while replay keeps up, from the log within one request once
     Cloudflare fails or replay falls behind, and from Cloudflare again once both recover."""
+    import asyncio
     import threading
     import time
 
@@ -323,17 +324,22 @@ def test_auto_follows_cloudflare_and_replay_under_steady_traffic(
                                   cloudflare_timeout_ms=500, replay_backoff_max_ms=200,
                                   replay_lease_ms=2000)
     client = falcon.testing.TestClient(create_app(config), headers=AUTH)
-    feeder = falcon.testing.TestClient(client.app, headers=AUTH)
     stop = threading.Event()
     sent: list[int] = []
 
+    async def feed_events() -> None:
+        # The feeder's own event loop: the same app, as a second client of one worker.
+        async with falcon.testing.ASGIConductor(client.app, headers=AUTH) as feeder:
+            for i in range(600):  # at most a minute
+                if stop.is_set():
+                    return
+                result = await feeder.simulate_post("/track/api-call",
+                                                    json=api_call(f"steady-{i}"))
+                sent.append(result.status_code)
+                await asyncio.sleep(0.1)
+
     def feed() -> None:
-        for i in range(600):  # at most a minute
-            if stop.is_set():
-                return
-            result = feeder.simulate_post("/track/api-call", json=api_call(f"steady-{i}"))
-            sent.append(result.status_code)
-            stop.wait(0.1)
+        asyncio.run(feed_events())
 
     def auto() -> dict:
         result = query(client)

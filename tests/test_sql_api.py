@@ -4,15 +4,16 @@ ClickHouse, and the service's own Cloudflare client pointed at a second instance
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterator
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon.testing
 import httpx
 import pytest
+import uvicorn
 
 from app import create_app
 from conftest import KEY, FixedClock, api_call
@@ -180,29 +181,27 @@ def test_each_format_is_byte_for_byte_the_stand_ins(
 
 # -- the service's own Cloudflare client, pointed at a second instance ---------------------
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
 @pytest.fixture
 def second_instance(tmp_path: Path, clock: FixedClock) -> Iterator[tuple[str, Any]]:
-    """Another instance of the service, with its own log, served on loopback."""
+    """Another instance of the service, with its own log, served on loopback by uvicorn
+    (the server gunicorn's workers run) in a thread."""
     config = Config(internal_keys=("b-key",), db_path=str(tmp_path / "b.db"), sink="none")
     app = create_app(config, clock=clock, background=False)
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer,
-                         handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "the second instance did not start"
     client = falcon.testing.TestClient(app, headers={"X-Internal-Auth-Key": "b-key"})
     ingest(client, 24)
-    yield f"http://127.0.0.1:{server.server_address[1]}/client/v4", client
-    server.shutdown()
-    server.server_close()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/client/v4", client
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
 
 
 def test_the_cloudflare_client_reads_a_second_instance_as_its_cloudflare(

@@ -113,29 +113,11 @@ def render_date(t: int) -> str:
 
 # -- numbers and strings ------------------------------------------------------------------
 
-def ch_round(x: Any, digits: int = 0) -> Any:
-    """round(x, n) of a Float64 as ClickHouse computes it: nearbyint(x * 10^n) / 10^n,
-    ties to even (measured equal to chdb on random values)."""
-    if x is None or digits is None:
-        return None
-    if isinstance(x, int):
-        if digits >= 0:
-            return x
-        scale = 10 ** -digits
-        return round(x / scale) * scale
-    if not math.isfinite(x):
-        return x
-    if digits >= 0:
-        scale = 10.0 ** digits
-        return round(x * scale) / scale
-    scale = 10.0 ** -digits
-    return round(x / scale) * scale
-
-
 def _rounder(to_int: Any) -> Any:
     def rounding(x: Any, digits: int = 0) -> Any:
-        """floor(x, n) / ceil(x, n) as ClickHouse computes them: like round, with the
-        integer step rounding down or up."""
+        """round(x, n), floor(x, n) and ceil(x, n) of a Float64 as ClickHouse computes
+        them: to_int(x * 10^n) / 10^n (round: ties to even, measured equal to chdb on
+        random values)."""
         if x is None or digits is None:
             return None
         if isinstance(x, int):
@@ -151,6 +133,9 @@ def _rounder(to_int: Any) -> Any:
         scale = 10.0 ** -digits
         return to_int(x / scale) * scale
     return rounding
+
+
+ch_round = _rounder(round)
 
 
 ch_floor = _rounder(math.floor)

@@ -1,6 +1,6 @@
 """What one open dashboard costs the service, and how fast its banner follows the events.
 
-cost: the service under gunicorn (2 sync workers, gunicorn_conf) on a log of N api-calls
+cost: the service under gunicorn (2 workers, gunicorn_conf) on a log of N api-calls
 over 30 days ending now. The CPU time of the worker processes (utime + stime from /proc)
 is read around
   * each of the page's requests, sent k times (health; latency and volume for each range),

@@ -287,9 +287,9 @@ REFERENCE: list[Q] = [
 ]
 CORPUS += REFERENCE
 
-# The platform's dashboard (SPEC §9), verbatim as it sends them, run against a dataset
-# named `hoox-analytics`. Its data (`DASHBOARD_WORKERS`) names the hoox event types in
-# blob1 until the log stores the hoox layout's whole data point.
+# The platform's dashboard (SPEC §9), verbatim as it sends them, run against a `hoox`
+# layout log named `hoox-analytics` (aesql_fixtures.make_hoox_records: the five event
+# types, a good share of them inside these queries' August week).
 D = '"hoox-analytics"'
 DASHBOARD: list[Q] = [
     Q("""SELECT blob4 as endpoint, blob2 as worker, count() as call_count, AVG(double1) as avg_latency_ms,
@@ -322,7 +322,7 @@ FROM "hoox-analytics" WHERE blob1 = 'api-call'
   AND timestamp >= toDateTime('2026-08-12 10:00:00')
 
 GROUP BY blob4, blob2 ORDER BY call_count DESC LIMIT 50"""),
-    # the trade query with bounds around the test data's week
+    # the trade query with bounds around a later week (the data's last days)
     Q("""SELECT blob4 as exchange, count() as trade_count,
        SUM(_sample_interval * double2) / SUM(_sample_interval) as avg_price,
        SUM(if(blob3 = 'success', 1, 0)) as success_count, SUM(if(blob3 = 'failure', 1, 0)) as failure_count
@@ -332,7 +332,3 @@ GROUP BY blob4 ORDER BY trade_count DESC"""),
     Q(f"SELECT blob1, blob2, count() AS n FROM {D} GROUP BY blob1, blob2 ORDER BY n DESC, "
       "blob1, blob2"),
 ]
-DASHBOARD_WORKERS = [("api-call", 40), ("trade", 25), ("signal", 15), ("worker-perf", 8),
-                     ("notification", 5)]
-DASHBOARD_ENDPOINTS = [("trade-worker", 30), ("hoox", 22), ("d1-worker", 14),
-                       ("email-worker", 9), ("telegram-worker", 5), ("web3-wallet-worker", 2)]

@@ -1,6 +1,8 @@
-"""Shared data for the query engine's tests: a few thousand api-call events over ten days,
-imported into a real log through `analytics-worker import`, and the same events in an
-embedded ClickHouse (chdb) table with Analytics Engine's columns."""
+"""Shared data for the query engine's tests: a few thousand api-call events over ten days
+(the profile layout), and the platform's five event types over August to November (the
+`hoox` layout, SPEC §9), imported into a real log through `analytics-worker import`, and
+the same data points in an embedded ClickHouse (chdb) table with Analytics Engine's
+columns."""
 
 from __future__ import annotations
 
@@ -53,14 +55,158 @@ def make_records(n: int = 3000, seed: int = 20261124, workers: list | None = Non
     return records
 
 
-def import_log(tmp: Path, records: list[dict[str, Any]]) -> str:
-    """Load the records into a fresh log with the CLI, as a user would."""
+def _utc_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()) * 1000
+
+
+# The platform's dashboard bounds its queries at these times (issue 9's verbatim queries).
+WEEK_FROM = "2026-08-12 10:00:00"
+WEEK_TO = "2026-08-19 10:00:00"
+# Stretches of time of the `hoox` data, [start, end) in ms, and how many events of each
+# group a stretch holds per unit of a group's weight. Every count a query groups by is a
+# sum of whole stretches, so distinct weights give distinct counts: ORDER BY count has no
+# ties to break differently.
+HOOX_STRETCHES = [
+    (_utc_ms("2026-08-05 00:00:00"), _utc_ms(WEEK_FROM), 1),         # before the week
+    (_utc_ms(WEEK_FROM), _utc_ms(WEEK_TO) + 1000, 4),                # the week, bounds in
+    (_utc_ms(WEEK_TO) + 1000, _utc_ms("2026-11-17 10:00:00"), 1),    # after it
+    (_utc_ms("2026-11-17 10:00:00"), _utc_ms("2026-11-24 10:00:00") + 1000, 2),
+    (_utc_ms("2026-11-24 10:00:00") + 1000, (NOW - 900) * 1000, 1),  # today
+    ((NOW - 900) * 1000, NOW * 1000 + 1, 1),                         # the health window
+]
+# (weight, type, group): the group's fixed fields; the rest is drawn per event.
+HOOX_GROUPS: list[tuple[int, str, tuple]] = [
+    (9, "api-call", ("trade-worker", "/webhook")),
+    (7, "api-call", ("trade-worker", "/api/trade")),
+    (6, "api-call", ("hoox", "/api/route")),
+    (5, "api-call", ("d1-worker", "/query")),
+    (4, "api-call", ("trade-worker", "/api/status")),
+    (3, "api-call", ("web3-wallet-worker", "/balance")),
+    (2, "api-call", ("trade-worker", "/api/Äpfel")),
+    (8, "trade", ("binance", "BTCUSDT", False)),
+    (6, "trade", ("bybit", "ETHUSDT", False)),
+    (4, "trade", ("mexc", "SOLUSDT", True)),
+    (3, "trade", ("mexc", "SOLUSDT", False)),
+    (2, "trade", ("binance", "ETHUSDT", True)),
+    (7, "signal", ("email", "buy", "BTCUSDT")),
+    (5, "signal", ("email", "sell", "ETHUSDT")),
+    (4, "signal", ("tradingview", "buy", "BTCUSDT")),
+    (3, "signal", ("email", "buy", "ETHUSDT")),
+    (1, "signal", ("telegram", "sell", "SOLUSDT")),
+    (4, "worker-perf", ("trade-worker",)),
+    (3, "worker-perf", ("hoox",)),
+    (2, "worker-perf", ("d1-worker",)),
+    (4, "notification", ("trade-alert", "telegram")),
+    (2, "notification", ("daily-report", "email")),
+]
+# Trades exactly on and just outside the week's bounds (timestamp is whole seconds).
+HOOX_EDGES = [_utc_ms(WEEK_FROM) - 1, _utc_ms(WEEK_FROM), _utc_ms(WEEK_TO) + 999,
+              _utc_ms(WEEK_TO) + 1000]
+LONG_ERROR = "Order rejected by exchange: " + "insufficient margin; " * 14  # > 256 chars
+
+
+def _hoox_body(rng: random.Random, kind: str, group: tuple, rid: str) -> dict[str, Any]:
+    """A body as the platform's workers send it (tests/hoox_callers.py), varied."""
+    if kind == "api-call":
+        worker, endpoint = group
+        body = {"worker": worker, "endpoint": endpoint,
+                "latencyMs": round(rng.uniform(1, 90), 3), "success": rng.random() > 0.15}
+        if worker == "d1-worker":
+            body["queryType"] = rng.choice(["SELECT", "INSERT"])  # kept, not a slot
+        return body | {"indexes": [rid, "chain-1"] if worker == "web3-wallet-worker"
+                       else [rid]}
+    if kind == "trade":
+        exchange, symbol, test = group
+        order = {"exchange": exchange, "symbol": symbol, "action": rng.choice(["buy", "sell"]),
+                 "quantity": round(rng.uniform(-5, 5), 4), "requestId": rid}
+        if rng.random() < 0.7:
+            order["price"] = round(rng.uniform(100, 70000), 2)
+        if test:
+            order["test"] = True
+        ok = rng.random() > 0.2
+        result = {"success": ok} if ok else {
+            "success": False, "error": rng.choice(["timeout", LONG_ERROR])}
+        body = {"payload": order, "result": result}
+        if rng.random() < 0.9:  # latencyMs is optional: 0 when absent
+            body["latencyMs"] = round(rng.uniform(100, 900), 1)
+        return body
+    if kind == "signal":
+        source, type_, symbol = group
+        return {"data": {"source": source, "type": type_, "symbol": symbol,
+                         "confidence": round(rng.random(), 4)}}
+    if kind == "worker-perf":
+        errors = rng.choice([0, 0, 0, 1, 2, 7])
+        return {"data": {"worker": group[0], "requests": rng.randrange(50, 5000),
+                         "errors": errors, "duration": round(rng.uniform(2, 400), 2)}}
+    type_, target = group
+    return {"data": {"type": type_, "target": target, "success": rng.random() > 0.1}}
+
+
+def make_hoox_records(scale: int = 2, seed: int = 9) -> list[dict[str, Any]]:
+    """NDJSON records (SPEC §7, with `type`) of the `hoox` layout's five event types, in
+    time order: weight x stretch x scale events of each group in each stretch of
+    HOOX_STRETCHES (a good share inside the dashboard's week), and the edge trades."""
+    rng = random.Random(seed)
+    planned = [(ms, 7, "trade", ("binance", "BTCUSDT", False)) for ms in HOOX_EDGES]
+    for start, end, per in HOOX_STRETCHES:
+        for weight, kind, group in HOOX_GROUPS:
+            planned += [(rng.randrange(start, end), weight, kind, group)
+                        for _ in range(weight * per * scale)]
+    planned.sort(key=lambda p: p[0])
+    records = []
+    for i, (ms, _, kind, group) in enumerate(planned):
+        rid = f"hoox-{i:06d}-{rng.getrandbits(32):08x}"
+        records.append({"requestId": rid, "type": kind,
+                        "receivedAt": datetime.fromtimestamp(ms / 1000, timezone.utc)
+                        .strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z",
+                        "payload": _hoox_body(rng, kind, group, rid)})
+    return records
+
+
+def hoox_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
+    """The five blobs and four doubles of a `hoox` record, from SPEC §9's table (written
+    out here, not computed by the code under test); double4 is the received time."""
+    kind, body, received = record["type"], record["payload"], _ms(record) / 1000.0
+    outcome = {True: "success", False: "failure"}
+    if kind == "trade":
+        order = body["payload"]
+        exchange = order["exchange"] + (":test" if order.get("test") else "")
+        return (["trade", "trade-worker", outcome[body["result"]["success"]], exchange,
+                 order["symbol"]],
+                [float(order["quantity"]), float(order.get("price", 0)),
+                 float(body.get("latencyMs", 0)), received])
+    if kind == "api-call":
+        return (["api-call", body["worker"], outcome[body["success"]], body["endpoint"], ""],
+                [float(body["latencyMs"]), 0.0, 0.0, received])
+    data = body["data"]
+    if kind == "worker-perf":
+        return (["worker-perf", data["worker"], "degraded" if data["errors"] else "success",
+                 "", ""],
+                [float(data["requests"]), float(data["errors"]), float(data["duration"]),
+                 received])
+    if kind == "signal":
+        return (["signal", data["source"], "pending", data["type"], data["symbol"]],
+                [float(data["confidence"]), 0.0, 0.0, received])
+    return (["notification", data["target"], outcome[data["success"]], data["type"], ""],
+            [0.0, 0.0, 0.0, received])
+
+
+def profile_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
+    """The three blobs and two doubles of a profile record (SPEC §4)."""
+    p = record["payload"]
+    return ([p["worker"], p["endpoint"], "1" if p["success"] else "0"],
+            [float(p["latencyMs"]), _ms(record) / 1000.0])
+
+
+def import_log(tmp: Path, records: list[dict[str, Any]], layout: str = "profile") -> str:
+    """Load the records into a fresh log of the layout with the CLI, as a user would."""
     db = tmp / "analytics.db"
     source = tmp / "events.ndjson"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
                       encoding="utf-8")
     result = CliRunner().invoke(cli.main, ["import", "--db", str(db), str(source)],
-                                env={"INTERNAL_KEY_BINDING": "test-key"})
+                                env={"INTERNAL_KEY_BINDING": "test-key",
+                                     "ANALYTICS_LAYOUT": layout})
     assert result.exit_code == 0, result.output
     return str(db)
 
@@ -71,20 +217,23 @@ def _ms(record: dict[str, Any]) -> int:
 
 
 class ClickHouse:
-    """chdb with a table named like the dataset, holding the same data points."""
+    """chdb with a table named like the dataset, holding the same data points: every
+    slot, unset blobs '' and unset doubles 0 as Analytics Engine shows them."""
 
-    def __init__(self, records: list[dict[str, Any]], dataset: str = "hoox_telemetry"):
+    def __init__(self, records: list[dict[str, Any]], dataset: str = "hoox_telemetry",
+                 layout: str = "profile"):
         from chdb import session
 
         self.session = session.Session()
         columns = ", ".join(f"`{name}` {ctype}" for name, ctype in AE_COLUMNS)
         self.session.query(f"CREATE TABLE `{dataset}` ({columns}) ENGINE = Memory")
         rows = []
+        point = hoox_point if layout == "hoox" else profile_point
         for r in records:
-            ms, p = _ms(r), r["payload"]
-            blobs = [p["worker"], p["endpoint"], "1" if p["success"] else "0"] + [""] * 17
-            doubles = [float(p["latencyMs"]), ms / 1000.0] + [0.0] * 18
-            rows.append([dataset, ms // 1000, 1, r["requestId"], *blobs, *doubles])
+            blobs, doubles = point(r)
+            blobs += [""] * (20 - len(blobs))
+            doubles += [0.0] * (20 - len(doubles))
+            rows.append([dataset, _ms(r) // 1000, 1, r["requestId"], *blobs, *doubles])
         for i in range(0, len(rows), 1000):
             values = ",".join(
                 "(" + ",".join(_ch_literal(v) for v in row) + ")" for row in rows[i:i + 1000])

@@ -4,6 +4,8 @@ same data: every query of the corpus runs on both, results equal row by row."""
 from __future__ import annotations
 
 import re
+import sqlite3
+from typing import Iterator
 
 import pytest
 
@@ -16,9 +18,9 @@ from storage.aesql import udf as F
 from storage.aesql.build import _cast, _fn, _num, _op
 from storage.aesql.types import T
 from storage.aesql import LocalEngine, to_clickhouse
-from aesql_corpus import (CORPUS, DASHBOARD, DASHBOARD_ENDPOINTS, DASHBOARD_WORKERS,
-                          REFERENCE, Q)
-from aesql_fixtures import NOW, ClickHouse, differences, import_log, make_records
+from aesql_corpus import CORPUS, DASHBOARD, REFERENCE, Q
+from aesql_fixtures import (NOW, ClickHouse, differences, hoox_point, import_log,
+                            make_hoox_records, make_records)
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +50,30 @@ DASHBOARD_DATASET = "hoox-analytics"
 
 @pytest.fixture(scope="module")
 def dashboard_records() -> list[dict]:
-    return make_records(1500, seed=9, workers=DASHBOARD_WORKERS,
-                        endpoints=DASHBOARD_ENDPOINTS)
+    return make_hoox_records()
 
 
 @pytest.fixture(scope="module")
-def dashboard_engine(tmp_path_factory: pytest.TempPathFactory, dashboard_records: list[dict]):
-    db = import_log(tmp_path_factory.mktemp("dashboard"), dashboard_records)
-    e = LocalEngine(db, dataset=DASHBOARD_DATASET, now=lambda: NOW)
+def dashboard_db(tmp_path_factory: pytest.TempPathFactory, dashboard_records: list[dict]
+                 ) -> str:
+    return import_log(tmp_path_factory.mktemp("dashboard"), dashboard_records, layout="hoox")
+
+
+@pytest.fixture(scope="module")
+def dashboard_engine(dashboard_db: str):
+    e = LocalEngine(dashboard_db, dataset=DASHBOARD_DATASET, now=lambda: NOW)
     yield e
     e.close()
 
 
 @pytest.fixture(scope="module")
-def dashboard_clickhouse(dashboard_records: list[dict]) -> ClickHouse:
-    return ClickHouse(dashboard_records, dataset=DASHBOARD_DATASET)
+def dashboard_clickhouse(dashboard_records: list[dict]) -> Iterator[ClickHouse]:
+    from chdb import session
+
+    # chdb has one server per process: the table outlives a module unless dropped.
+    session.Session().query(f"DROP TABLE IF EXISTS `{DASHBOARD_DATASET}`")
+    yield ClickHouse(dashboard_records, dataset=DASHBOARD_DATASET, layout="hoox")
+    session.Session().query(f"DROP TABLE IF EXISTS `{DASHBOARD_DATASET}`")
 
 
 def run_both(engine: LocalEngine, clickhouse: ClickHouse, q: Q) -> list[str]:
@@ -111,11 +122,53 @@ def test_dashboard_query_equals_clickhouse_on_a_hyphenated_dataset(
 
 
 def test_dashboard_queries_see_data(dashboard_engine: LocalEngine) -> None:
-    verbatim_week = 2  # its bounds are in August: nothing there, as in ClickHouse
-    empty = [i for i, q in enumerate(DASHBOARD)
-             if i != verbatim_week and not dashboard_engine.query(q.sql).rows]
+    """Every dashboard query, the verbatim August week's included, has rows to compare,
+    over every event type and the slots the platform fills."""
+    empty = [q.sql for q in DASHBOARD if not dashboard_engine.query(q.sql).rows]
     assert not empty
     assert dashboard_engine.query('SHOW TABLES').rows == [{"dataset": "hoox-analytics"}]
+    week = dashboard_engine.query(DASHBOARD[2].sql).rows
+    assert {r["exchange"] for r in week} == {"binance", "bybit", "mexc:test", "mexc",
+                                             "binance:test"}
+    assert all(0 < r["avg_price"] < 70000 and r["failure_count"] > 0 for r in week)
+    signals = dashboard_engine.query(DASHBOARD[1].sql).rows
+    assert len(signals) == 5 and all(r["symbol"] and 0 < r["avg_confidence"] < 1
+                                     for r in signals)
+    perf = dashboard_engine.query(DASHBOARD[4].sql).rows
+    assert [r["worker"] for r in perf] == ["trade-worker", "hoox", "d1-worker"]
+    assert all(r["total_errors"] > 0 and r["avg_duration_ms"] > 0 for r in perf)
+
+
+def test_dashboard_week_counts_the_events_inside_its_bounds_only(
+        dashboard_engine: LocalEngine, dashboard_records: list[dict]) -> None:
+    """Some trades fall outside the verbatim week and on its bounds, counted by hand."""
+    from aesql_fixtures import WEEK_FROM, WEEK_TO, _ms, _utc_ms
+    trades = [r for r in dashboard_records if r["type"] == "trade"]
+    inside = [r for r in trades
+              if _utc_ms(WEEK_FROM) // 1000 <= _ms(r) // 1000 <= _utc_ms(WEEK_TO) // 1000]
+    assert len(trades) / 3 < len(inside) < len(trades) / 2
+    rows = dashboard_engine.query(DASHBOARD[2].sql).rows
+    assert sum(r["trade_count"] for r in rows) == len(inside)
+    assert dashboard_engine.query(DASHBOARD[3].sql).rows[0]["total"] == len(trades)
+
+
+def test_dashboard_log_holds_the_data_points_clickhouse_holds(
+        dashboard_db: str, dashboard_records: list[dict]) -> None:
+    """The real parser's data points, every slot, equal SPEC §9's table (which the
+    ClickHouse side is loaded from)."""
+    conn = sqlite3.connect(dashboard_db)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT * FROM datapoints ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == len(dashboard_records)
+    for row, record in zip(rows, dashboard_records):
+        blobs, doubles = hoox_point(record)
+        assert row["index1"] == record["requestId"]
+        assert [row[f"blob{i}"] for i in range(1, 21)] == blobs + [""] * 15, record
+        assert [row[f"double{i}"] for i in range(1, 21)] == \
+            pytest.approx(doubles + [0.0] * 16), record
 
 
 @pytest.mark.parametrize("index", range(len(CORPUS)), ids=lambda i: f"q{i + 1:02d}")

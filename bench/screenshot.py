@@ -3,6 +3,8 @@ api-calls plus an error spike in the last minute, photographed by chromium in li
 dark mode.
 
     .venv/bin/python bench/screenshot.py            # writes docs/dashboard.png, docs/dashboard-dark.png
+    .venv/bin/python bench/screenshot.py --hoox     # writes docs/dashboard-hoox.png: the platform's
+                                                    # own bodies on the hoox layout's routes
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, KEY, Server, service_env  # noqa: E402
 from dashboard_data import history, import_records, send  # noqa: E402
+from hoox_callers import CALLERS  # noqa: E402
 
 
 def main() -> None:
@@ -49,5 +52,49 @@ def main() -> None:
     print("wrote docs/dashboard.png and docs/dashboard-dark.png")
 
 
+def hoox() -> None:
+    """The hoox layout: every real caller's body, a few hundred more api-calls, trades and
+    signals, then a burst of api-call failures."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="dashboard-shot-") as tmp:
+        work = Path(tmp)
+        server = Server(service_env(work / "analytics.db", ANALYTICS_LAYOUT="hoox"), work).start()
+        try:
+            with httpx.Client(base_url=server.url, headers={"X-Internal-Auth-Key": KEY}) as c:
+                bodies = [(x.route, x.body) for x in CALLERS]
+                for i in range(60):
+                    for worker, base in (("hoox", 12), ("d1-worker", 4),
+                                         ("web3-wallet-worker", 300), ("trade-worker", 30)):
+                        bodies.append(("api-call", {"worker": worker, "endpoint": "/webhook",
+                                                    "latencyMs": base * (1 + (i % 7) / 3),
+                                                    "success": True}))
+                    bodies.append(("trade", {"payload": {"exchange": "binance",
+                                   "symbol": "BTCUSDT", "action": "buy", "quantity": 0.01},
+                                   "result": {"success": True}, "latencyMs": 120 + 7 * i}))
+                    if i % 3 == 0:
+                        bodies.append(("signal", {"data": {"source": "email", "type": "buy",
+                                       "symbol": "ETHUSDT", "confidence": 0.7}}))
+                bodies += [("api-call", {"worker": "hoox", "endpoint": "/api/route",
+                                         "latencyMs": 40, "success": False})] * 20
+                for route, body in bodies:
+                    assert c.post(f"/track/{route}", json=body).status_code == 200
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(server.url + "/")
+                page.get_by_label("Internal key").fill(KEY)
+                page.get_by_role("button", name="Open dashboard").click()
+                page.get_by_role("alert").wait_for()
+                page.locator("#volume rect.filled").first.wait_for(state="attached")
+                page.locator("#latency path.series").first.wait_for(state="attached")
+                page.screenshot(path=str(ROOT / "docs" / "dashboard-hoox.png"), full_page=True)
+                browser.close()
+        finally:
+            server.stop()
+    print("wrote docs/dashboard-hoox.png")
+
+
 if __name__ == "__main__":
-    main()
+    hoox() if sys.argv[1:] == ["--hoox"] else main()

@@ -250,7 +250,7 @@ function renderLatency(rows) {
   const series = new Map();
   for (const row of rows) {
     const name = state.layout === "hoox" && row.kind === "trade"
-      ? "trades: exchange" : row.worker;
+      ? "trades" : row.worker;
     if (!series.has(name)) series.set(name, []);
     series.get(name).push({ t: parseTime(row.t), p50: Number(row.p50), p95: Number(row.p95) });
   }
@@ -423,7 +423,7 @@ function setUpViews() {
     head.append(th);
   }
   $("latency-about").textContent = hoox
-    ? "p50 (solid) and p95 (dashed) per worker, api-call latencyMs; trades: the exchange's transit time (double3)"
+    ? "p50 (solid) and p95 (dashed) per worker, api-call latencyMs; trades: the order's latencyMs (double3), one line for all trades"
     : "p50 (solid) and p95 (dashed) per worker, latencyMs";
   $("board").hidden = false;
 }

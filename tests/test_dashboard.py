@@ -17,6 +17,7 @@ import pytest
 import dashboard
 from conftest import KEY, ROOT, Server
 from dashboard_data import calm_down, history, import_records, send
+from hoox_callers import CALLERS
 
 HEALTH = dashboard.expand(dashboard.load_queries()["layouts"]["profile"]["health"],
                           "hoox_telemetry")
@@ -299,3 +300,136 @@ def test_dark_mode_uses_dark_colours(service, open_page, tmp_path: Path) -> None
     channels = lambda c: [int(v) for v in re.findall(r"\d+", c)[:3]]  # noqa: E731
     assert sum(channels(background)) < 150 and sum(channels(text)) > 600
     tab.page.screenshot(path=str(tmp_path / "dashboard-dark.png"), full_page=True)
+
+
+# -- the hoox layout (SPEC §9): the platform's own bodies on the /track/* routes ----------
+
+HOOX_HEALTH = dashboard.expand(dashboard.load_queries()["layouts"]["hoox"]["health"],
+                               "hoox-analytics")
+
+
+def post_hoox(server: Server, route: str, body: dict[str, Any]) -> None:
+    response = httpx.post(f"{server.url}/track/{route}", json=body,
+                          headers={"X-Internal-Auth-Key": KEY}, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def api_call(worker: str, latency: float, success: bool) -> dict[str, Any]:
+    return {"worker": worker, "endpoint": "/webhook", "latencyMs": latency, "success": success}
+
+
+@pytest.fixture
+def hoox_service(gunicorn_server: Callable[..., Server]) -> Server:
+    """The hoox layout on a fresh log, fed every real caller's body, api-calls from several
+    workers (three failures in all: under the banner's rule) and more trades and signals."""
+    server = gunicorn_server(ANALYTICS_LAYOUT="hoox")
+    for caller in CALLERS:
+        post_hoox(server, caller.route, caller.body)
+    for i in range(10):
+        for worker, base in (("hoox", 12), ("d1-worker", 4), ("web3-wallet-worker", 300)):
+            post_hoox(server, "api-call", api_call(worker, base + 3 * i, True))
+        post_hoox(server, "trade", {
+            "payload": {"exchange": "binance", "symbol": "BTCUSDT", "action": "buy",
+                        "quantity": 0.01, "price": 64000 + i},
+            "result": {"success": True}, "latencyMs": 150 + 20 * i})
+    for i in range(4):
+        post_hoox(server, "signal", {"data": {"source": "email", "type": "buy",
+                                              "symbol": "ETHUSDT", "confidence": 0.5}})
+    return server
+
+
+def expected_hoox_rows(server: Server) -> list[list[str]]:
+    rows = []
+    for r in query(server, HOOX_HEALTH):
+        outcome = r["kind"] in ("api-call", "trade")
+        rate = r["errors"] / r["calls"]
+        rows.append([r["kind"], r["worker"], f"{r['calls']:,}",
+                     f"{r['errors']:,}" if outcome else "–",
+                     f"{100 * rate:.{1 if 0 < rate < 0.1 else 0}f} %" if outcome else "–"])
+    return rows
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+def test_hoox_layout_the_three_views_drawn_from_the_platforms_events(hoox_service,
+                                                                     open_page,
+                                                                     tmp_path: Path) -> None:
+    server = hoox_service
+    tab = open_page(server.url)
+    page = tab.page
+    tab.sign_in(KEY)
+    page.get_by_role("table", name="System health").locator("tbody tr td.num").first.wait_for()
+    assert "Dataset hoox-analytics, hoox layout" in page.locator("#about").inner_text()
+    assert page.locator("#health-head th").all_inner_texts()[:2] == ["Event", "Worker"]
+
+    shown, expected = tab.rows(), expected_hoox_rows(server)
+    assert shown == expected
+    kinds = {(row[0], row[1]) for row in shown}
+    assert {("api-call", w) for w in ("hoox", "d1-worker", "web3-wallet-worker",
+                                      "trade-worker")} <= kinds
+    assert {("trade", "trade-worker"), ("signal", "email")} <= kinds
+    assert ["api-call", "hoox", "11", "1", "9.1 %"] in shown   # the caller's one failure
+    assert ["trade", "trade-worker", "14", "2", "14 %"] in shown
+    assert not tab.alert_visible()  # three errors: under the rule
+
+    # latency: p50 and p95 per api-call worker, and the trades' latency (double3) beside them
+    latency_sql = dashboard.expand(dashboard.load_queries()["layouts"]["hoox"]["latency"],
+                                   "hoox-analytics", "'24' HOUR", "'15' MINUTE")
+    answered = query(server, latency_sql)
+    page.locator("#latency path.series").nth(9).wait_for(state="attached")
+    drawn = page.locator("#latency path.series").evaluate_all(
+        "ps => ps.map(p => p.dataset.series)")
+    assert sorted(drawn) == sorted(
+        f"{name} {q}" for name in ("d1-worker", "hoox", "trade-worker", "web3-wallet-worker",
+                                   "trades") for q in ("p50", "p95"))
+    trade = [r for r in answered if r["kind"] == "trade"]
+    assert len(trade) == 1 and 150 <= trade[0]["p50"] <= 5000  # double3, not the quantity
+    legend = page.locator("#latency-legend").inner_text()
+    assert "trades p95" in legend and "web3-wallet-worker p50" in legend
+    # each line is drawn at the height /query gives: p95 above p50, trades the highest
+    ys = {s: float(d.split(",")[1].split("L")[0]) for s, d in page.locator(
+        "#latency path.series").evaluate_all(
+        "ps => ps.map(p => [p.dataset.series, p.getAttribute('d')])")}
+    assert ys["trades p95"] < ys["trades p50"] < ys["d1-worker p50"]
+    assert ys["web3-wallet-worker p50"] < ys["hoox p50"]
+
+    # the heatmap: trades and signals in panels of their own, as /query counts them
+    volume_sql = dashboard.expand(dashboard.load_queries()["layouts"]["hoox"]["volume"],
+                                  "hoox-analytics", "'24' HOUR")
+    per_kind: dict[str, int] = {}
+    for r in query(server, volume_sql):
+        per_kind[r["kind"]] = per_kind.get(r["kind"], 0) + r["events"]
+    page.locator("#volume rect.filled").nth(2).wait_for(state="attached")
+    cells = page.locator("#volume rect.cell").evaluate_all(
+        "rs => rs.map(r => Number(r.dataset.events))")
+    assert len(cells) == 3 * 7 * 24
+    panels = [sum(cells[i * 168:(i + 1) * 168]) for i in range(3)]
+    assert panels == [per_kind["trade"], per_kind["signal"],
+                      sum(n for k, n in per_kind.items() if k not in ("trade", "signal"))]
+    assert panels[:2] == [14, 5]
+    heads = page.locator("#volume text.cell-label").all_text_contents()
+    assert heads[0].startswith("Trades: 14") and heads[1].startswith("Signals: 5")
+
+    page.screenshot(path=str(tmp_path / "dashboard-hoox.png"), full_page=True)
+    assert all(urlsplit(u).hostname == "127.0.0.1" and urlsplit(u).port == server.port
+               for u in tab.requests), tab.requests
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+def test_hoox_layout_banner_shows_and_clears_within_two_seconds(hoox_service,
+                                                                 open_page) -> None:
+    server = hoox_service
+    tab = open_page(server.url)
+    tab.sign_in(KEY)
+    tab.page.get_by_role("table", name="System health").locator("td.num").first.wait_for()
+    time.sleep(1.5)
+    assert not tab.alert_visible()
+    for spike in range(2):
+        for i in range(5):  # blob3 = 'failure', from two workers
+            post_hoox(server, "api-call", api_call(("hoox", "d1-worker")[i % 2], 8, False))
+        assert wait_until(tab.alert_visible, 2.0) <= 2.0
+        assert "failed in the last 60 s" in tab.page.get_by_role("alert").inner_text()
+        calm_down(server.url, KEY, HOOX_HEALTH, f"calm{spike}")
+        assert wait_until(lambda: not tab.alert_visible(), 2.0) <= 2.0
+    assert all(urlsplit(u).hostname == "127.0.0.1" for u in tab.requests)

@@ -22,9 +22,28 @@ from dashboard_data import history, import_records, send  # noqa: E402
 from hoox_callers import CALLERS  # noqa: E402
 
 
-def main() -> None:
+def photograph(url: str, names: dict[str, str]) -> None:
+    """The dashboard at `url`, signed in, once its banner and charts are drawn: one picture
+    in docs/ per colour scheme, {scheme: file name}."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for scheme, name in names.items():
+            page = browser.new_page(viewport={"width": 1280, "height": 900},
+                                    color_scheme=scheme)
+            page.goto(url + "/")
+            page.get_by_label("Internal key").fill(KEY)
+            page.get_by_role("button", name="Open dashboard").click()
+            page.get_by_role("alert").wait_for()
+            page.locator("#volume rect.filled").first.wait_for(state="attached")
+            page.locator("#latency path.series").first.wait_for(state="attached")
+            page.screenshot(path=str(ROOT / "docs" / name), full_page=True)
+            page.close()
+        browser.close()
+
+
+def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dashboard-shot-") as tmp:
         work = Path(tmp)
         db = work / "analytics.db"
@@ -33,20 +52,7 @@ def main() -> None:
         try:
             send(server.url, KEY, "trade-worker", 40, True, "ok")
             send(server.url, KEY, "hoox", 7, False, "spike")
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                for scheme, name in (("light", "dashboard.png"), ("dark", "dashboard-dark.png")):
-                    page = browser.new_page(viewport={"width": 1280, "height": 900},
-                                            color_scheme=scheme)
-                    page.goto(server.url + "/")
-                    page.get_by_label("Internal key").fill(KEY)
-                    page.get_by_role("button", name="Open dashboard").click()
-                    page.get_by_role("alert").wait_for()
-                    page.locator("#volume rect.filled").first.wait_for(state="attached")
-                    page.locator("#latency path.series").first.wait_for(state="attached")
-                    page.screenshot(path=str(ROOT / "docs" / name), full_page=True)
-                    page.close()
-                browser.close()
+            photograph(server.url, {"light": "dashboard.png", "dark": "dashboard-dark.png"})
         finally:
             server.stop()
     print("wrote docs/dashboard.png and docs/dashboard-dark.png")
@@ -56,7 +62,6 @@ def hoox() -> None:
     """The hoox layout: every real caller's body, a few hundred more api-calls, trades and
     signals, then a burst of api-call failures."""
     import httpx
-    from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="dashboard-shot-") as tmp:
         work = Path(tmp)
@@ -80,17 +85,7 @@ def hoox() -> None:
                                          "latencyMs": 40, "success": False})] * 20
                 for route, body in bodies:
                     assert c.post(f"/track/{route}", json=body).status_code == 200
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.goto(server.url + "/")
-                page.get_by_label("Internal key").fill(KEY)
-                page.get_by_role("button", name="Open dashboard").click()
-                page.get_by_role("alert").wait_for()
-                page.locator("#volume rect.filled").first.wait_for(state="attached")
-                page.locator("#latency path.series").first.wait_for(state="attached")
-                page.screenshot(path=str(ROOT / "docs" / "dashboard-hoox.png"), full_page=True)
-                browser.close()
+            photograph(server.url, {"light": "dashboard-hoox.png"})
         finally:
             server.stop()
     print("wrote docs/dashboard-hoox.png")

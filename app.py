@@ -101,6 +101,17 @@ class Services:
             raise outcome
         return outcome
 
+    async def writable(self) -> bool:
+        """Whether the log takes writes now, asked of the writer thread: it alone uses
+        the write connection."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        try:
+            self.writer.submit(None, waiter, self._notifier(loop))
+        except LogError:
+            return False
+        return await waiter is True
+
     def _notifier(self, loop: asyncio.AbstractEventLoop) -> Callable[..., None]:
         """One wake-up of `loop` per committed group, however many requests it held."""
         if self._notify is None or self._notify[0] is not loop:
@@ -416,7 +427,7 @@ class Health:
         self._services = services
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        writable = await self._services.run(self._writable)
+        writable = await self._services.writable()
         if writable and self._services.config.layout == "hoox":
             # The platform's own shape, which its workers' health checks read.
             resp.media = {"status": "ok", "success": True,
@@ -429,12 +440,6 @@ class Health:
             resp.status = falcon.HTTP_503
             resp.media = {"status": "unavailable", "success": False,
                           "error": "The event log is not writable"}
-
-    def _writable(self) -> bool:
-        try:
-            return self._services.log.writable()
-        except LogError:
-            return False
 
 
 class Status:

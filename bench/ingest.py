@@ -49,14 +49,15 @@ def free_port() -> int:
 
 class Gunicorn:
     def __init__(self, app: str, env: dict[str, str], extra: Sequence[str] = (),
-                 workers: int = 2):
-        """`extra`: gunicorn options after gunicorn_conf's (e.g. another worker class)."""
+                 workers: int = 2, root: Path = ROOT):
+        """`extra`: gunicorn options after gunicorn_conf's (e.g. another worker class);
+        `root`: the checkout whose app and gunicorn_conf run."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "python:gunicorn_conf", "--bind",
              f"127.0.0.1:{self.port}", "--workers", str(workers), *extra, app],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -136,6 +137,9 @@ def main() -> None:
     parser.add_argument("--worker-class", help="instead of gunicorn_conf's")
     parser.add_argument("--threads", type=int, help="threads per worker (gthread)")
     parser.add_argument("--batch-seconds", type=float, default=5)
+    parser.add_argument("--before", type=Path, metavar="CHECKOUT",
+                        help="another checkout of the service (e.g. `git worktree add "
+                             "/tmp/before main~1`), run as 'before' in the same rounds")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -160,6 +164,11 @@ def main() -> None:
         servers["no-op"] = Gunicorn(same[0], env, same[1])
         if same != REFERENCE:
             servers["reference"] = Gunicorn(REFERENCE[0], env, REFERENCE[1])
+        if args.before:
+            before = args.before.resolve()
+            servers["before"] = Gunicorn(
+                "app:create_app()", {**env, "ANALYTICS_DB": str(tmp / "before.db"),
+                                     "PYTHONPATH": str(before)}, extra, root=before)
         names = list(servers)
         figures: dict[tuple[str, int], list[dict[str, float]]] = {}
         for c in [int(x) for x in args.connections.split(",")]:
@@ -174,6 +183,8 @@ def main() -> None:
                                 f"p99 {f['p99']:.2f}ms")
                 print(f"c={c} round {r + 1}: " + "; ".join(line), flush=True)
         batch = batch_rate(servers["service"].url, args.batch_seconds)
+        batch_before = (batch_rate(servers["before"].url, args.batch_seconds)
+                        if "before" in servers else None)
     finally:
         for server in servers.values():
             server.stop()
@@ -187,8 +198,9 @@ def main() -> None:
             base_name = base if base in names else "no-op"
             ratios = sorted(s["rate"] / b["rate"]
                             for s, b in zip(service, figures[(base_name, c)]))
-            label = ("no-op route, same server settings" if base == "no-op"
-                     else "reference no-op route, 2 sync workers")
+            label = {"no-op": "no-op route, same server settings",
+                     "before": f"/track/api-call of {args.before}"}.get(
+                         base, "reference no-op route, 2 sync workers")
             print(f"c={c}: /track/api-call vs {label}: {statistics.median(ratios):.2f}x "
                   f"(median of {len(ratios)} rounds, {ratios[0]:.2f}-{ratios[-1]:.2f})")
         for name in names:
@@ -197,6 +209,8 @@ def main() -> None:
                   f"latency median {statistics.median(r['p50'] for r in rows):.2f} ms, "
                   f"p99 {statistics.median(r['p99'] for r in rows):.2f} ms (medians of rounds)")
     print(f"/track/batch: {batch:,.0f} events/s (1,000 events a request, 2 clients)")
+    if batch_before is not None:
+        print(f"/track/batch of {args.before}: {batch_before:,.0f} events/s")
 
 
 if __name__ == "__main__":

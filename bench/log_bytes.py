@@ -39,7 +39,7 @@ def main() -> None:
                             "latencyMs": round(rng.lognormvariate(3.2, 0.9), 3),
                             "success": rng.random() > 0.1}}
         log.append([events.one(body, start_ms + i * 37)])
-    log.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    log.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     pages = log.conn.execute("PRAGMA page_count").fetchone()[0]
     size = log.conn.execute("PRAGMA page_size").fetchone()[0]
     per_object = log.conn.execute(

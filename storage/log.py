@@ -2,7 +2,14 @@
 
 Every write commits before it returns (a single event is one autocommitted INSERT, more
 are one `BEGIN IMMEDIATE … COMMIT`; `append_groups` commits several requests' events in
-one transaction for the group-commit writer), so a return is an acknowledgement. Two
+one transaction for the group-commit writer), so a return is an acknowledgement.
+
+One connection writes, and only one thread uses it at a time (the service's writer; the
+CLI's one thread). Reads go through a connection of the reading thread's own (`conn`): a
+SQLite connection has one transaction state and one last-error code for all its threads,
+so a read on the writing connection can end the writer's transaction under it or hand it
+another statement's error — events were acknowledged and not stored, or told they were
+duplicates, that way. WAL lets the readers run beside the writer. Two
 gunicorn workers share the file; SQLite's own busy handler sleeps a millisecond or more
 before retrying, which halves throughput under contention, so the write lock is retried
 here with sleeps that start at 50 µs. Checkpoints run off the request path
@@ -275,12 +282,13 @@ def _insert_groups(conn: sqlite3.Connection, insert: str, groups: list[list[tupl
                 accepted += 1
         results.append(AppendResult(accepted, len(rows) - accepted))
     if new_rows:
-        before = conn.total_changes
+        inserted = 0
         per = MAX_VARIABLES // len(new_rows[0])
         for i in range(0, len(new_rows), per):
             chunk = new_rows[i:i + per]
-            conn.execute(_insert_many(insert, len(chunk)), [v for row in chunk for v in row])
-        if conn.total_changes - before != len(new_rows):
+            inserted += conn.execute(_insert_many(insert, len(chunk)),
+                                     [v for row in chunk for v in row]).rowcount
+        if inserted != len(new_rows):
             raise sqlite3.DatabaseError("a row expected to be new was not inserted")
     return results
 
@@ -310,7 +318,8 @@ def range_sql(columns: str, since_ms: int | None, until_ms: int | None
 
 
 class EventLog:
-    """One process's connection to the log. Open it after gunicorn forks."""
+    """One process's access to the log: its write connection (for the thread that owns
+    the writes) and a read connection per reading thread. Open it after gunicorn forks."""
 
     def __init__(self, path: str | os.PathLike, *, layout: str = layouts.DEFAULT,
                  sync: str = "normal", busy_timeout_s: float = 5.0,
@@ -321,6 +330,9 @@ class EventLog:
         self._monotonic = monotonic
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self.layout = layouts.get(layout)
         self._insert = insert_sql(self.layout)
         if self.path.parent and not self.path.parent.exists():
@@ -355,9 +367,31 @@ class EventLog:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        """The calling thread's read connection (opened on first use): it can read the
+        log and nothing more. Writes go through `transaction()` and `append`."""
+        reader = getattr(self._local, "conn", None)
+        if reader is None:
+            try:
+                reader = sqlite3.connect(str(self.path), timeout=self._busy_timeout_s,
+                                         isolation_level=None, check_same_thread=False)
+                reader.execute("PRAGMA query_only = ON")
+            except sqlite3.Error as e:
+                raise _translate(e) from e
+            with self._readers_lock:
+                self._readers.append(reader)
+            self._local.conn = reader
+        return reader
+
+    @property
+    def _writer(self) -> sqlite3.Connection:
         return self.db.conn
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.close()
+        self._local = threading.local()
         self.db.close()
 
     # -- writing ---------------------------------------------------------------------------
@@ -384,14 +418,15 @@ class EventLog:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database's write lock; commits on success."""
+        conn = self._writer
         with self._lock:
-            self._retry_busy(self.conn.execute, "BEGIN IMMEDIATE")
+            self._retry_busy(conn.execute, "BEGIN IMMEDIATE")
             try:
-                yield self.conn
-                self.conn.execute("COMMIT")
+                yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     def append(self, events: Sequence[Event]) -> AppendResult:
@@ -426,9 +461,9 @@ class EventLog:
                 accepted = self._insert_one(rows[0])
             else:
                 with self.transaction() as conn:
-                    before = conn.total_changes
-                    conn.executemany(self._insert, rows)
-                    accepted = conn.total_changes - before
+                    # What the statements themselves report, never the connection's
+                    # running total.
+                    accepted = conn.executemany(self._insert, rows).rowcount
         except sqlite3.Error as e:
             raise _translate(e) from e
         return AppendResult(accepted, len(rows) - accepted)
@@ -437,16 +472,14 @@ class EventLog:
         """One event is one statement, which SQLite commits on its own (autocommit):
         the same write lock and commit as BEGIN IMMEDIATE … COMMIT, with two fewer
         statements on the busiest path."""
-        conn = self.conn
+        conn = self._writer
         with self._lock:
-            before = conn.total_changes
-            self._retry_busy(conn.execute, self._insert, row)
-            return conn.total_changes - before
+            return self._retry_busy(conn.execute, self._insert, row).rowcount
 
     def checkpoint(self) -> None:
         """Move the WAL into the database without waiting for readers or writers."""
         try:
-            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.OperationalError:
             pass  # busy: the next round will do it
 

@@ -60,7 +60,10 @@ class Writer:
         self._thread: threading.Thread | None = None
         self.groups = 0  # transactions committed or tried: how well requests are grouped
 
-    def submit(self, events: Sequence[Event], waiter: Hashable | Any, notify: Notify) -> None:
+    def submit(self, events: Sequence[Event] | None, waiter: Hashable | Any,
+               notify: Notify) -> None:
+        """Queue `events`; None queues a probe, whose outcome is whether the log can
+        take a write transaction now (a bool)."""
         with self._cond:
             if self._closing:
                 raise WriterClosed("The service is shutting down; nothing was stored")
@@ -87,6 +90,22 @@ class Writer:
             raise box[0]
         return box[0]
 
+    def writable(self) -> bool:
+        """Whether the log takes a write transaction now, asked of the writer thread."""
+        done = threading.Event()
+        box: list[Any] = []
+
+        def notify(items: list[tuple[Any, Any]]) -> None:
+            box.extend(outcome for _, outcome in items)
+            done.set()
+
+        try:
+            self.submit(None, None, notify)
+        except WriterClosed:
+            return False
+        done.wait()
+        return box[0] is True
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Commit what is queued, then stop the thread. Later submits are refused."""
         with self._cond:
@@ -104,15 +123,26 @@ class Writer:
                 self._cond.wait()
             count, size = 0, 0
             for pending in self._queue:
-                if count and size + len(pending.events) > self._max_group_events:
+                n = len(pending.events) if pending.events is not None else 0
+                if count and size + n > self._max_group_events:
                     break
                 count += 1
-                size += len(pending.events)
+                size += n
             group, self._queue = self._queue[:count], self._queue[count:]
             return group
 
     def _run(self) -> None:
         while (group := self._take()) is not None:
+            probes = [p for p in group if p.events is None]
+            group = [p for p in group if p.events is not None]
+            if probes:
+                try:
+                    ok: Any = self._log.writable()
+                except Exception:
+                    ok = False
+                self._tell(probes, [ok] * len(probes))
+            if not group:
+                continue
             outcomes: list[Outcome]
             try:
                 outcomes = list(self._log.append_groups([p.events for p in group]))
@@ -120,12 +150,17 @@ class Writer:
                 log.exception("group commit failed")
                 outcomes = [e] * len(group)
             self.groups += 1
-            by_notify: dict[int, tuple[Notify, list[tuple[Any, Outcome]]]] = {}
-            for pending, outcome in zip(group, outcomes):
-                by_notify.setdefault(id(pending.notify), (pending.notify, []))[1].append(
-                    (pending.waiter, outcome))
-            for notify, items in by_notify.values():
-                try:
-                    notify(items)
-                except Exception:  # e.g. the waiting event loop has closed
-                    log.exception("could not hand a commit's outcome back")
+            self._tell(group, outcomes)
+
+    @staticmethod
+    def _tell(group: list[_Pending], outcomes: Sequence[Any]) -> None:
+        """Hand each request its outcome: one call per distinct `notify`."""
+        by_notify: dict[int, tuple[Notify, list[tuple[Any, Outcome]]]] = {}
+        for pending, outcome in zip(group, outcomes):
+            by_notify.setdefault(id(pending.notify), (pending.notify, []))[1].append(
+                (pending.waiter, outcome))
+        for notify, items in by_notify.values():
+            try:
+                notify(items)
+            except Exception:  # e.g. the waiting event loop has closed
+                log.exception("could not hand a commit's outcome back")

@@ -200,7 +200,7 @@ def test_sampled_bucket_is_compared_by_sum_of_sample_interval(standin, replayed,
         p["_sample_interval"] = 2
     standin.points[:] = [p for p in standin.points if p not in first_hour[1::2]]
     standin.remove()  # reload the table from the edited points
-    replayed.conn.execute("UPDATE events SET double1 = 2.0 WHERE request_id LIKE 'h0-%'")
+    replayed.db.conn.execute("UPDATE events SET double1 = 2.0 WHERE request_id LIKE 'h0-%'")
 
     code, report = audit_json(standin, db_path)
     h0 = by_bucket(report)["2025-11-24T16:00:00Z"]

@@ -90,11 +90,11 @@ def test_pruning_commits_in_small_batches_and_sequence_numbers_are_not_reused(ev
     event_log.append(aged("old", 35, days=100))
     replay_all(event_log)
     commits: list[str] = []
-    event_log.conn.set_trace_callback(
+    event_log.db.conn.set_trace_callback(
         lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
     pauses: list[float] = []
     assert prune(event_log, NOW, 92, sink="stdout", batch=10, pause=pauses.append) == 34
-    event_log.conn.set_trace_callback(None)
+    event_log.db.conn.set_trace_callback(None)
     assert len(commits) == 4  # 10 + 10 + 10 + 4
     assert len(pauses) == 3
     event_log.append([event("after", NOW_MS)])

@@ -1,0 +1,291 @@
+"""The HTTP resources and middleware: each parses, validates, calls storage through the
+worker's `Services`, and sets the response. Errors are raised, and mapped to HTTP in
+app.py."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+import dashboard
+from storage import replay
+from storage.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
+from storage.aesql.output import CONTENT_TYPES, render
+from storage.cloudflare import CloudflareError, CloudflareQueryRejected
+from storage.config import VERSION
+from storage.events import EventParser, InvalidInput, Schema, parse_json
+from storage.interchange import format_time
+from storage.log import LogError
+from storage.services import Services, now_ms
+
+log = logging.getLogger("analytics_worker")
+
+
+# -- middleware and hooks ----------------------------------------------------------------
+
+def key_matches(given: str, keys: tuple[str, ...]) -> bool:
+    """Constant time: compares with every key, so the time taken does not tell which one
+    nearly matched."""
+    raw = given.encode("utf-8", "surrogatepass")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(raw, key.encode())
+    return matched
+
+
+# The SQL API's own route (SPEC §3.5) authenticates as Cloudflare does: a Bearer token.
+SQL_API_PREFIX = "/client/v4/"
+
+
+class Startup:
+    """Opens the worker's log, writer and background thread when the worker starts, not
+    on its first request. (At exit, after uvicorn has answered every request, the
+    background thread hands the replay lease on: see `_stop_at_exit`.)"""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    async def process_startup(self, scope: dict, event: dict) -> None:
+        try:
+            await self._services.run(lambda: self._services.log)
+        except LogError as e:
+            # Start anyway: requests answer 503/507 and try again, as with a log that
+            # fails later (a worker that fails to boot would stop the whole service).
+            log.warning("the event log cannot be opened yet: %s", e)
+
+
+class RequireInternalKey:
+    """Every route but GET /health, the SQL API route (it takes a Bearer token) and the
+    dashboard's page and files needs one of the configured keys (the page holds no data:
+    it asks for the key and sends it itself)."""
+
+    def __init__(self, keys: tuple[str, ...]):
+        self._keys = keys
+
+    async def process_request(self, req: falcon.asgi.Request,
+                              resp: falcon.asgi.Response) -> None:
+        if req.path == "/health" or req.path.startswith(SQL_API_PREFIX) or (
+                req.method == "GET" and (req.path == "/" or req.path.startswith("/static/"))):
+            return
+        if not key_matches(req.get_header("X-Internal-Auth-Key") or "", self._keys):
+            raise falcon.HTTPUnauthorized(title="Unauthorized")
+
+
+async def read_json(req: falcon.asgi.Request, limit: int) -> Any:
+    """The body as JSON, refusing non-JSON and anything over `limit` bytes unread."""
+    if not (req.content_type or "").split(";")[0].strip().lower().endswith(("/json", "+json")):
+        raise falcon.HTTPUnsupportedMediaType(
+            title="Content-Type must be application/json")
+    if req.content_length is not None and req.content_length > limit:
+        raise falcon.HTTPContentTooLarge(title=f"Body is over the limit of {limit} bytes")
+    body = await req.bounded_stream.read(limit + 1)
+    if len(body) > limit:
+        raise falcon.HTTPContentTooLarge(title=f"Body is over the limit of {limit} bytes")
+    return parse_json(body)
+
+
+# -- resources ---------------------------------------------------------------------------
+
+# The answers of /track/api-call, encoded once: this is the busiest route.
+ACCEPTED = json.dumps({"success": True}).encode()
+DUPLICATE = json.dumps({"success": True, "duplicate": True}).encode()
+
+
+class Track:
+    """POST /track/<type>: one event of a type of the layout."""
+
+    def __init__(self, services: Services, parser: EventParser, type_: str):
+        self._services = services
+        self._parser = parser
+        self._type = type_
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_body_bytes)
+        event = self._parser.one(doc, now_ms(self._services.clock), self._type)
+        result = await self._services.append([event])
+        if event.ignored:
+            resp.media = {"success": True, "ignored": list(event.ignored)}
+            if result.duplicates:
+                resp.media["duplicate"] = True
+        else:
+            resp.data = DUPLICATE if result.duplicates else ACCEPTED
+
+
+class Batch:
+    def __init__(self, services: Services, parser: EventParser):
+        self._services = services
+        self._parser = parser
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_batch_bytes)
+        events = self._parser.many(doc, now_ms(self._services.clock))
+        result = await self._services.append(events)
+        resp.media = {"success": True, "accepted": result.accepted,
+                      "duplicates": result.duplicates}
+        ignored = [{"index": i, "keys": list(e.ignored)} for i, e in enumerate(events)
+                   if e.ignored]
+        if ignored:
+            resp.media["ignored"] = ignored
+
+
+class Query:
+    def __init__(self, services: Services, schema: Schema):
+        self._services = services
+        self._schema = schema
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_body_bytes)
+        details = self._schema.check(doc)
+        if details:
+            raise InvalidInput("The query is not valid", details)
+        answer = await self._services.run(self._query, doc["query"],
+                                          doc.get("params") or [], doc.get("source", "auto"))
+        result = answer.result
+        resp.set_header("X-Analytics-Source", answer.source)
+        if result.format not in (None, "JSON"):  # the clause picks the body's format
+            resp.content_type = CONTENT_TYPES[result.format]
+            resp.data = render(result, result.format)
+            return
+        resp.media = {"success": True, "results": result.rows, "meta": result.meta,
+                      "rows": len(result.rows), "source": answer.source}
+        if answer.replay_lag_ms is not None:
+            resp.media["replayLagMs"] = answer.replay_lag_ms
+        if result.truncated:
+            resp.media["truncated"] = True
+
+    def _query(self, sql: str, params: list, source: str) -> Any:
+        return self._services.router.query(sql, params, source)
+
+
+class SqlApiError(Exception):
+    """An answer of the SQL API route in Cloudflare's own shapes (SPEC §3.5)."""
+
+    def __init__(self, status: int, message: str, *, plain: bool = False, code: int = 10000):
+        super().__init__(message)
+        self.status, self.message, self.plain, self.code = status, message, plain, code
+
+
+class SqlApi:
+    """`POST /client/v4/accounts/{account_id}/analytics_engine/sql`: Analytics Engine's
+    SQL API, answered with the routing of /query's `auto`, so that any Analytics Engine
+    client works with its API base pointed here. Any account id is accepted: the dataset
+    is this service's."""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                      account_id: str) -> None:
+        config = self._services.config
+        auth = req.get_header("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not key_matches(token.strip(), config.internal_keys):
+            raise SqlApiError(401, "Authentication error")
+        limit = config.max_body_bytes
+        if req.content_length is not None and req.content_length > limit:
+            raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
+        body = await req.bounded_stream.read(limit + 1)
+        if len(body) > limit:
+            raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
+        try:
+            answer = await self._services.run(self._query, body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise SqlApiError(422, PREFIX + "the body is not UTF-8 text", plain=True) from None
+        except (InvalidQuery, ParamsMismatch, CloudflareQueryRejected) as e:
+            text = " ".join(str(getattr(e, "message", None) or e).split())
+            raise SqlApiError(422, text if text.startswith(PREFIX) else PREFIX + text,
+                              plain=True) from None
+        except QueryTimeout as e:
+            raise SqlApiError(504, str(e)) from None
+        except CloudflareError as e:
+            raise SqlApiError(e.status, e.message) from None
+        except LogError as e:
+            raise SqlApiError(503, str(e)) from None
+        fmt = answer.result.format or "JSON"
+        resp.set_header("X-Analytics-Source", answer.source)
+        resp.content_type = CONTENT_TYPES[fmt]
+        resp.data = render(answer.result, fmt)
+
+    def _query(self, sql: str) -> Any:
+        return self._services.router.query(sql, [], "auto", count_before_limit=True)
+
+
+class Health:
+    def __init__(self, services: Services):
+        self._services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        writable = await self._services.writable()
+        if writable and self._services.config.layout == "hoox":
+            # The platform's own shape, which its workers' health checks read.
+            resp.media = {"status": "ok", "success": True,
+                          "result": {"status": "ok",
+                                     "timestamp": format_time(now_ms(self._services.clock)),
+                                     "service": "analytics-worker"}}
+        elif writable:
+            resp.media = {"status": "ok"}
+        else:
+            resp.status = falcon.HTTP_503
+            resp.media = {"status": "unavailable", "success": False,
+                          "error": "The event log is not writable"}
+
+
+class Status:
+    def __init__(self, services: Services):
+        self._services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = await self._services.run(self._status)
+
+    def _status(self) -> dict[str, Any]:
+        event_log = self._services.log
+        config = self._services.config
+        breaker = self._services.router.breaker
+        return {
+            "success": True,
+            "version": VERSION,
+            "layout": config.layout,
+            "dataset": config.dataset,
+            "database": str(event_log.path),
+            "events": event_log.count(),
+            "logBytes": event_log.size_bytes(),
+            "replay": replay.status(event_log, config.sink, now_ms(self._services.clock)),
+            # The SQL API as this worker last saw it; null until a query asked it.
+            "cloudflare": {"configured": config.cloudflare_configured,
+                           "reachable": breaker.reachable,
+                           "lastSuccessAt": _iso(breaker.last_success),
+                           "lastErrorAt": _iso(breaker.last_failure),
+                           "lastError": breaker.last_error,
+                           "coolingDown": not breaker.allows()},
+        }
+
+
+class DashboardFile:
+    """GET / (the page) and GET /static/{name}: only the dashboard package's own files,
+    looked up by name in what was read at start, so no path reaches the file system."""
+
+    def __init__(self, assets: dict[str, dashboard.Asset]):
+        self._assets = assets
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                     name: str = "index.html") -> None:
+        asset = self._assets.get(name)
+        if asset is None:
+            raise falcon.HTTPNotFound()
+        resp.data = asset.body
+        resp.content_type = asset.content_type
+        # Small files: always revalidate, so a new version shows on the next load.
+        resp.cache_control = ["no-cache"]
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Content-Security-Policy",
+                        "default-src 'self'; img-src 'self' data:; "
+                        "frame-ancestors 'none'")
+
+
+def _iso(seconds: float | None) -> str | None:
+    return None if seconds is None else format_time(int(seconds * 1000))

@@ -1,0 +1,220 @@
+"""What one worker process needs, opened after gunicorn forks: the log, the writer that
+commits its events, the HTTP client, the query router and the background thread (replay,
+checkpoints, retention). Resources reach storage only through it.
+
+A resource never blocks the event loop on storage: events are committed by the
+writer (`await services.append(events)`), and every other storage call runs on the
+thread pool (`await services.run(fn, *args)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import logging
+import os
+import threading
+import weakref
+from typing import Any, Callable
+
+import httpx
+
+from . import replay, retention, sink
+from .aesql import LocalEngine
+from .cloudflare import CloudflareSQL
+from .config import Config
+from .log import AppendResult, EventLog, LogError
+from .router import Breaker, Router
+from .writer import Outcome, Writer
+
+log = logging.getLogger("analytics_worker")
+
+Clock = Callable[[], float]
+
+
+def now_ms(clock: Clock) -> int:
+    return int(round(clock() * 1000))
+
+
+class Services:
+    """What one worker process needs, opened lazily so that nothing is shared across a
+    fork: after a fork (new pid) everything is opened again."""
+
+    def __init__(self, config: Config, clock: Clock, *, http: httpx.Client | None = None,
+                 background: bool = True):
+        self.config = config
+        self.clock = clock
+        self._given_http = http
+        self._background = background
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._log: EventLog | None = None
+        self._writer: Writer | None = None
+        self._notify: tuple[asyncio.AbstractEventLoop, Callable[..., None]] | None = None
+        self._http: httpx.Client | None = None
+        self._router: Router | None = None
+        self._loop: replay.ReplayLoop | None = None
+
+    @property
+    def log(self) -> EventLog:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._log = EventLog(self.config.db_path, layout=self.config.layout,
+                                         sync=self.config.sync)
+                    self._writer = Writer(self._log)
+                    atexit.register(_close_at_exit, weakref.ref(self._writer))
+                    self._http, self._router, self._loop = None, None, None
+                    self._pid = os.getpid()
+                    if self._background:
+                        self._loop = self._replay_loop()
+                        self._loop.start()
+                        # A worker that exits cleanly hands the lease on at once.
+                        atexit.register(_stop_at_exit, weakref.ref(self._loop))
+        assert self._log is not None
+        return self._log
+
+    @property
+    def writer(self) -> Writer:
+        self.log  # noqa: B018 — opens this process's services first
+        assert self._writer is not None
+        return self._writer
+
+    async def append(self, events: list) -> AppendResult:
+        """Commit `events` through the group-commit writer; returns once their transaction
+        committed, or raises what committing them alone would have raised."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self.writer.submit(events, waiter, self._notifier(loop))
+        outcome = await waiter
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def writable(self) -> bool:
+        """Whether the log takes writes now, asked of the writer thread: it alone uses
+        the write connection."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        try:
+            self.writer.submit(None, waiter, self._notifier(loop))
+        except LogError:
+            return False
+        return await waiter is True
+
+    def _notifier(self, loop: asyncio.AbstractEventLoop) -> Callable[..., None]:
+        """One wake-up of `loop` per committed group, however many requests it held."""
+        if self._notify is None or self._notify[0] is not loop:
+            def notify(items: list[tuple[asyncio.Future, Outcome]]) -> None:
+                loop.call_soon_threadsafe(_settle, items)
+            self._notify = (loop, notify)
+        return self._notify[1]
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the thread pool: storage calls that may block (a local query, a
+        write lock held by the other worker) never stall the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(fn, *args))
+
+    @property
+    def http(self) -> httpx.Client:
+        """One client per process (connections are reused, never across a fork)."""
+        self.log  # noqa: B018 — opens this process's services first
+        if self._given_http is not None:
+            return self._given_http
+        with self._lock:
+            return self._client_unlocked()
+
+    @property
+    def router(self) -> Router:
+        event_log = self.log
+        with self._lock:
+            if self._router is None:
+                self._router = self._make_router(event_log)
+        return self._router
+
+    def _make_router(self, event_log: EventLog) -> Router:
+        config = self.config
+        local = LocalEngine(config.db_path, dataset=config.dataset,
+                            timeout_ms=config.query_timeout_ms,
+                            max_rows=config.query_max_rows, now=self.clock)
+        cloud = None
+        if config.cloudflare_configured:
+            cloud = CloudflareSQL.from_config(config, self._given_http or self._client_unlocked())
+
+        def replay_lag_ms() -> int:
+            # Only the relay puts events into Cloudflare.
+            return replay.lag_ms(event_log, "relay", now_ms(self.clock))
+
+        return Router(local=local, cloud=cloud,
+                      breaker=Breaker(config.cloudflare_cooldown_ms / 1000.0, self.clock),
+                      replay_lag_ms=replay_lag_ms, max_lag_ms=config.max_lag_ms)
+
+    def _client_unlocked(self) -> httpx.Client:
+        if self._http is None:
+            timeout = httpx.Timeout(self.config.cloudflare_timeout_ms / 1000.0)
+            self._http = httpx.Client(timeout=timeout, follow_redirects=False)
+        return self._http
+
+    def _replay_loop(self) -> replay.ReplayLoop:
+        """This process's background thread: WAL checkpoints and, with a sink, replay
+        (contending for the lease). It holds only a weak reference to these services,
+        so it ends when the app is gone (tests create many apps)."""
+        config, clock = self.config, self.clock
+        this = weakref.ref(self)
+
+        def make_replayer(event_log: EventLog) -> replay.Replayer | None:
+            if config.sink == "none":
+                return None
+            services = this()
+            if services is None:
+                return None
+            target = sink.from_config(config.sink, relay_url=config.relay_url,
+                                      relay_key=config.relay_key,
+                                      timeout_ms=config.cloudflare_timeout_ms,
+                                      http=services.http, clock=clock)
+            cap_s = config.replay_backoff_max_ms / 1000.0
+            return replay.Replayer(event_log, target, lease_ms=config.replay_lease_ms,
+                                   send_timeout_ms=config.cloudflare_timeout_ms,
+                                   backoff=replay.Backoff(base_s=min(0.5, cap_s), cap_s=cap_s),
+                                   clock=clock)
+
+        def prune(event_log: EventLog) -> None:
+            retention.prune(event_log, clock(), config.retention_days, sink=config.sink)
+
+        return replay.ReplayLoop(
+            lambda: EventLog(config.db_path, layout=config.layout, sync=config.sync),
+            make_replayer,
+            maintain=prune, alive=lambda: this() is not None)
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            if self._loop is not None:
+                self._loop.stop()
+            if self._writer is not None:
+                self._writer.close()
+            if self._log is not None:
+                self._log.close()
+            if self._http is not None:
+                self._http.close()
+        self._log, self._http, self._router, self._loop, self._pid = None, None, None, None, 0
+        self._writer, self._notify = None, None
+
+
+def _settle(items: list[tuple[asyncio.Future, Outcome]]) -> None:
+    for waiter, outcome in items:
+        if not waiter.done():
+            waiter.set_result(outcome)
+
+
+def _close_at_exit(writer: "weakref.ref[Writer]") -> None:
+    running = writer()
+    if running is not None:
+        running.close(timeout_s=5.0)
+
+
+def _stop_at_exit(loop: "weakref.ref[replay.ReplayLoop]") -> None:
+    running = loop()
+    if running is not None:
+        running.stop(timeout_s=1.0)

@@ -10,6 +10,7 @@ first use), after the fork (`storage/services.py`). The resources are in `resour
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from typing import Any, Callable
@@ -27,7 +28,7 @@ from storage.cloudflare import CloudflareError
 from storage.config import Config, ConfigError
 from storage.events import EventParser, InvalidInput, Schema, load_schema
 from storage.log import LogError, LogFull, check_layout
-from storage.services import Clock, Services
+from storage.services import WRITER_SOCKET_ENV, Clock, Services
 
 log = logging.getLogger("analytics_worker")
 
@@ -123,10 +124,13 @@ ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
 
 def create_app(config: Config | None = None, *, clock: Clock = time.time,
                new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-               http: httpx.Client | None = None, background: bool = True) -> falcon.asgi.App:
+               http: httpx.Client | None = None, background: bool = True,
+               writer_socket: str | None = None) -> falcon.asgi.App:
     """`http`: the client for Cloudflare and the relay (default: one per process).
     `background`: run the replay/checkpoint thread in each process (tests that drive
-    replay themselves turn it off)."""
+    replay themselves turn it off). `writer_socket`: the service's writer process
+    (default: `$ANALYTICS_WRITER_SOCKET`, which gunicorn's master sets when it starts the
+    writer; unset, each process commits through a writer thread of its own)."""
     config = Config.from_env() if config is None else config
     config.require_keys()
     if config.sink == "relay" and not config.relay_url:
@@ -134,7 +138,10 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
                           "it to the relay Worker's /ingest URL")
     # A log of another layout: refuse now, with the log left as it is.
     check_layout(config.db_path, config.layout)
-    services = Services(config, clock, http=http, background=background)
+    if writer_socket is None:
+        writer_socket = os.environ.get(WRITER_SOCKET_ENV) or None
+    services = Services(config, clock, http=http, background=background,
+                        writer_socket=writer_socket)
     layout = layouts.get(config.layout)
     parser = EventParser(new_id, layout)
 

@@ -2,13 +2,19 @@
 
 Each worker is uvicorn's (an event loop with uvloop and httptools) running the ASGI app:
 slow or idle connections wait on the loop instead of holding a worker, keep-alive
-connections are served, and the events of concurrent requests are committed together.
+connections are served. The master also starts the service's writer, one process that
+commits the events of every worker (`storage/writer_process.py`), before the workers, and
+starts it again if it dies; it stops it after the workers have exited.
 """
 
+import os
 import sys
+import tempfile
 
 from storage.config import Config, ConfigError
 from storage.log import LayoutMismatch, check_layout
+from storage.services import WRITER_SOCKET_ENV
+from storage.writer_process import Supervisor
 
 bind = "127.0.0.1:8787"
 workers = 2
@@ -37,3 +43,29 @@ def on_starting(server) -> None:
     except (ConfigError, LayoutMismatch) as e:
         print(f"analytics-worker: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+_supervisor: Supervisor | None = None
+
+
+def when_ready(server) -> None:
+    """Before the first worker: the writer, on a socket in a directory of its own."""
+    global _supervisor
+    directory = tempfile.mkdtemp(prefix="analytics-writer-")
+    path = os.path.join(directory, "writer.sock")
+    root = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    _supervisor = Supervisor(path, env=env)
+    _supervisor.start()
+    os.environ[WRITER_SOCKET_ENV] = path  # the workers, forked after this, find it
+
+
+def on_exit(server) -> None:
+    """After the workers have exited (they finished their requests): the writer last."""
+    if _supervisor is not None:
+        _supervisor.stop()
+        try:
+            os.rmdir(os.path.dirname(_supervisor.socket_path))
+        except OSError:
+            pass

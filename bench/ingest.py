@@ -6,7 +6,8 @@
   concurrent connections;
 - the median and 99th percentile latency of /track/api-call at 64 connections (wrk
   --latency; the median over the rounds);
-- /track/batch events/s, 1,000 events a request from 2 clients.
+- /track/batch events/s, 500 events a request from 4 clients, on keep-alive connections
+  and on a connection per request.
 
     .venv/bin/python bench/ingest.py [--rounds 6] [--seconds 3] [--connections 8,64]
         [--worker-class gthread --threads 4]   # another worker class for service and no-op
@@ -96,30 +97,37 @@ def wrk(url: str, seconds: int, connections: int, tag: str) -> dict[str, float]:
             "p50": _ms(*p50.groups()), "p99": _ms(*p99.groups())}
 
 
-def batch_rate(url: str, seconds: float, threads: int = 2, size: int = 1000) -> float:
+def batch_rate(url: str, seconds: float, clients: int = 4, size: int = 500,
+               keepalive: bool = True) -> float:
+    """Events/s stored by `clients` threads posting batches of `size` distinct events, on
+    keep-alive connections or a connection per request. Bodies come from one template
+    (a prefix replaced per request), so that the client spends little of the machine."""
     accepted = 0
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
+    template = json.dumps({"events": [
+        {"requestId": f"@@PREFIX@@-{i}",
+         "payload": {"worker": "trade-worker", "endpoint": "/webhook", "latencyMs": 24.5,
+                     "success": True}} for i in range(size)]}).encode()
+    run_id = os.urandom(4).hex()
+    headers = {"X-Internal-Auth-Key": KEY, "Content-Type": "application/json"}
+    if not keepalive:
+        headers["Connection"] = "close"
 
     def run(tid: int) -> None:
         nonlocal accepted
         n = 0
-        with httpx.Client(base_url=url, headers={"X-Internal-Auth-Key": KEY}, timeout=30) as c:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
             while time.monotonic() < deadline and n < 10_000:
-                events = [{"requestId": f"batch-{tid}-{n}-{i}",
-                           "payload": {"worker": "trade-worker", "endpoint": "/webhook",
-                                       "latencyMs": 24.5, "success": True}}
-                          for i in range(size)]
-                body = json.dumps({"events": events})
-                r = c.post("/track/batch", content=body,
-                           headers={"Content-Type": "application/json"})
+                body = template.replace(b"@@PREFIX@@", f"b{run_id}-{tid}-{n}".encode())
+                r = c.post("/track/batch", content=body)
                 r.raise_for_status()
                 with lock:
                     accepted += r.json()["accepted"]
                 n += 1
 
     start = time.monotonic()
-    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(clients)]
     for w in workers:
         w.start()
     for w in workers:
@@ -136,7 +144,8 @@ def main() -> None:
     parser.add_argument("--connections", default="8,64")
     parser.add_argument("--worker-class", help="instead of gunicorn_conf's")
     parser.add_argument("--threads", type=int, help="threads per worker (gthread)")
-    parser.add_argument("--batch-seconds", type=float, default=5)
+    parser.add_argument("--batch-seconds", type=float, default=4)
+    parser.add_argument("--batch-rounds", type=int, default=2)
     parser.add_argument("--before", type=Path, metavar="CHECKOUT",
                         help="another checkout of the service (e.g. `git worktree add "
                              "/tmp/before main~1`), run as 'before' in the same rounds")
@@ -182,9 +191,17 @@ def main() -> None:
                     line.append(f"{name} {f['rate']:.0f}/s p50 {f['p50']:.2f}ms "
                                 f"p99 {f['p99']:.2f}ms")
                 print(f"c={c} round {r + 1}: " + "; ".join(line), flush=True)
-        batch = batch_rate(servers["service"].url, args.batch_seconds)
-        batch_before = (batch_rate(servers["before"].url, args.batch_seconds)
-                        if "before" in servers else None)
+        batched = [n for n in ("service", "before") if n in servers]
+        batches: dict[tuple[str, bool], list[float]] = {}
+        for r in range(args.batch_rounds):
+            for keepalive in (True, False):
+                for name in batched:
+                    rate = batch_rate(servers[name].url, args.batch_seconds,
+                                      keepalive=keepalive)
+                    batches.setdefault((name, keepalive), []).append(rate)
+                    print(f"batch round {r + 1}: {name} "
+                          f"{'keep-alive' if keepalive else 'closing'} {rate:,.0f} events/s",
+                          flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -208,9 +225,11 @@ def main() -> None:
             print(f"c={c}: {name}: {statistics.median(r['rate'] for r in rows):,.0f} req/s, "
                   f"latency median {statistics.median(r['p50'] for r in rows):.2f} ms, "
                   f"p99 {statistics.median(r['p99'] for r in rows):.2f} ms (medians of rounds)")
-    print(f"/track/batch: {batch:,.0f} events/s (1,000 events a request, 2 clients)")
-    if batch_before is not None:
-        print(f"/track/batch of {args.before}: {batch_before:,.0f} events/s")
+    for (name, keepalive), rates in batches.items():
+        label = "service" if name == "service" else str(args.before)
+        print(f"/track/batch, {label}: {statistics.median(rates):,.0f} events/s (median of "
+              f"{len(rates)}; 500 events a request, 4 clients, "
+              f"{'keep-alive connections' if keepalive else 'a connection per request'})")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest request body, except /track/batch."),
     Setting("ANALYTICS_MAX_BATCH_BYTES", "max_batch_bytes", _positive_int,
             "Largest /track/batch body."),
+    Setting("ANALYTICS_WRITER_QUEUE_EVENTS", "writer_queue_events", _positive_int,
+            "Events a worker may have waiting for the service's writer at once; past it, "
+            "requests wait up to 4 s for room, then get a 503 with nothing stored."),
 )
 
 
@@ -145,6 +148,7 @@ class Config:
     query_max_rows: int = 10000
     max_body_bytes: int = 65536
     max_batch_bytes: int = 1048576
+    writer_queue_events: int = 100_000
 
     def __post_init__(self) -> None:
         if not self.dataset:

@@ -258,8 +258,8 @@ def _select_existing(ids: int) -> str:
     return f"SELECT request_id FROM events WHERE request_id IN ({', '.join('?' * ids)})"
 
 
-def _insert_groups(conn: sqlite3.Connection, insert: str, groups: list[list[tuple]]
-                   ) -> list[AppendResult]:
+def _insert_groups(conn: sqlite3.Connection, insert: str,
+                   groups: Sequence[Sequence[Sequence[Any]]]) -> list[AppendResult]:
     """Insert the rows of several requests inside the caller's transaction, with a few
     statements whatever their number: one lookup of the requestIds already stored and
     one multi-row INSERT of the rest. (Every statement step hands Python's GIL to the
@@ -271,7 +271,7 @@ def _insert_groups(conn: sqlite3.Connection, insert: str, groups: list[list[tupl
     for i in range(0, len(ids), MAX_VARIABLES):
         chunk = ids[i:i + MAX_VARIABLES]
         seen.update(r[0] for r in conn.execute(_select_existing(len(chunk)), chunk))
-    new_rows: list[tuple] = []
+    new_rows: list[Sequence[Any]] = []
     results = []
     for rows in groups:
         accepted = 0
@@ -324,7 +324,9 @@ class EventLog:
     def __init__(self, path: str | os.PathLike, *, layout: str = layouts.DEFAULT,
                  sync: str = "normal", busy_timeout_s: float = 5.0,
                  monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, write: bool = True):
+        """`write=False`: reads only, for a process whose events another process (the
+        service's writer) commits: no write connection, and the log must exist."""
         self.path = Path(path)
         self._busy_timeout_s = busy_timeout_s
         self._monotonic = monotonic
@@ -335,6 +337,12 @@ class EventLog:
         self._readers_lock = threading.Lock()
         self.layout = layouts.get(layout)
         self._insert = insert_sql(self.layout)
+        self.db: sqlite_utils.Database | None = None
+        if not write:
+            if not self.path.exists():
+                raise LogUnavailable(f"The event log {self.path} does not exist yet")
+            check_layout(self.path, layout)
+            return
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -384,6 +392,8 @@ class EventLog:
 
     @property
     def _writer(self) -> sqlite3.Connection:
+        if self.db is None:
+            raise LogUnavailable("This process reads the log; the service's writer writes it")
         return self.db.conn
 
     def close(self) -> None:
@@ -392,7 +402,8 @@ class EventLog:
         for reader in readers:
             reader.close()
         self._local = threading.local()
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -440,7 +451,12 @@ class EventLog:
         request its own result. When that transaction fails, each request is tried again
         alone, so each gets exactly the outcome it would have had alone (a duplicate is
         still a duplicate, a full disk still LogFull) and a batch stays all or nothing."""
-        rows = [event_rows(events, self.layout) for events in groups]
+        return self.append_row_groups([event_rows(events, self.layout) for events in groups])
+
+    def append_row_groups(self, rows: Sequence[Sequence[Sequence[Any]]]
+                          ) -> list[AppendResult | LogError]:
+        """`append_groups` for requests already made rows (`event_rows`): what the
+        service's writer process receives from the workers."""
         if len(rows) > 1 or (rows and len(rows[0]) > 1):
             try:
                 with self.transaction() as conn:
@@ -455,7 +471,7 @@ class EventLog:
                 outcomes.append(e)
         return outcomes
 
-    def _append_rows(self, rows: list[tuple]) -> AppendResult:
+    def _append_rows(self, rows: Sequence[Sequence[Any]]) -> AppendResult:
         try:
             if len(rows) == 1:
                 accepted = self._insert_one(rows[0])

@@ -24,9 +24,14 @@ from . import replay, retention, sink
 from .aesql import LocalEngine
 from .cloudflare import CloudflareSQL
 from .config import Config
-from .log import AppendResult, EventLog, LogError
+from .log import AppendResult, EventLog, LogError, event_rows
 from .router import Breaker, Router
 from .writer import Outcome, Writer
+from .writer_client import WriterClient
+
+# Set by gunicorn's master (`gunicorn_conf`) once it has started the service's writer
+# process; without it (in process, in tests) each process commits through a thread.
+WRITER_SOCKET_ENV = "ANALYTICS_WRITER_SOCKET"
 
 log = logging.getLogger("analytics_worker")
 
@@ -42,8 +47,11 @@ class Services:
     fork: after a fork (new pid) everything is opened again."""
 
     def __init__(self, config: Config, clock: Clock, *, http: httpx.Client | None = None,
-                 background: bool = True):
+                 background: bool = True, writer_socket: str | None = None):
+        """`writer_socket`: the service's writer process; None: a writer thread here."""
         self.config = config
+        self._writer_socket = writer_socket
+        self._client: WriterClient | None = None
         self.clock = clock
         self._given_http = http
         self._background = background
@@ -61,10 +69,17 @@ class Services:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    self._log = EventLog(self.config.db_path, layout=self.config.layout,
-                                         sync=self.config.sync)
-                    self._writer = Writer(self._log)
-                    atexit.register(_close_at_exit, weakref.ref(self._writer))
+                    if self._writer_socket:
+                        # The writer process created the log before it answered.
+                        self._log = EventLog(self.config.db_path, layout=self.config.layout,
+                                             write=False)
+                        self._client = WriterClient(
+                            self._writer_socket, max_events=self.config.writer_queue_events)
+                    else:
+                        self._log = EventLog(self.config.db_path, layout=self.config.layout,
+                                             sync=self.config.sync)
+                        self._writer = Writer(self._log)
+                        atexit.register(_close_at_exit, weakref.ref(self._writer))
                     self._http, self._router, self._loop = None, None, None
                     self._pid = os.getpid()
                     if self._background:
@@ -84,6 +99,9 @@ class Services:
     async def append(self, events: list) -> AppendResult:
         """Commit `events` through the group-commit writer; returns once their transaction
         committed, or raises what committing them alone would have raised."""
+        event_log = self.log
+        if self._client is not None:
+            return await self._client.append(event_rows(events, event_log.layout))
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.writer.submit(events, waiter, self._notifier(loop))
@@ -95,6 +113,12 @@ class Services:
     async def writable(self) -> bool:
         """Whether the log takes writes now, asked of the writer thread: it alone uses
         the write connection."""
+        try:
+            self.log  # noqa: B018 — opens this process's services first
+        except LogError:
+            return False
+        if self._client is not None:
+            return await self._client.writable()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         try:
@@ -194,12 +218,14 @@ class Services:
                 self._loop.stop()
             if self._writer is not None:
                 self._writer.close()
+            if self._client is not None:
+                self._client.close()
             if self._log is not None:
                 self._log.close()
             if self._http is not None:
                 self._http.close()
         self._log, self._http, self._router, self._loop, self._pid = None, None, None, None, 0
-        self._writer, self._notify = None, None
+        self._writer, self._notify, self._client = None, None, None
 
 
 def _settle(items: list[tuple[asyncio.Future, Outcome]]) -> None:

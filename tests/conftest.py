@@ -139,11 +139,20 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"gunicorn did not start: {self.log_file.read_text()}")
 
-    def worker_pids(self) -> list[int]:
+    def _children(self) -> list[tuple[int, str]]:
         assert self.proc is not None
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+        out = subprocess.run(["pgrep", "-a", "-P", str(self.proc.pid)], capture_output=True,
                              text=True).stdout
-        return [int(p) for p in out.split()]
+        return [(int(pid), cmd) for pid, _, cmd in
+                (line.partition(" ") for line in out.splitlines())]
+
+    def worker_pids(self) -> list[int]:
+        return [pid for pid, cmd in self._children() if "storage.writer_process" not in cmd]
+
+    def writer_pid(self) -> int | None:
+        """The service's writer process, started by the master."""
+        pids = [pid for pid, cmd in self._children() if "storage.writer_process" in cmd]
+        return pids[0] if pids else None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,275 @@
+"""The service's writer: one process that owns the log's only connection for events.
+
+The workers send it rows over a Unix socket (`storage/wire.py`); it reads everything the
+workers sent while it was committing, commits it in one transaction
+(`EventLog.append_row_groups`), and only then answers each request. So groups grow with
+the load, no two processes contend for the file, and an answer still means committed.
+Committing blocks its event loop, which has nothing else to do: what arrives meanwhile
+waits in the socket buffers and forms the next group.
+
+gunicorn's master starts and supervises it (`Supervisor`, from `gunicorn_conf`'s hooks):
+if it dies it is started again, and the workers reconnect. It exits when its parent does,
+and on SIGTERM once the workers have hung up (they finish their requests first).
+
+    python -m storage.writer_process SOCKET   # with the service's ANALYTICS_* settings
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import wire
+from .config import Config
+from .log import EventLog, LogError, LogFull
+
+log = logging.getLogger("analytics_worker")
+
+# A transaction stops growing at this many events; whatever is left goes into the next.
+MAX_GROUP_EVENTS = 20_000
+CHECKPOINT_EVERY_S = 1.0
+# After SIGTERM, the longest the writer waits for the workers to hang up.
+DRAIN_S = 30.0
+
+
+class _Pending:
+    __slots__ = ("peer", "tag", "rows")
+
+    def __init__(self, peer: "_Peer", tag: int, rows: list | None):
+        self.peer, self.tag, self.rows = peer, tag, rows
+
+
+class _Peer(asyncio.Protocol):
+    """One worker's connection."""
+
+    def __init__(self, server: "WriterServer"):
+        self._server = server
+        self._reader = wire.Reader(wire.REQUEST)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._server.peers.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.peers.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for (tag, kind), payload in self._reader.feed(data):
+                rows = wire.rows_of(payload) if kind == wire.APPEND else None
+                self._server.queue(_Pending(self, tag, rows))
+        except (wire.FrameError, ValueError) as e:
+            log.error("writer: dropping a connection that sent a broken frame: %s", e)
+            if self.transport is not None:
+                self.transport.close()
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+
+class WriterServer:
+    def __init__(self, event_log: EventLog, *, max_group_events: int = MAX_GROUP_EVENTS):
+        self._log = event_log
+        self._max_group_events = max_group_events
+        self._pending: list[_Pending] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.peers: set[_Peer] = set()
+
+    def queue(self, pending: _Pending) -> None:
+        self._pending.append(pending)
+        if not self._scheduled:
+            self._scheduled = True
+            assert self._loop is not None
+            # After every callback of this loop iteration: all the data that is there now
+            # joins the group.
+            self._loop.call_soon(self._commit)
+
+    def _commit(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        while pending:
+            size, count = 0, 0
+            for item in pending:
+                n = len(item.rows) if item.rows is not None else 0
+                if count and size + n > self._max_group_events:
+                    break
+                size += n
+                count += 1
+            group, pending = pending[:count], pending[count:]
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        probes = [p for p in group if p.rows is None]
+        appends = [p for p in group if p.rows is not None]
+        if probes:
+            try:
+                writable = self._log.writable()
+            except Exception:
+                writable = False
+            for p in probes:
+                p.peer.send(wire.answer(p.tag, wire.OK if writable else wire.NOT_WRITABLE))
+        if not appends:
+            return
+        try:
+            outcomes: list[Any] = self._log.append_row_groups([p.rows for p in appends])
+        except Exception as e:  # not the log's own error: every request hears of it
+            log.exception("writer: group commit failed")
+            outcomes = [e] * len(appends)
+        for p, outcome in zip(appends, outcomes):
+            if isinstance(outcome, LogFull):
+                p.peer.send(wire.answer(p.tag, wire.FULL, message=str(outcome)))
+            elif isinstance(outcome, Exception):
+                p.peer.send(wire.answer(p.tag, wire.UNAVAILABLE, message=str(outcome)))
+            else:
+                p.peer.send(wire.answer(p.tag, wire.OK, outcome.accepted, outcome.duplicates))
+
+    async def serve(self, path: str, *, parent: int | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        self._loop.add_signal_handler(signal.SIGTERM, stopping.set)
+        self._loop.add_signal_handler(signal.SIGINT, stopping.set)
+        # A socket of our own, bound before it is announced: a worker never meets a
+        # half-started writer, and a restarted writer replaces the file atomically.
+        temporary = f"{path}.{os.getpid()}"
+        server = await self._loop.create_unix_server(lambda: _Peer(self), temporary,
+                                                     backlog=1024)
+        os.replace(temporary, path)
+        try:
+            while not stopping.is_set():
+                if parent is not None and os.getppid() != parent:
+                    break  # the master is gone: nobody supervises us any more
+                self._log.checkpoint()
+                try:
+                    await asyncio.wait_for(stopping.wait(), CHECKPOINT_EVERY_S)
+                except asyncio.TimeoutError:
+                    pass
+            # The workers finish their requests before they hang up: serve them until then.
+            deadline = time.monotonic() + DRAIN_S
+            while self.peers and time.monotonic() < deadline and (
+                    parent is None or os.getppid() == parent):
+                await asyncio.sleep(0.05)
+        finally:
+            server.close()
+            if self._pending:
+                self._commit()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.exit("usage: python -m storage.writer_process SOCKET")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s writer %(message)s")
+    config = Config.from_env()
+    parent = os.getppid()
+    try:
+        event_log = EventLog(config.db_path, layout=config.layout, sync=config.sync)
+    except LogError as e:
+        log.error("writer: the event log cannot be opened: %s", e)
+        sys.exit(3)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # uvloop comes with uvicorn[standard]; asyncio's loop also works
+        pass
+    try:
+        asyncio.run(WriterServer(event_log).serve(args[0], parent=parent))
+    finally:
+        event_log.close()
+
+
+# -- supervision, from gunicorn's master ----------------------------------------------------
+
+class Supervisor:
+    """Starts the writer, waits until it answers, and starts it again whenever it exits,
+    until `stop()`. Runs a thread in gunicorn's master (gunicorn may reap the writer
+    itself: `Popen.poll` still tells that it exited)."""
+
+    def __init__(self, socket_path: str, env: dict[str, str] | None = None,
+                 cwd: str | None = None, start_timeout_s: float = 20.0):
+        self.socket_path = socket_path
+        self._env = env
+        self._cwd = cwd
+        self._start_timeout_s = start_timeout_s
+        self._stopping = threading.Event()
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread = threading.Thread(target=self._watch, name="writer-supervisor",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "storage.writer_process", self.socket_path],
+            env=self._env, cwd=self._cwd)
+        self.starts += 1
+        deadline = time.monotonic() + self._start_timeout_s
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if self._proc.poll() is not None:
+                return  # it failed to start: the watcher tries again
+            if _answers(self.socket_path, self._proc.pid):
+                return
+            time.sleep(0.02)
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            proc = self._proc
+            if proc is not None and proc.poll() is not None:
+                if self._stopping.is_set():
+                    return
+                log.warning("the writer exited (%s); starting it again", proc.returncode)
+                time.sleep(0.05 if self.starts < 3 else 0.5)  # no busy loop on a bad log
+                self._spawn()
+            self._stopping.wait(0.05)
+
+    def stop(self, timeout_s: float = DRAIN_S + 5) -> None:
+        """After the workers have exited: the writer commits what it holds and exits."""
+        self._stopping.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        try:
+            Path(self.socket_path).unlink()
+        except OSError:
+            pass
+
+
+def _answers(path: str, pid: int) -> bool:
+    """Whether the writer `pid` has announced its socket (a previous writer's file may
+    still be there until the new one replaces it)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(path)
+        # Connected: to this writer if its temporary socket is gone (it was renamed).
+        return not os.path.exists(f"{path}.{pid}")
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -188,6 +188,26 @@ def gunicorn_server(tmp_path: Path, db_path: Path) -> Iterator[Callable[..., Ser
         server.stop()
 
 
+@pytest.fixture
+def writer_process(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
+    """Starts the service's writer process for a log, as gunicorn's master does; returns
+    its socket, for create_app(writer_socket=...)."""
+    from storage.writer_process import Supervisor
+
+    started: list[Supervisor] = []
+
+    def start(db_path: Path, **env: str) -> str:
+        supervisor = Supervisor(str(tmp_path / f"writer-{len(started)}.sock"),
+                                env=service_env(db_path, **env))
+        supervisor.start()
+        started.append(supervisor)
+        return supervisor.socket_path
+
+    yield start
+    for supervisor in started:
+        supervisor.stop()
+
+
 # -- Cloudflare stand-in (replay, /query from Cloudflare) ---------------------------------
 
 @pytest.fixture

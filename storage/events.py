@@ -9,13 +9,11 @@ check that both agree with jsonschema on generated documents.
 from __future__ import annotations
 
 import json
-import re
 from importlib import resources
 from typing import Any, Callable, Mapping, NamedTuple
 
 import fastjsonschema
 import jsonschema
-import orjson
 
 from . import datapoint, layouts
 from .datapoint import DataPoint
@@ -76,24 +74,11 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-# 2**63 has 19 digits: anything shorter is an integer orjson keeps exactly.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-
-
 def parse_json(body: bytes) -> Any:
     """Strict JSON: NaN and Infinity are not JSON, and would be lost as doubles. Integers
-    keep every digit. Bytes are decoded as json.loads decodes them (UTF-8, -16 or -32, a
-    UTF-8 BOM allowed).
-
-    orjson reads a batch three times faster than json. It turns integers past 64 bits into
-    floats, so a body with a run of 19 digits anywhere goes to json; what orjson refuses
-    (lone surrogates, another encoding, deep nesting, what is not JSON) json then reads or
-    refuses, so a body means the same either way."""
-    if not _LONG_DIGITS.search(body):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
+    keep every digit (orjson would turn those past 64 bits into floats, and checking a body
+    for them first costs more than orjson saves). Bytes are decoded as json.loads decodes
+    them (UTF-8, -16 or -32, a UTF-8 BOM allowed)."""
     try:
         return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, RecursionError) as e:

@@ -32,7 +32,7 @@ import httpx
 import dashboard
 from storage import layouts, replay, retention, sink
 from storage.aesql import PREFIX, InvalidQuery, LocalEngine, ParamsMismatch, QueryTimeout
-from storage.aesql.output import CONTENT_TYPES, render
+from storage.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected, CloudflareSQL
 from storage.config import VERSION, Config, ConfigError
 from storage.events import EventParser, InvalidInput, Schema, load_schema, parse_json
@@ -347,8 +347,8 @@ class Query:
             resp.content_type = CONTENT_TYPES[result.format]
             resp.data = render(result, result.format)
             return
-        resp.media = {"success": True, "results": result.rows, "meta": result.meta,
-                      "rows": len(result.rows), "source": answer.source}
+        resp.media = {"success": True, "results": json_rows(result.rows),
+                      "meta": result.meta, "rows": len(result.rows), "source": answer.source}
         if answer.replay_lag_ms is not None:
             resp.media["replayLagMs"] = answer.replay_lag_ms
         if result.truncated:

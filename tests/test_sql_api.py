@@ -46,6 +46,12 @@ SAME_EITHER_WAY = [
     "SELECT index1, double1 FROM hoox_telemetry ORDER BY double1 DESC LIMIT 4",
     "SELECT blob1 AS w, count() AS n FROM hoox_telemetry GROUP BY w ORDER BY w LIMIT 2"
     " OFFSET 1",
+    # non-finite numbers: null in JSON, inf, -inf and nan in TabSeparated
+    "SELECT index1, double1 / 0 AS up, -double1 / 0 AS down, (double1 - double1) / 0 AS"
+    " undefined, log(double1 - double1) AS l, double1 * 1e308 * 10 AS overflow"
+    " FROM hoox_telemetry WHERE double1 < 4 ORDER BY index1",
+    "SELECT blob1 AS w, avgIf(double1, double1 > 1000) AS none, sum(double1) * 1e308 AS"
+    " huge, topK(2)(double1 / 0) AS top FROM hoox_telemetry GROUP BY w ORDER BY w",
 ]
 # Strings that every format must escape as ClickHouse does.
 ENDPOINTS = ["/e/0", "/api/Äpfel", "tab\there", "quote ' and \" and \\", "line\nbreak",

@@ -9,6 +9,7 @@ row cap.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -47,7 +48,9 @@ def _converter(t: str) -> Callable[[Any], Any]:
     if t == "Bool":
         return lambda v: None if v is None else bool(v)
     if t == "Float64":
-        return lambda v: None if v is None else float(v)
+        # ClickHouse's Float64 is never NULL, and SQLite stores NaN as NULL (0/0, avg of
+        # nothing): a NULL here is NaN, written null in JSON and nan in TabSeparated
+        return lambda v: math.nan if v is None else float(v)
     if t.startswith("DateTime("):
         zone = zone_of(t)
         assert zone is not None

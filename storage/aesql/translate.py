@@ -74,8 +74,9 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             result.set("order", exp.Order(expressions=[
                 exp.Ordered(this=self._position_or_expr(o.this, scope),
                             desc=bool(o.args.get("desc")),
-                            # ClickHouse puts NULL (and NaN) last either way
-                            nulls_first=False)
+                            # ClickHouse puts NULL (and NaN) last either way, unless
+                            # told NULLS FIRST (then both first: NaN is NULL here)
+                            nulls_first=bool(o.args.get("nulls_first")))
                 for o in node.args["order"].expressions]))
         limit = self._count(node.args.get("limit"), "LIMIT")
         offset = self._count(node.args.get("offset"), "OFFSET")

@@ -15,7 +15,7 @@ import bisect
 import zoneinfo
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 from sqlglot import exp
 
@@ -82,22 +82,28 @@ def _constant(t: exp.Expression) -> int | None:
     return None
 
 
-def step_sql(t: exp.Expression, starts: Sequence[int], values: Sequence[int]) -> exp.Expression:
-    """SQL for values[i] where starts[i] <= t < starts[i + 1] (values[0] before
-    starts[1]): a balanced tree of comparisons on `t`, or the value itself for a
-    constant `t`."""
+def piecewise_sql(t: exp.Expression, starts: Sequence[int],
+                  leaf: Callable[[int], exp.Expression]) -> exp.Expression:
+    """SQL for leaf(i) where starts[i] <= t < starts[i + 1] (leaf(0) before starts[1]):
+    a balanced tree of comparisons on `t`, about nine for a zone with daylight saving
+    time (the leaf itself for a constant `t`)."""
     known = _constant(t)
     if known is not None:
-        return _num(values[max(0, bisect.bisect_right(starts, known) - 1)])
+        return leaf(max(0, bisect.bisect_right(starts, known) - 1))
 
-    def tree(lo: int, hi: int) -> exp.Expression:  # values[lo..hi]
+    def tree(lo: int, hi: int) -> exp.Expression:  # leaves lo..hi
         if lo == hi:
-            return _num(values[lo])
+            return leaf(lo)
         mid = (lo + hi + 1) // 2
         return _fn("IIF", _op(exp.LT, t.copy(), _num(starts[mid])), tree(lo, mid - 1),
                    tree(mid, hi))
 
-    return tree(0, len(values) - 1)
+    return tree(0, len(starts) - 1)
+
+
+def step_sql(t: exp.Expression, starts: Sequence[int], values: Sequence[int]) -> exp.Expression:
+    """SQL for values[i] where starts[i] <= t < starts[i + 1]."""
+    return piecewise_sql(t, starts, lambda i: _num(values[i]))
 
 
 def offset_sql(t: exp.Expression, name: str) -> exp.Expression:
@@ -107,37 +113,45 @@ def offset_sql(t: exp.Expression, name: str) -> exp.Expression:
 
 
 @lru_cache(maxsize=64)
-def midnight_corrections(name: str, days: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(starts, corrections): how far the local midnight starting an instant's day (or
-    `days`-day interval, counted from 1970-01-01) is from where that instant's own
-    offset puts it. Zero but from a clock change to the end of its day (interval):
-    there the midnight had the offset before the change."""
+def midnight_corrections(name: str, days: int) -> tuple[tuple[int, int], ...]:
+    """For each offset of transitions(name): (until, correction). From the change that
+    starts it up to `until`, the local midnight that starts an instant's day (or
+    `days`-day interval, counted from 1970-01-01) had the offset before the change, and
+    lies `correction` seconds from where the instant's own offset puts it; after, 0."""
     starts, offsets = transitions(name)
     size = 86400 * days
-    out_starts, out_values = [_FIRST], [0]
+    out = [(starts[0], 0)]
     for i in range(1, len(starts)):
         wall = starts[i] + offsets[i]
         midnight = wall - wall % size
         correction = offsets[i] - offset(name, utc_of_local(midnight, name))
-        # the window closes at the next interval's midnight, or at the next change
-        end = midnight + size - offsets[i]
+        # up to the next day's (interval's) midnight, or the next change
+        until = midnight + size - offsets[i]
         if i + 1 < len(starts):
-            end = min(end, starts[i + 1])
-        if correction and end > starts[i]:
-            out_starts += [starts[i], end]
-            out_values += [correction, 0]
-    return tuple(out_starts), tuple(out_values)
+            until = min(until, starts[i + 1])
+        out.append((until, correction))
+    return tuple(out)
 
 
 def start_of_days_sql(t: exp.Expression, name: str, days: int = 1) -> exp.Expression:
     """SQL for the instant of the local midnight that starts the day of instant `t` in
     zone `name` (with `days` > 1: its interval of that many days, counted from
-    1970-01-01): t less its local time of day, plus the correction of a day the clocks
-    change on, when the midnight had another offset than t. Two lookups a row."""
+    1970-01-01): t less its local time of day, and on a day the clocks change, when the
+    midnight had another offset than t, the difference. One lookup a row."""
+    starts, offsets = transitions(name)
+    corrections = midnight_corrections(name, days)
     size = _num(86400 * days)
-    within = _op(exp.Mod, local_sql(t.copy(), name), size)
-    starts, corrections = midnight_corrections(name, days)
-    return _op(exp.Add, _op(exp.Sub, t.copy(), within), step_sql(t, starts, corrections))
+
+    def leaf(i: int) -> exp.Expression:
+        within = _op(exp.Mod, _op(exp.Add, t.copy(), _num(offsets[i])), size.copy())
+        start = _op(exp.Sub, t.copy(), within)
+        until, correction = corrections[i]
+        if not correction:
+            return start
+        return _op(exp.Add, start, _fn("IIF", _op(exp.LT, t.copy(), _num(until)),
+                                       _num(correction), _num(0)))
+
+    return piecewise_sql(t, starts, leaf)
 
 
 def local_sql(t: exp.Expression, name: str | None) -> exp.Expression:

@@ -15,7 +15,7 @@ import falcon.asgi
 import dashboard
 from storage import replay
 from storage.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
-from storage.aesql.output import CONTENT_TYPES, render
+from storage.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.config import VERSION
 from storage.events import EventParser, InvalidInput, Schema, parse_json
@@ -151,8 +151,8 @@ class Query:
             resp.content_type = CONTENT_TYPES[result.format]
             resp.data = render(result, result.format)
             return
-        resp.media = {"success": True, "results": result.rows, "meta": result.meta,
-                      "rows": len(result.rows), "source": answer.source}
+        resp.media = {"success": True, "results": json_rows(result.rows),
+                      "meta": result.meta, "rows": len(result.rows), "source": answer.source}
         if answer.replay_lag_ms is not None:
             resp.media["replayLagMs"] = answer.replay_lag_ms
         if result.truncated:

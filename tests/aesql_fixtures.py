@@ -55,6 +55,28 @@ def make_records(n: int = 3000, seed: int = 20261124, workers: list | None = Non
     return records
 
 
+# The 2026 clock changes (Unix seconds, the first second of the new offset) of three
+# zones: Berlin and New York forward in spring, back in autumn; Sydney the other way
+# round, in the southern spring and autumn.
+DST_2026 = {
+    "Europe/Berlin": (1_774_746_000, 1_792_890_000),      # 03-29 01:00Z, 10-25 01:00Z
+    "America/New_York": (1_772_953_200, 1_793_512_800),   # 03-08 07:00Z, 11-01 06:00Z
+    "Australia/Sydney": (1_775_318_400, 1_791_043_200),   # 04-04 16:00Z, 10-03 16:00Z
+}
+
+
+def records_at(seconds: list[int]) -> list[dict[str, Any]]:
+    """One api-call record at each of these times (whole seconds), in time order."""
+    records = []
+    for i, t in enumerate(sorted(seconds)):
+        received = datetime.fromtimestamp(t, timezone.utc)
+        records.append({"requestId": f"at-{i:05d}-{t}", "type": "api-call",
+                        "receivedAt": received.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                        "payload": {"worker": "trade-worker", "endpoint": "/webhook",
+                                    "latencyMs": 1.0 + i % 7, "success": True}})
+    return records
+
+
 def _utc_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()) * 1000
 
@@ -252,6 +274,8 @@ def _ch_literal(value: Any) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and not math.isfinite(a):  # ClickHouse's JSON writes it null
+        return b is None
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, bool) or isinstance(b, bool):

@@ -4,6 +4,7 @@ real service under gunicorn on a free loopback port."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import socket
@@ -61,6 +62,14 @@ def assert_error(result: Any, status: int, *fragments: str) -> dict[str, Any]:
         assert fragment in body["error"] or fragment in str(body.get("details")), body
     assert "Traceback" not in result.text
     return body
+
+
+def strict_json(text: str | bytes) -> Any:
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are not JSON (Python's
+    json, and so falcon.testing's `result.json`, would accept them)."""
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
 
 
 @pytest.fixture

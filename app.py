@@ -35,7 +35,8 @@ from storage.aesql import PREFIX, InvalidQuery, LocalEngine, ParamsMismatch, Que
 from storage.aesql.output import CONTENT_TYPES, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected, CloudflareSQL
 from storage.config import VERSION, Config, ConfigError
-from storage.events import EventParser, InvalidInput, Schema, load_schema, parse_json
+from storage.events import (EventParser, InvalidInput, Schema, idempotency_key, load_schema,
+                            parse_json)
 from storage.interchange import format_time
 from storage.log import AppendResult, EventLog, LogError, LogFull, check_layout
 from storage.router import Breaker, Router
@@ -302,7 +303,8 @@ class Track:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_body_bytes)
-        event = self._parser.one(doc, now_ms(self._services.clock), self._type)
+        event = self._parser.one(doc, now_ms(self._services.clock), self._type,
+                                 idempotency_key(req.get_header("Idempotency-Key")))
         result = await self._services.append([event])
         if event.ignored:
             resp.media = {"success": True, "ignored": list(event.ignored)}
@@ -319,7 +321,8 @@ class Batch:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_batch_bytes)
-        events = self._parser.many(doc, now_ms(self._services.clock))
+        events = self._parser.many(doc, now_ms(self._services.clock),
+                                   idempotency_key(req.get_header("Idempotency-Key")))
         result = await self._services.append(events)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}

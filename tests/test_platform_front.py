@@ -6,6 +6,7 @@ service's log."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -300,3 +301,19 @@ def test_a_queued_request_the_service_refuses_is_dead_lettered_not_retried(
     time.sleep(3)
     assert list(logged()) == [accepted["idempotencyKey"]]
     assert len(front.dead_letters()) == 1
+
+
+def test_a_queued_body_reaches_the_service_byte_for_byte_even_when_it_is_not_utf8(
+        front, service, logged):
+    # JSON in UTF-16 (which the service reads, as json.loads does): not UTF-8 text, so the
+    # queue carries it as base64.
+    body = json.dumps(CALLERS[-1].body).encode("utf-16")
+    service.stop()
+    answer = front.http.post(f"{front.url}/send", json={
+        "route": "kill-switch", "key": KEY, "bodyBase64": base64.b64encode(body).decode()})
+    assert answer.json()["status"] == 202
+    service.start()
+    key = answer.json()["idempotencyKey"]
+    wait_for(lambda: key in logged(), 30, "the event")
+    assert logged.payload(key) == CALLERS[-1].body
+    assert_point(logged()[key], CALLERS[-1])

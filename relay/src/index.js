@@ -110,7 +110,7 @@ async function forward(request, env, route) {
   }
   const job = {
     route,
-    body,
+    ...queuedBody(body),
     contentType: request.headers.get("Content-Type") ?? "",
     key: request.headers.get(AUTH_HEADER) ?? "",
     // The platform's helper sends none: a fresh one makes every retry of this request,
@@ -133,7 +133,7 @@ async function forward(request, env, route) {
       ? `no answer within ${setting(env, "ANALYTICS_FORWARD_TIMEOUT_MS", FRONT.forwardTimeoutMs)} ms`
       : `the service is unreachable: ${e?.message ?? e}`;
   }
-  if (body.byteLength > FRONT.maxQueuedBytes) {
+  if (body.byteLength > FRONT.maxQueuedBytes) {  // 128 KB a message, its envelope included
     return error(503, `${reason}; the body (${body.byteLength} bytes) is too large to queue, retry later`);
   }
   try {
@@ -143,6 +143,24 @@ async function forward(request, env, route) {
   }
   console.warn(`queued /track/${route} (${job.idempotencyKey}): ${reason}`);
   return json(202, { success: true, queued: true }, { [IDEMPOTENCY_HEADER]: job.idempotencyKey });
+}
+
+// A queued body is text (JSON is UTF-8): a byte array does not come back from every
+// queue as one (wrangler dev's local queue returns a plain object). Bytes that are not
+// UTF-8 go as base64, so that the service still sees them exactly and refuses them itself.
+function queuedBody(bytes) {
+  try {
+    return { body: new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes) };
+  } catch {
+    let binary = "";
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return { bodyBase64: btoa(binary) };
+  }
+}
+
+function bodyOf(job) {
+  if (job.bodyBase64 === undefined) return job.body;
+  return Uint8Array.from(atob(job.bodyBase64), (c) => c.charCodeAt(0));
 }
 
 function send(job, env) {
@@ -155,7 +173,7 @@ function send(job, env) {
       [AUTH_HEADER]: job.key,
       [IDEMPOTENCY_HEADER]: job.idempotencyKey,
     },
-    body: job.body,
+    body: bodyOf(job),
     signal: AbortSignal.timeout(timeout),
   });
 }

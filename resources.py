@@ -18,7 +18,7 @@ from storage.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.config import VERSION
-from storage.events import EventParser, InvalidInput, Schema, parse_json
+from storage.events import EventParser, InvalidInput, Schema, idempotency_key, parse_json
 from storage.interchange import format_time
 from storage.log import LogError
 from storage.services import Services, now_ms
@@ -106,7 +106,8 @@ class Track:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_body_bytes)
-        event = self._parser.one(doc, now_ms(self._services.clock), self._type)
+        event = self._parser.one(doc, now_ms(self._services.clock), self._type,
+                                 idempotency_key(req.get_header("Idempotency-Key")))
         result = await self._services.append([event])
         if event.ignored:
             resp.media = {"success": True, "ignored": list(event.ignored)}
@@ -123,7 +124,8 @@ class Batch:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_batch_bytes)
-        events = self._parser.many(doc, now_ms(self._services.clock))
+        events = self._parser.many(doc, now_ms(self._services.clock),
+                                   idempotency_key(req.get_header("Idempotency-Key")))
         result = await self._services.append(events)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}

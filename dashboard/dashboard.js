@@ -108,11 +108,19 @@ const VIEWS = {
   health: { render: renderHealth, every: () => state.queries.health.refreshSeconds },
   latency: { render: renderLatency, every: () => state.range.refreshSeconds },
   volume: { render: renderVolume, every: () => state.range.refreshSeconds },
+  // The hoox layout only: agent-worker's risk events.
+  risk: { render: renderRisk, every: () => state.range.refreshSeconds },
+  riskLatest: { render: renderRiskLatest, every: () => state.range.refreshSeconds },
 };
+
+// The views whose query the layout has.
+function views() {
+  return Object.keys(VIEWS).filter((name) => name in state.queries.layouts[state.layout]);
+}
 
 function start() {
   state.running = true;
-  for (const name of Object.keys(VIEWS)) refresh(name, state.generation);
+  for (const name of views()) refresh(name, state.generation);
 }
 
 function stop() {
@@ -124,7 +132,7 @@ function stop() {
 
 function restartCharts() {
   state.generation += 1;
-  for (const name of ["latency", "volume"]) {
+  for (const name of views().filter((n) => n !== "health")) {
     clearTimeout(state.timers[name]);
     refresh(name, state.generation);
   }
@@ -164,7 +172,7 @@ async function refresh(name, generation) {
 }
 
 const TITLES = { health: "System health", latency: "Latency", volume: "Volume heatmap",
-  signin: "Key" };
+  risk: "Risk events", riskLatest: "Latest risk actions", signin: "Key" };
 const notices = {};
 
 function showNotice(name, text) {
@@ -362,6 +370,74 @@ function renderVolume(rows) {
     (total ? "" : ": no events");
 }
 
+// -- view 4 (hoox layout): agent-worker's risk events --------------------------------------
+
+const RISK_KINDS = ["housekeeping", "trailing-stop", "take-profit", "kill-switch"];
+
+function renderRisk(rows) {
+  const byKind = Object.fromEntries(rows.map((r) => [r.kind, r]));
+  const body = $("risk-rows");
+  body.replaceChildren();
+  for (const kind of RISK_KINDS) {  // every kind, counted 0 when it did not happen
+    const row = byKind[kind];
+    const tr = document.createElement("tr");
+    if (kind === "kill-switch" && row && Number(row.events)) tr.className = "bad";
+    const cells = [kind, fmtInt(row ? row.events : 0),
+      kind === "housekeeping" ? fmtInt(row ? row.degraded : 0) : "–",
+      row ? whenText(row.last) : "never"];
+    cells.forEach((value, i) => {
+      const td = document.createElement("td");
+      td.textContent = value;
+      if (i === 1 || i === 2) td.className = "num";
+      tr.append(td);
+    });
+    body.append(tr);
+  }
+  $("risk-about").textContent = `agent-worker, last ${state.range.label}`;
+}
+
+function renderRiskLatest(rows) {
+  const body = $("riskLatest-rows");
+  body.replaceChildren();
+  for (const row of rows) {
+    const tr = document.createElement("tr");
+    if (row.kind === "kill-switch") tr.className = "bad";
+    for (const value of [whenText(row.at), row.kind, riskWhat(row),
+      [row.exchange, row.symbol].filter(Boolean).join(" ") || "–"]) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 4;
+    td.className = "muted";
+    td.textContent = `No trailing stop, take profit or kill switch in the last ${state.range.label}.`;
+    tr.append(td);
+    body.append(tr);
+  }
+}
+
+// The slots of SPEC §9 in words: value1..3 are double1..3, value5 is double5.
+function riskWhat(row) {
+  const n = (v) => Number(v).toLocaleString("en", { maximumFractionDigits: 4 });
+  if (row.kind === "trailing-stop") {
+    return `${row.detail}: closed at ${n(row.value2)}, watermark ${n(row.value1)}`;
+  }
+  if (row.kind === "take-profit") {
+    return `${row.detail}: scaled out ${n(row.value3)} at ${n(row.value2)} (entry ${n(row.value1)})`;
+  }
+  return `${row.detail}: PnL ${n(row.value1)}% against a limit of ${n(row.value2)}% ` +
+    `(unrealized ${n(row.value3)} of ${n(row.value5)})`;
+}
+
+function whenText(seconds) {
+  return new Date(Number(seconds) * 1000).toISOString().slice(0, 19).replace("T", " ");
+}
+
 // -- drawing helpers ----------------------------------------------------------------------
 
 function line(svg, x1, y1, x2, y2, cls) {
@@ -425,6 +501,7 @@ function setUpViews() {
   $("latency-about").textContent = hoox
     ? "p50 (solid) and p95 (dashed) per worker, api-call latencyMs; trades: the order's latencyMs (double3), one line for all trades"
     : "p50 (solid) and p95 (dashed) per worker, latencyMs";
+  $("risk-panel").hidden = !("risk" in state.queries.layouts[state.layout]);
   $("board").hidden = false;
 }
 

@@ -120,6 +120,11 @@ HOOX_GROUPS: list[tuple[int, str, tuple]] = [
     (2, "worker-perf", ("d1-worker",)),
     (4, "notification", ("trade-alert", "telegram")),
     (2, "notification", ("daily-report", "email")),
+    # agent-worker's risk events: rarer than the platform's own
+    (1, "housekeeping", ("agent-worker",)),
+    (1, "trailing-stop", ("binance", "BTCUSDT")),
+    (1, "take-profit", ("bybit", "ETHUSDT")),
+    (1, "kill-switch", ("max_drawdown",)),
 ]
 # Trades exactly on and just outside the week's bounds (timestamp is whole seconds).
 HOOX_EDGES = [_utc_ms(WEEK_FROM) - 1, _utc_ms(WEEK_FROM), _utc_ms(WEEK_TO) + 999,
@@ -160,12 +165,35 @@ def _hoox_body(rng: random.Random, kind: str, group: tuple, rid: str) -> dict[st
         errors = rng.choice([0, 0, 0, 1, 2, 7])
         return {"data": {"worker": group[0], "requests": rng.randrange(50, 5000),
                          "errors": errors, "duration": round(rng.uniform(2, 400), 2)}}
-    type_, target = group
-    return {"data": {"type": type_, "target": target, "success": rng.random() > 0.1}}
+    if kind == "notification":
+        type_, target = group
+        return {"data": {"type": type_, "target": target, "success": rng.random() > 0.1}}
+    return _risk_body(rng, kind, group)
+
+
+def _risk_body(rng: random.Random, kind: str, group: tuple) -> dict[str, Any]:
+    """agent-worker's flat bodies (tests/hoox_callers.py), varied."""
+    if kind == "housekeeping":
+        checks = rng.randrange(1, 5)
+        unhealthy = rng.choice([0, 0, 0, 1])
+        return {"worker": group[0], "checks": checks, "healthy": checks - unhealthy,
+                "unhealthy": unhealthy}
+    if kind == "kill-switch":
+        pnl = rng.uniform(-40, -10)
+        return {"trigger": group[0], "pnlPercent": f"{pnl:.2f}", "limit": -10,
+                "totalUnrealizedPnl": round(pnl * 100, 2), "accountValue": 10000}
+    exchange, symbol = group
+    body = {"exchange": exchange, "symbol": symbol, "side": rng.choice(["LONG", "SHORT"]),
+            "currentPrice": round(rng.uniform(100, 70000), 2)}
+    if kind == "trailing-stop":
+        return body | {"watermark": round(rng.uniform(100, 70000), 2),
+                       "trigger": "trailing_stop"}
+    return body | {"entryPrice": round(rng.uniform(100, 70000), 2),
+                   "scaledQuantity": round(rng.uniform(0.01, 2), 4)}
 
 
 def make_hoox_records(scale: int = 2, seed: int = 9) -> list[dict[str, Any]]:
-    """NDJSON records (SPEC §7, with `type`) of the `hoox` layout's five event types, in
+    """NDJSON records (SPEC §7, with `type`) of the `hoox` layout's event types, in
     time order: weight x stretch x scale events of each group in each stretch of
     HOOX_STRETCHES (a good share inside the dashboard's week), and the edge trades."""
     rng = random.Random(seed)
@@ -186,8 +214,9 @@ def make_hoox_records(scale: int = 2, seed: int = 9) -> list[dict[str, Any]]:
 
 
 def hoox_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
-    """The five blobs and four doubles of a `hoox` record, from SPEC §9's table (written
-    out here, not computed by the code under test); double4 is the received time."""
+    """The five blobs and four (a kill switch: five) doubles of a `hoox` record, from SPEC
+    §9's table (written out here, not computed by the code under test); double4 is the
+    received time."""
     kind, body, received = record["type"], record["payload"], _ms(record) / 1000.0
     outcome = {True: "success", False: "failure"}
     if kind == "trade":
@@ -200,7 +229,7 @@ def hoox_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
     if kind == "api-call":
         return (["api-call", body["worker"], outcome[body["success"]], body["endpoint"], ""],
                 [float(body["latencyMs"]), 0.0, 0.0, received])
-    data = body["data"]
+    data = body.get("data", {})
     if kind == "worker-perf":
         return (["worker-perf", data["worker"], "degraded" if data["errors"] else "success",
                  "", ""],
@@ -209,8 +238,32 @@ def hoox_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
     if kind == "signal":
         return (["signal", data["source"], "pending", data["type"], data["symbol"]],
                 [float(data["confidence"]), 0.0, 0.0, received])
-    return (["notification", data["target"], outcome[data["success"]], data["type"], ""],
-            [0.0, 0.0, 0.0, received])
+    if kind == "notification":
+        return (["notification", data["target"], outcome[data["success"]], data["type"], ""],
+                [0.0, 0.0, 0.0, received])
+    return _risk_point(kind, body, received)
+
+
+def _risk_point(kind: str, body: dict[str, Any], received: float
+                ) -> tuple[list[str], list[float]]:
+    if kind == "housekeeping":
+        return (["housekeeping", body["worker"],
+                 "degraded" if body["unhealthy"] else "success", "", ""],
+                [float(body["checks"]), float(body["healthy"]), float(body["unhealthy"]),
+                 received])
+    if kind == "trailing-stop":
+        return (["trailing-stop", "agent-worker", body["side"], body["exchange"],
+                 body["symbol"]],
+                [float(body["watermark"]), float(body["currentPrice"]), 0.0, received])
+    if kind == "take-profit":
+        return (["take-profit", "agent-worker", body["side"], body["exchange"],
+                 body["symbol"]],
+                [float(body["entryPrice"]), float(body["currentPrice"]),
+                 float(body["scaledQuantity"]), received])
+    assert kind == "kill-switch", kind
+    return (["kill-switch", "agent-worker", body["trigger"], "", ""],
+            [float(body["pnlPercent"]), float(body["limit"]),
+             float(body["totalUnrealizedPnl"]), received, float(body["accountValue"])])
 
 
 def profile_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:

@@ -17,7 +17,7 @@ import pytest
 import dashboard
 from conftest import KEY, ROOT, Server
 from dashboard_data import calm_down, history, import_records, send
-from hoox_callers import CALLERS
+from hoox_callers import CALLERS, RISK_ROUTES
 
 HEALTH = dashboard.expand(dashboard.load_queries()["layouts"]["profile"]["health"],
                           "hoox_telemetry")
@@ -419,6 +419,27 @@ def test_hoox_layout_the_three_views_drawn_from_the_platforms_events(hoox_servic
     assert panels[:2] == [14, 5]
     heads = page.locator("#volume text.cell-label").all_text_contents()
     assert heads[0].startswith("Trades: 14") and heads[1].startswith("Signals: 5")
+
+    # agent-worker's risk events: each kind counted, and the latest actions newest first
+    risk = page.get_by_role("table", name="Risk events by kind")
+    risk.locator("tbody tr").nth(3).wait_for()
+    counted = [r.locator("td").all_inner_texts() for r in risk.locator("tbody tr").all()]
+    expected_counts = {kind: sum(c.route == kind for c in CALLERS) for kind in RISK_ROUTES}
+    assert [(r[0], r[1], r[2]) for r in counted] == [
+        ("housekeeping", str(expected_counts["housekeeping"]), "1"),
+        ("trailing-stop", str(expected_counts["trailing-stop"]), "–"),
+        ("take-profit", str(expected_counts["take-profit"]), "–"),
+        ("kill-switch", str(expected_counts["kill-switch"]), "–")]
+    latest = page.get_by_role("table", name="Latest risk actions")
+    actions = [c for c in CALLERS if c.route in RISK_ROUTES[1:]]
+    latest.locator("tbody tr").nth(len(actions) - 1).wait_for()
+    listed = [r.locator("td").all_inner_texts() for r in latest.locator("tbody tr").all()]
+    assert [r[1] for r in listed] == [c.route for c in reversed(actions)]
+    kill = next(r for r in listed if "-12.34%" in r[2])
+    assert kill[2] == ("max_drawdown: PnL -12.34% against a limit of -10% "
+                       "(unrealized -1,234.5 of 10,000)")
+    assert ["binance BTCUSDT", "bybit ETHUSDT"] == sorted(
+        r[3] for r in listed if r[1] != "kill-switch")
 
     page.screenshot(path=str(tmp_path / "dashboard-hoox.png"), full_page=True)
     assert all(urlsplit(u).hostname == "127.0.0.1" and urlsplit(u).port == server.port

@@ -119,6 +119,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest request body, except /track/batch."),
     Setting("ANALYTICS_MAX_BATCH_BYTES", "max_batch_bytes", _positive_int,
             "Largest /track/batch body."),
+    Setting("ANALYTICS_HEADER_TIMEOUT_MS", "header_timeout_ms", _positive_int,
+            "A connection that has not delivered a whole request (head and body) this long "
+            "after connecting or after its previous response is closed, with a 408 where "
+            "one can still be written."),
 )
 
 
@@ -145,6 +149,7 @@ class Config:
     query_max_rows: int = 10000
     max_body_bytes: int = 65536
     max_batch_bytes: int = 1048576
+    header_timeout_ms: int = 10000
 
     def __post_init__(self) -> None:
         if not self.dataset:

@@ -3,6 +3,8 @@
 Each worker is uvicorn's (an event loop with uvloop and httptools) running the ASGI app:
 slow or idle connections wait on the loop instead of holding a worker, keep-alive
 connections are served, and the events of concurrent requests are committed together.
+Its HTTP protocol (worker.py) closes a connection that takes longer than
+ANALYTICS_HEADER_TIMEOUT_MS to deliver a whole request.
 """
 
 import sys
@@ -12,7 +14,7 @@ from storage.log import LayoutMismatch, check_layout
 
 bind = "127.0.0.1:8787"
 workers = 2
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "worker.HeaderDeadlineWorker"
 # Seconds an idle keep-alive connection stays open (behind a load balancer, set it above
 # the balancer's own idle timeout).
 keepalive = 5

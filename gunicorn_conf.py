@@ -5,6 +5,8 @@ slow or idle connections wait on the loop instead of holding a worker, keep-aliv
 connections are served. The master also starts the service's writer, one process that
 commits the events of every worker (`storage/writer_process.py`), before the workers, and
 starts it again if it dies; it stops it after the workers have exited.
+Its HTTP protocol (worker.py) closes a connection that takes longer than
+ANALYTICS_HEADER_TIMEOUT_MS to deliver a whole request.
 """
 
 import os
@@ -18,7 +20,7 @@ from storage.writer_process import Supervisor
 
 bind = "127.0.0.1:8787"
 workers = 2
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "worker.HeaderDeadlineWorker"
 # Seconds an idle keep-alive connection stays open (behind a load balancer, set it above
 # the balancer's own idle timeout).
 keepalive = 5

@@ -38,6 +38,11 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
     return matched
 
 
+def bearer_matches(req: falcon.asgi.Request, keys: tuple[str, ...]) -> bool:
+    scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+    return scheme.lower() == "bearer" and key_matches(token.strip(), keys)
+
+
 # The SQL API's own route (SPEC §3.5) authenticates as Cloudflare does: a Bearer token.
 SQL_API_PREFIX = "/client/v4/"
 
@@ -60,17 +65,20 @@ class Startup:
 
 
 class RequireInternalKey:
-    """Every route but GET /health, the SQL API route (it takes a Bearer token) and the
-    dashboard's page and files needs one of the configured keys (the page holds no data:
-    it asks for the key and sends it itself)."""
+    """Every route but GET /health, GET /openapi.json, the SQL API route (it takes a Bearer
+    token) and the dashboard's page and files needs one of the configured keys (the page
+    holds no data: it asks for the key and sends it itself). /metrics also takes the key
+    as a Bearer token, which is what Prometheus's `authorization` setting sends."""
 
     def __init__(self, keys: tuple[str, ...]):
         self._keys = keys
 
     async def process_request(self, req: falcon.asgi.Request,
                               resp: falcon.asgi.Response) -> None:
-        if req.path == "/health" or req.path.startswith(SQL_API_PREFIX) or (
+        if req.path in ("/health", "/openapi.json") or req.path.startswith(SQL_API_PREFIX) or (
                 req.method == "GET" and (req.path == "/" or req.path.startswith("/static/"))):
+            return
+        if req.path == "/metrics" and bearer_matches(req, self._keys):
             return
         if not key_matches(req.get_header("X-Internal-Auth-Key") or "", self._keys):
             raise falcon.HTTPUnauthorized(title="Unauthorized")

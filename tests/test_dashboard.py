@@ -464,3 +464,49 @@ def test_hoox_layout_banner_shows_and_clears_within_two_seconds(hoox_service,
         calm_down(server.url, KEY, HOOX_HEALTH, f"calm{spike}")
         assert wait_until(lambda: not tab.alert_visible(), 2.0) <= 2.0
     assert all(urlsplit(u).hostname == "127.0.0.1" for u in tab.requests)
+
+
+# -- the Service panel (SPEC §12) -------------------------------------------------------------
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+@pytest.mark.e2e
+def test_service_panel_follows_a_relay_outage_the_backlog_grows_then_drains(
+        gunicorn_server: Callable[..., Server], standin: Any, open_page) -> None:
+    server = gunicorn_server(**standin.env(), CLOUDFLARE_TIMEOUT_MS="500",
+                             ANALYTICS_REPLAY_BACKOFF_MAX_MS="300")
+    post = lambda prefix, n: [httpx.post(  # noqa: E731
+        server.url + "/track/api-call", headers={"X-Internal-Auth-Key": KEY},
+        json={"requestId": f"{prefix}-{i}", "payload": {"worker": "w", "endpoint": "/e",
+                                                        "latencyMs": 1, "success": True}},
+        timeout=10).raise_for_status() for i in range(n)]
+    post("before", 20)
+    tab = open_page(server.url)
+    tab.sign_in(KEY)
+    page = tab.page
+    backlog = page.get_by_label("Replay backlog")
+    events = page.get_by_label("Events in the log")
+
+    def shown(locator: Any) -> int:
+        digits = re.match(r"[\d,]+", locator.inner_text().strip())
+        return int(digits.group(0).replace(",", "")) if digits else -1
+
+    wait_until(lambda: shown(backlog) == 0 and shown(events) == 20, 15, 0.1)
+    assert page.get_by_label("Last successful send").inner_text() != "never"
+    assert page.get_by_label("Dead letters").inner_text() == "0"
+    assert re.fullmatch(r"[\d.]+ (KiB|MiB)", page.get_by_label("Log size").inner_text())
+
+    standin.set_mode("refuse")
+    post("outage", 30)
+    wait_until(lambda: shown(backlog) >= 30, 15, 0.1)
+    assert "bad" in (backlog.get_attribute("class") or "")
+    wait_until(lambda: page.get_by_label("Oldest unsent event").inner_text().endswith("old"),
+               10, 0.1)
+    assert shown(events) == 50
+
+    standin.set_mode("up")
+    wait_until(lambda: shown(backlog) == 0, 20, 0.1)
+    assert page.get_by_label("Oldest unsent event").inner_text() == "none waiting"
+    assert len(standin.points) >= 50
+    assert all(urlsplit(u).hostname == "127.0.0.1" for u in tab.requests)
+    assert any(u.endswith("/metrics") for u in tab.requests)

@@ -112,6 +112,14 @@ _CLOUDFLARE_ERROR = {
                    "messages": {"type": "array"}, "result": {"type": "null"}}}
 
 
+# The event's requestId when the body carries none (SPEC §6.1): a retried delivery is a
+# duplicate, never a second event.
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                    "description": "The requestId of an event whose body has none (in a "
+                                   "batch, `<key>:<index>` for each such item)",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
+
+
 def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
     """{route template: {method: operation}} of every route this service has."""
     ops: dict[str, dict[str, Any]] = {}
@@ -120,14 +128,15 @@ def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
             "summary": f"Store one {type_.name} event",
             "description": "A 2xx means the event is committed to the log; a repeated "
                            "requestId answers `duplicate: true` and is stored once.",
-            "tags": ["ingest"], "requestBody": _body(type_.schema),
+            "tags": ["ingest"], "parameters": [_IDEMPOTENCY_KEY],
+            "requestBody": _body(type_.schema),
             "responses": {"200": _json(_TRACK_ANSWER, "Committed (or a duplicate)"),
                           **_errors("400", "401", "413", "415", "503", "507")}}}
     ops["/track/batch"] = {"post": {
         "summary": "Store up to 1,000 events, all or nothing",
         "description": "Each item is the body of the route its `type` names (default "
                        f"api-call; types: {', '.join(layout.types)}).",
-        "tags": ["ingest"], "requestBody": _body("batch"),
+        "tags": ["ingest"], "parameters": [_IDEMPOTENCY_KEY], "requestBody": _body("batch"),
         "responses": {"200": _json(_BATCH_ANSWER, "Committed"),
                       **_errors("400", "401", "413", "415", "503", "507")}}}
     ops["/query"] = {"post": {

@@ -163,7 +163,8 @@ def test_a_slow_local_query_does_not_stall_ingestion_in_the_same_worker(gunicorn
         log.append(parser.many({"events": [api_call(f"old-{b}-{i}") for i in range(1000)]},
                                1_764_000_000_000))
     log.close()
-    server = gunicorn_server(workers=1)
+    # The query takes seconds: it is meant to run long, not to meet the time limit.
+    server = gunicorn_server(workers=1, ANALYTICS_QUERY_TIMEOUT_MS="60000")
     sql = ("SELECT " + ", ".join(f"topK({k})(index1) AS t{k}" for k in range(3, 11))
            + " FROM hoox_telemetry")
     query_done = threading.Event()

@@ -20,6 +20,7 @@ import falcon.asgi
 import httpx
 
 import dashboard
+import operating
 from resources import (SQL_API_PREFIX, Batch, DashboardFile, Health, Query,
                        RequireInternalKey, SqlApi, SqlApiError, Startup, Status, Track)
 from storage import layouts
@@ -145,7 +146,8 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     layout = layouts.get(config.layout)
     parser = EventParser(new_id, layout)
 
-    app = falcon.asgi.App(middleware=[Startup(services),
+    measure = operating.Measure(services)
+    app = falcon.asgi.App(middleware=[measure, Startup(services),
                                       RequireInternalKey(config.internal_keys)])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_http_error)
@@ -163,6 +165,7 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     page = DashboardFile(dashboard.load_assets())
     app.add_route("/", page)
     app.add_route("/static/{name}", page)
+    operating.add_routes(app, services, measure, config.layout)
     return app
 
 

@@ -335,14 +335,14 @@ def query(db_path: str | None, sql: str, params: tuple[str, ...], source: str,
     finally:
         event_log.close()
     result = answer.result
-    if result.format not in (None, "JSON"):  # the FORMAT clause picks the output
-        from storage.aesql.output import render
+    from storage.aesql.output import json_rows, render
 
+    if result.format not in (None, "JSON"):  # the FORMAT clause picks the output
         click.echo(render(result, result.format).decode("utf-8"), nl=False)
         return
     if as_json:
-        body = {"success": True, "results": result.rows, "meta": result.meta,
-                "rows": len(result.rows), "source": answer.source}
+        body = {"success": True, "results": json_rows(result.rows),
+                "meta": result.meta, "rows": len(result.rows), "source": answer.source}
         if answer.replay_lag_ms is not None:
             body["replayLagMs"] = answer.replay_lag_ms
         if result.truncated:

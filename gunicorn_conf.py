@@ -8,6 +8,8 @@ starts it again if it dies; it stops it after the workers have exited. With
 `ANALYTICS_MIRROR=chdb` (the default, when chdb is installed) it starts the mirror's
 process the same way (`storage/mirror_process.py`): the columnar copy that answers local
 queries.
+Its HTTP protocol (worker.py) closes a connection that takes longer than
+ANALYTICS_HEADER_TIMEOUT_MS to deliver a whole request.
 """
 
 import importlib.util
@@ -24,7 +26,7 @@ from storage.writer_process import Supervisor
 
 bind = "127.0.0.1:8787"
 workers = 2
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "worker.HeaderDeadlineWorker"
 # Seconds an idle keep-alive connection stays open (behind a load balancer, set it above
 # the balancer's own idle timeout).
 keepalive = 5

@@ -15,10 +15,10 @@ import falcon.asgi
 import dashboard
 from storage import replay
 from storage.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
-from storage.aesql.output import CONTENT_TYPES, render
+from storage.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.config import VERSION
-from storage.events import EventParser, InvalidInput, Schema, parse_json
+from storage.events import EventParser, InvalidInput, Schema, idempotency_key, parse_json
 from storage.interchange import format_time
 from storage.log import LogError
 from storage.services import Services, now_ms
@@ -36,6 +36,11 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
     for key in keys:
         matched |= hmac.compare_digest(raw, key.encode())
     return matched
+
+
+def bearer_matches(req: falcon.asgi.Request, keys: tuple[str, ...]) -> bool:
+    scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+    return scheme.lower() == "bearer" and key_matches(token.strip(), keys)
 
 
 # The SQL API's own route (SPEC §3.5) authenticates as Cloudflare does: a Bearer token.
@@ -60,17 +65,20 @@ class Startup:
 
 
 class RequireInternalKey:
-    """Every route but GET /health, the SQL API route (it takes a Bearer token) and the
-    dashboard's page and files needs one of the configured keys (the page holds no data:
-    it asks for the key and sends it itself)."""
+    """Every route but GET /health, GET /openapi.json, the SQL API route (it takes a Bearer
+    token) and the dashboard's page and files needs one of the configured keys (the page
+    holds no data: it asks for the key and sends it itself). /metrics also takes the key
+    as a Bearer token, which is what Prometheus's `authorization` setting sends."""
 
     def __init__(self, keys: tuple[str, ...]):
         self._keys = keys
 
     async def process_request(self, req: falcon.asgi.Request,
                               resp: falcon.asgi.Response) -> None:
-        if req.path == "/health" or req.path.startswith(SQL_API_PREFIX) or (
+        if req.path in ("/health", "/openapi.json") or req.path.startswith(SQL_API_PREFIX) or (
                 req.method == "GET" and (req.path == "/" or req.path.startswith("/static/"))):
+            return
+        if req.path == "/metrics" and bearer_matches(req, self._keys):
             return
         if not key_matches(req.get_header("X-Internal-Auth-Key") or "", self._keys):
             raise falcon.HTTPUnauthorized(title="Unauthorized")
@@ -106,7 +114,8 @@ class Track:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_body_bytes)
-        event = self._parser.one(doc, now_ms(self._services.clock), self._type)
+        event = self._parser.one(doc, now_ms(self._services.clock), self._type,
+                                 idempotency_key(req.get_header("Idempotency-Key")))
         result = await self._services.append([event])
         if event.ignored:
             resp.media = {"success": True, "ignored": list(event.ignored)}
@@ -123,7 +132,8 @@ class Batch:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_batch_bytes)
-        events = self._parser.many(doc, now_ms(self._services.clock))
+        events = self._parser.many(doc, now_ms(self._services.clock),
+                                   idempotency_key(req.get_header("Idempotency-Key")))
         result = await self._services.append(events)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
@@ -151,8 +161,8 @@ class Query:
             resp.content_type = CONTENT_TYPES[result.format]
             resp.data = render(result, result.format)
             return
-        resp.media = {"success": True, "results": result.rows, "meta": result.meta,
-                      "rows": len(result.rows), "source": answer.source}
+        resp.media = {"success": True, "results": json_rows(result.rows),
+                      "meta": result.meta, "rows": len(result.rows), "source": answer.source}
         if answer.replay_lag_ms is not None:
             resp.media["replayLagMs"] = answer.replay_lag_ms
         if result.truncated:

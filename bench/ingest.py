@@ -158,7 +158,10 @@ def main() -> None:
     extra = ["--worker-class", worker_class]
     if args.threads:
         extra += ["--threads", str(args.threads)]
-    asgi = "uvicorn" in worker_class.lower()
+    # The worker's kind, not its name, says which form of the no-op app it serves.
+    from gunicorn.util import load_class
+    from uvicorn_worker import UvicornWorker
+    asgi = issubclass(load_class(worker_class), UvicornWorker)
     same = ("bench.noop_app:create_asgi_app()" if asgi else "bench.noop_app:create_app()",
             extra)
     print(f"service and no-op under {' '.join(extra)}; reference: WSGI no-op under "
@@ -175,9 +178,12 @@ def main() -> None:
             servers["reference"] = Gunicorn(REFERENCE[0], env, REFERENCE[1])
         if args.before:
             before = args.before.resolve()
+            # Its own gunicorn_conf's worker class unless one was given: the worker may be
+            # what changed.
             servers["before"] = Gunicorn(
                 "app:create_app()", {**env, "ANALYTICS_DB": str(tmp / "before.db"),
-                                     "PYTHONPATH": str(before)}, extra, root=before)
+                                     "PYTHONPATH": str(before)},
+                extra if args.worker_class else [], root=before)
         names = list(servers)
         figures: dict[tuple[str, int], list[dict[str, float]]] = {}
         for c in [int(x) for x in args.connections.split(",")]:

@@ -5,7 +5,9 @@ profile's example and three dashboard queries — through `LocalEngine.query` an
 hand-written SQLite on the same file, alternating runs (the machine is noisy), and prints
 the medians, the ratio engine/hand (target ≤ 1.25) and chdb's time on the same data for
 reference. Then times two GROUP BY queries with a time-zone conversion against the same
-queries in UTC (target ≤ 2×).
+queries in UTC (target ≤ 2×). Then times LIMITed queries with the count of the rows
+before their LIMIT (the SQL API's rows_before_limit_at_least) against the same queries
+without it (target ≤ 1.2×).
 
     .venv/bin/python bench/query.py [--events 1000000] [--rounds 7] [--db PATH]
 
@@ -84,6 +86,22 @@ ZONED = [
      "ORDER BY day",
      f"SELECT toStartOfDay(timestamp, 'America/New_York') AS day, count() AS n FROM {T} "
      "GROUP BY day ORDER BY day"),
+]
+
+
+# The SQL API's rows_before_limit_at_least: a LIMITed query with the count of the rows
+# before its LIMIT, against the same query without it (target: ≤ 1.2×).
+LIMITED = [
+    ("top 5 endpoints, 7 days",
+     f"SELECT blob2 AS endpoint, count() AS calls FROM {T} WHERE timestamp > now() - "
+     "INTERVAL '7' DAY GROUP BY endpoint ORDER BY calls DESC LIMIT 5"),
+    ("calls per minute, 1 day, page 2",
+     f"SELECT toStartOfMinute(timestamp) AS minute, count() AS calls FROM {T} WHERE "
+     "timestamp >= now() - INTERVAL '1' DAY GROUP BY minute ORDER BY minute LIMIT 100 "
+     "OFFSET 100"),
+    ("10 slowest calls, 1 day",
+     f"SELECT index1, blob1, double1 FROM {T} WHERE timestamp >= now() - INTERVAL '1' DAY "
+     "ORDER BY double1 DESC LIMIT 10"),
 ]
 
 
@@ -252,6 +270,18 @@ def main() -> None:
             zoned_times.append(timed(lambda: engine.query(zoned_sql)))
         u, z = (statistics.median(x) * 1000 for x in (utc_times, zoned_times))
         print(f"{name:42} {u:10.1f} {z:10.1f} {z / u:7.2f}")
+
+    print(f"\n{'rows_before_limit_at_least':42} {'plain ms':>10} {'counted ms':>10} {'ratio':>7}")
+    for name, sql in LIMITED:
+        plain = engine.query(sql)
+        counted = engine.query(sql, count_before_limit=True)
+        assert plain.rows == counted.rows and counted.rows_before_limit, name
+        plain_times, counted_times = [], []
+        for _ in range(args.rounds):
+            plain_times.append(timed(lambda: engine.query(sql)))
+            counted_times.append(timed(lambda: engine.query(sql, count_before_limit=True)))
+        p, c = (statistics.median(x) * 1000 for x in (plain_times, counted_times))
+        print(f"{name:42} {p:10.1f} {c:10.1f} {c / p:7.2f}")
     engine.close()
     hand.close()
 

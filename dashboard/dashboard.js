@@ -1,6 +1,7 @@
 // The dashboard of SPEC §10. Every number comes from POST /query with the internal key
-// the person typed once; the SQL is in queries.json. Data from the service is only ever
-// set as text, never as markup.
+// the person typed once; the SQL is in queries.json. The Service panel (SPEC §12) reads
+// GET /metrics, the service's own figures. Data from the service is only ever set as
+// text, never as markup.
 "use strict";
 
 const KEY_ITEM = "analytics-worker.internal-key";
@@ -106,13 +107,23 @@ async function query(name) {
 
 const VIEWS = {
   health: { render: renderHealth, every: () => state.queries.health.refreshSeconds },
+  service: { render: renderService, every: () => 2, load: serviceFigures },
   latency: { render: renderLatency, every: () => state.range.refreshSeconds },
   volume: { render: renderVolume, every: () => state.range.refreshSeconds },
+  // The hoox layout only: agent-worker's risk events.
+  risk: { render: renderRisk, every: () => state.range.refreshSeconds },
+  riskLatest: { render: renderRiskLatest, every: () => state.range.refreshSeconds },
 };
+
+// The views whose query the layout has, and those that load their own figures.
+function views() {
+  return Object.keys(VIEWS).filter(
+    (name) => VIEWS[name].load || name in state.queries.layouts[state.layout]);
+}
 
 function start() {
   state.running = true;
-  for (const name of Object.keys(VIEWS)) refresh(name, state.generation);
+  for (const name of views()) refresh(name, state.generation);
 }
 
 function stop() {
@@ -124,12 +135,14 @@ function stop() {
 
 function restartCharts() {
   state.generation += 1;
-  for (const name of ["latency", "volume"]) {
+  for (const name of views().filter((n) => n !== "health" && n !== "service")) {
     clearTimeout(state.timers[name]);
     refresh(name, state.generation);
   }
-  clearTimeout(state.timers.health);
-  refresh("health", state.generation);
+  for (const name of ["health", "service"]) {
+    clearTimeout(state.timers[name]);
+    refresh(name, state.generation);
+  }
 }
 
 async function refresh(name, generation) {
@@ -137,7 +150,7 @@ async function refresh(name, generation) {
   const began = performance.now();
   const view = VIEWS[name];
   try {
-    const doc = await query(name);
+    const doc = view.load ? await view.load() : await query(name);
     if (generation !== state.generation) return;
     view.render(doc.results);
     state.goodAt[name] = new Date();
@@ -163,7 +176,8 @@ async function refresh(name, generation) {
   state.timers[name] = setTimeout(() => refresh(name, generation), wait);
 }
 
-const TITLES = { health: "System health", latency: "Latency", volume: "Volume heatmap",
+const TITLES = { health: "System health", service: "Service", latency: "Latency",
+  volume: "Volume heatmap", risk: "Risk events", riskLatest: "Latest risk actions",
   signin: "Key" };
 const notices = {};
 
@@ -362,6 +376,74 @@ function renderVolume(rows) {
     (total ? "" : ": no events");
 }
 
+// -- view 4 (hoox layout): agent-worker's risk events --------------------------------------
+
+const RISK_KINDS = ["housekeeping", "trailing-stop", "take-profit", "kill-switch"];
+
+function renderRisk(rows) {
+  const byKind = Object.fromEntries(rows.map((r) => [r.kind, r]));
+  const body = $("risk-rows");
+  body.replaceChildren();
+  for (const kind of RISK_KINDS) {  // every kind, counted 0 when it did not happen
+    const row = byKind[kind];
+    const tr = document.createElement("tr");
+    if (kind === "kill-switch" && row && Number(row.events)) tr.className = "bad";
+    const cells = [kind, fmtInt(row ? row.events : 0),
+      kind === "housekeeping" ? fmtInt(row ? row.degraded : 0) : "–",
+      row ? whenText(row.last) : "never"];
+    cells.forEach((value, i) => {
+      const td = document.createElement("td");
+      td.textContent = value;
+      if (i === 1 || i === 2) td.className = "num";
+      tr.append(td);
+    });
+    body.append(tr);
+  }
+  $("risk-about").textContent = `agent-worker, last ${state.range.label}`;
+}
+
+function renderRiskLatest(rows) {
+  const body = $("riskLatest-rows");
+  body.replaceChildren();
+  for (const row of rows) {
+    const tr = document.createElement("tr");
+    if (row.kind === "kill-switch") tr.className = "bad";
+    for (const value of [whenText(row.at), row.kind, riskWhat(row),
+      [row.exchange, row.symbol].filter(Boolean).join(" ") || "–"]) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 4;
+    td.className = "muted";
+    td.textContent = `No trailing stop, take profit or kill switch in the last ${state.range.label}.`;
+    tr.append(td);
+    body.append(tr);
+  }
+}
+
+// The slots of SPEC §9 in words: value1..3 are double1..3, value5 is double5.
+function riskWhat(row) {
+  const n = (v) => Number(v).toLocaleString("en", { maximumFractionDigits: 4 });
+  if (row.kind === "trailing-stop") {
+    return `${row.detail}: closed at ${n(row.value2)}, watermark ${n(row.value1)}`;
+  }
+  if (row.kind === "take-profit") {
+    return `${row.detail}: scaled out ${n(row.value3)} at ${n(row.value2)} (entry ${n(row.value1)})`;
+  }
+  return `${row.detail}: PnL ${n(row.value1)}% against a limit of ${n(row.value2)}% ` +
+    `(unrealized ${n(row.value3)} of ${n(row.value5)})`;
+}
+
+function whenText(seconds) {
+  return new Date(Number(seconds) * 1000).toISOString().slice(0, 19).replace("T", " ");
+}
+
 // -- drawing helpers ----------------------------------------------------------------------
 
 function line(svg, x1, y1, x2, y2, cls) {
@@ -408,6 +490,77 @@ function niceCeil(v) {
 
 function fmtMs(v) { return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2); }
 
+// -- the Service panel: the service's figures from /metrics ------------------------------
+
+async function serviceFigures() {
+  let response;
+  try {
+    response = await fetch("/metrics", {
+      headers: { "X-Internal-Auth-Key": state.key || "" }, cache: "no-store" });
+  } catch (e) {
+    throw new QueryFailed("The service did not answer (it may be stopped or restarting).");
+  }
+  if (response.status === 401) throw new Unauthorized();
+  if (!response.ok) throw new QueryFailed(`The service answered HTTP ${response.status}.`);
+  return { results: parseMetrics(await response.text()), source: "the service" };
+}
+
+// Prometheus's text format, as much as the panel reads: `name{k="v",…} value` lines.
+function parseMetrics(text) {
+  const samples = [];
+  for (const line of text.split("\n")) {
+    const m = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels = {};
+    for (const l of (m[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return samples;
+}
+
+function renderService(samples) {
+  const one = (name) => samples.find((s) => s.name === "analytics_worker_" + name);
+  const backlog = one("replay_backlog_events");
+  const set = (id, text, bad) => {
+    $(id).textContent = text;
+    $(id).classList.toggle("bad", Boolean(bad));
+  };
+  if (backlog) {
+    const sink = backlog.labels.sink;
+    const lag = one("replay_lag_seconds");
+    const last = one("replay_last_success_timestamp_seconds");
+    const dead = one("replay_dead_letter_events");
+    set("service-backlog", `${fmtInt(backlog.value)} events (${sink})`, backlog.value > 0);
+    set("service-lag", lag && lag.value > 0 ? `${duration(lag.value)} old` : "none waiting",
+      lag && lag.value > 300);
+    set("service-last-send", last ? `${clock(new Date(last.value * 1000))}` : "never");
+    set("service-dead", dead ? fmtInt(dead.value) : "0", dead && dead.value > 0);
+  } else {
+    set("service-backlog", "not replaying (sink none)");
+    for (const id of ["service-lag", "service-last-send", "service-dead"]) set(id, "–");
+  }
+  const reachable = one("cloudflare_reachable");
+  set("service-cloudflare", reachable && reachable.value === 1 ? "reachable"
+    : "not reachable", !(reachable && reachable.value === 1));
+  const bytes = one("log_bytes");
+  const events = one("log_events");
+  set("service-log-bytes", bytes ? size(bytes.value) : "–");
+  set("service-log-events", events ? fmtInt(events.value) : "–");
+}
+
+function duration(s) {
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+function size(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i += 1; }
+  return `${bytes.toFixed(i && bytes < 10 ? 1 : 0)} ${units[i]}`;
+}
+
 // -- setting up -----------------------------------------------------------------------------
 
 function setUpViews() {
@@ -425,6 +578,7 @@ function setUpViews() {
   $("latency-about").textContent = hoox
     ? "p50 (solid) and p95 (dashed) per worker, api-call latencyMs; trades: the order's latencyMs (double3), one line for all trades"
     : "p50 (solid) and p95 (dashed) per worker, latencyMs";
+  $("risk-panel").hidden = !("risk" in state.queries.layouts[state.layout]);
   $("board").hidden = false;
 }
 

@@ -111,13 +111,20 @@ class CloudflareSQL:
     def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
         """Raises aesql's InvalidQuery / ParamsMismatch before calling out, and
         CloudflareError when Cloudflare does not answer with rows."""
-        text, fmt = translate(sql, list(params), dataset=self.dataset)
-        result = self.run(text)
+        text, fmt = translate(sql, list(params), dataset=self.dataset, format=None)
+        if fmt == "TabSeparated":
+            # JSON writes inf, -inf and nan alike as null: only the text tells them apart,
+            # so this format is passed on as Cloudflare wrote it
+            return self._text(self._post(text + " FORMAT TabSeparated"), fmt)
+        result = self.run(text + " FORMAT JSON")
         result.format = fmt  # asked for as JSON; written in the query's format by the caller
         return result
 
     def run(self, clickhouse_sql: str) -> QueryResult:
         """Send SQL that is already in Cloudflare's dialect (bound and checked)."""
+        return self._result(self._post(clickhouse_sql))
+
+    def _post(self, clickhouse_sql: str) -> httpx.Response:
         try:
             resp = self._http.post(self.url, content=clickhouse_sql.encode("utf-8"),
                                    headers=self._headers, timeout=self._timeout)
@@ -138,7 +145,16 @@ class CloudflareSQL:
         if resp.status_code != 200:
             raise CloudflareBadResponse(
                 f"Cloudflare answered {resp.status_code}: {_one_line(resp.text)[:200]}")
-        return self._result(resp)
+        return resp
+
+    def _text(self, resp: httpx.Response, fmt: str) -> QueryResult:
+        """A row-per-line answer as written, cut at the row cap (a value's own newlines
+        are escaped, so every newline ends a row)."""
+        body = resp.content
+        lines = body.removesuffix(b"\n").split(b"\n") if body else []
+        truncated = len(lines) > self._max_rows
+        kept = b"".join(line + b"\n" for line in lines[:self._max_rows])
+        return QueryResult(meta=[], rows=[], truncated=truncated, format=fmt, text=kept)
 
     def _result(self, resp: httpx.Response) -> QueryResult:
         try:

@@ -138,7 +138,7 @@ def hoox_trade(request_id: str, received_ms: int, body: Mapping[str, Any]) -> Da
         blobs=_blobs("trade", "trade-worker", _outcome(result["success"]), exchange,
                      order["symbol"]),
         doubles=(_as_float(order["quantity"]), _as_float(order.get("price", 0)),
-                 _as_float(body.get("latencyMs", 0)), received_ms / 1000.0),
+                 _as_float(body.get("latencyMs", 0)), received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -146,7 +146,7 @@ def hoox_api_call(request_id: str, received_ms: int, payload: Mapping[str, Any])
     return DataPoint(
         blobs=_blobs("api-call", payload["worker"], _outcome(payload["success"]),
                      payload["endpoint"], ""),
-        doubles=(_as_float(payload["latencyMs"]), 0.0, 0.0, received_ms / 1000.0),
+        doubles=(_as_float(payload["latencyMs"]), 0.0, 0.0, received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -156,7 +156,7 @@ def hoox_worker_perf(request_id: str, received_ms: int, body: Mapping[str, Any])
         blobs=_blobs("worker-perf", data["worker"],
                      "degraded" if data["errors"] > 0 else "success", "", ""),
         doubles=(_as_float(data["requests"]), _as_float(data["errors"]),
-                 _as_float(data["duration"]), received_ms / 1000.0),
+                 _as_float(data["duration"]), received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -164,7 +164,7 @@ def hoox_signal(request_id: str, received_ms: int, body: Mapping[str, Any]) -> D
     data = body["data"]
     return DataPoint(
         blobs=_blobs("signal", data["source"], "pending", data["type"], data["symbol"]),
-        doubles=(_as_float(data["confidence"]), 0.0, 0.0, received_ms / 1000.0),
+        doubles=(_as_float(data["confidence"]), 0.0, 0.0, received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -174,5 +174,52 @@ def hoox_notification(request_id: str, received_ms: int, body: Mapping[str, Any]
     return DataPoint(
         blobs=_blobs("notification", data["target"], _outcome(data["success"]),
                      data["type"], ""),
-        doubles=(0.0, 0.0, 0.0, received_ms / 1000.0),
+        doubles=(0.0, 0.0, 0.0, received_ms / 1000.0, 0.0),
+        indexes=(request_id,))
+
+
+# -- agent-worker's risk events (SPEC §9): flat bodies, written by agent-worker ------------
+
+AGENT_WORKER = "agent-worker"
+
+
+def hoox_housekeeping(request_id: str, received_ms: int, body: Mapping[str, Any]
+                      ) -> DataPoint:
+    return DataPoint(
+        blobs=_blobs("housekeeping", body["worker"],
+                     "degraded" if body["unhealthy"] > 0 else "success", "", ""),
+        doubles=(_as_float(body["checks"]), _as_float(body["healthy"]),
+                 _as_float(body["unhealthy"]), received_ms / 1000.0, 0.0),
+        indexes=(request_id,))
+
+
+def hoox_trailing_stop(request_id: str, received_ms: int, body: Mapping[str, Any]
+                       ) -> DataPoint:
+    return DataPoint(
+        blobs=_blobs("trailing-stop", AGENT_WORKER, body["side"], body["exchange"],
+                     body["symbol"]),
+        doubles=(_as_float(body["watermark"]), _as_float(body["currentPrice"]), 0.0,
+                 received_ms / 1000.0, 0.0),
+        indexes=(request_id,))
+
+
+def hoox_take_profit(request_id: str, received_ms: int, body: Mapping[str, Any]
+                     ) -> DataPoint:
+    return DataPoint(
+        blobs=_blobs("take-profit", AGENT_WORKER, body["side"], body["exchange"],
+                     body["symbol"]),
+        doubles=(_as_float(body["entryPrice"]), _as_float(body["currentPrice"]),
+                 _as_float(body["scaledQuantity"]), received_ms / 1000.0, 0.0),
+        indexes=(request_id,))
+
+
+def hoox_kill_switch(request_id: str, received_ms: int, body: Mapping[str, Any]
+                     ) -> DataPoint:
+    # agent-worker sends pnlPercent as `toFixed(2)`, a decimal string; the schema allows
+    # only a number or such a string, so float() cannot fail here.
+    return DataPoint(
+        blobs=_blobs("kill-switch", AGENT_WORKER, body["trigger"], "", ""),
+        doubles=(_as_float(body["pnlPercent"]), _as_float(body["limit"]),
+                 _as_float(body["totalUnrealizedPnl"]), received_ms / 1000.0,
+                 _as_float(body["accountValue"])),
         indexes=(request_id,))

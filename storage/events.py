@@ -9,13 +9,11 @@ check that both agree with jsonschema on generated documents.
 from __future__ import annotations
 
 import json
-import re
 from importlib import resources
 from typing import Any, Callable, Mapping, NamedTuple
 
 import fastjsonschema
 import jsonschema
-import orjson
 
 from . import datapoint, layouts
 from .datapoint import DataPoint
@@ -76,28 +74,33 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-# 2**63 has 19 digits: anything shorter is an integer orjson keeps exactly.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-
-
 def parse_json(body: bytes) -> Any:
     """Strict JSON: NaN and Infinity are not JSON, and would be lost as doubles. Integers
-    keep every digit. Bytes are decoded as json.loads decodes them (UTF-8, -16 or -32, a
-    UTF-8 BOM allowed).
-
-    orjson reads a batch three times faster than json. It turns integers past 64 bits into
-    floats, so a body with a run of 19 digits anywhere goes to json; what orjson refuses
-    (lone surrogates, another encoding, deep nesting, what is not JSON) json then reads or
-    refuses, so a body means the same either way."""
-    if not _LONG_DIGITS.search(body):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
+    keep every digit (orjson would turn those past 64 bits into floats, and checking a body
+    for them first costs more than orjson saves). Bytes are decoded as json.loads decodes
+    them (UTF-8, -16 or -32, a UTF-8 BOM allowed)."""
     try:
         return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, RecursionError) as e:
         raise InvalidInput(f"Malformed JSON: {e}") from None
+
+
+# An Idempotency-Key header (SPEC §6.1): the relay sends a UUID; a caller may send its
+# own. Bounded so that `<key>:<index>` of a batch item still fits an index (96 bytes).
+MAX_IDEMPOTENCY_KEY = 64
+_KEY_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The Idempotency-Key header's value, or None when absent; refused when it could not
+    be an event's request id (empty, too long, or not visible ASCII)."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY or not _KEY_CHARS.issuperset(value):
+        raise InvalidInput("The Idempotency-Key header is not valid", [{
+            "path": "header Idempotency-Key",
+            "message": f"must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"}])
+    return value
 
 
 class EventParser:
@@ -115,15 +118,19 @@ class EventParser:
     def api_call(self) -> Schema:
         return self.schemas["api-call"]
 
-    def one(self, doc: Any, received_ms: int, type_: str = "api-call") -> Event:
-        event = self._valid_event(type_, doc, received_ms)
+    def one(self, doc: Any, received_ms: int, type_: str = "api-call",
+            idempotency_key: str | None = None) -> Event:
+        """`idempotency_key` is the event's request id when the body carries none."""
+        event = self._valid_event(type_, doc, received_ms, fallback_id=idempotency_key)
         if event is None:
             raise InvalidInput("The event is not valid", self._problems(type_, doc, "$"))
         return event
 
-    def many(self, doc: Any, received_ms: int) -> list[Event]:
+    def many(self, doc: Any, received_ms: int,
+             idempotency_key: str | None = None) -> list[Event]:
         """A batch (SPEC §3.2): each item the body of the route its `type` names
-        (default api-call)."""
+        (default api-call). With `idempotency_key`, an item whose body carries no request
+        id gets `<key>:<index>`, so a batch sent again is all duplicates."""
         details = self.batch.check(doc)
         events: list[Event] = []
         if not details:
@@ -138,7 +145,8 @@ class EventParser:
                                         "message": f"{type_!r} is not one of "
                                                    f"{', '.join(self.layout.types)}"})
                         continue
-                event = self._valid_event(type_, body, received_ms)
+                fallback = None if idempotency_key is None else f"{idempotency_key}:{i}"
+                event = self._valid_event(type_, body, received_ms, fallback_id=fallback)
                 if event is None:
                     details.extend(self._problems(type_, body, prefix))
                 else:
@@ -172,7 +180,8 @@ class EventParser:
         return event
 
     def _valid_event(self, type_: str, doc: Any, received_ms: int,
-                     request_id: str | None = None) -> Event | None:
+                     request_id: str | None = None, fallback_id: str | None = None
+                     ) -> Event | None:
         """The event of a valid body, or None. The common case, a valid event, builds
         its data point once; the reasons for an invalid one are worked out apart."""
         if self._plain_envelope and type_ == "api-call" and is_plain_envelope(doc):
@@ -181,7 +190,8 @@ class EventParser:
             event = Event(rid, type_, received_ms, payload,
                           datapoint.api_call(rid, received_ms, payload))
         elif self.schemas[type_].is_valid(doc):
-            event = self._event(self.layout.types[type_], doc, received_ms, request_id)
+            event = self._event(self.layout.types[type_], doc, received_ms, request_id,
+                                fallback_id)
         else:
             return None
         return None if datapoint.problems(event.point) else event
@@ -199,8 +209,9 @@ class EventParser:
                 for slot, reason in datapoint.problems(point)]
 
     def _event(self, event_type: EventType, doc: Mapping[str, Any], received_ms: int,
-               request_id: str | None) -> Event:
-        request_id = request_id or event_type.request_id(doc) or self._new_id()
+               request_id: str | None, fallback_id: str | None = None) -> Event:
+        request_id = (request_id or event_type.request_id(doc) or fallback_id
+                      or self._new_id())
         if self.layout.cut_index:
             request_id = datapoint.cut_index(request_id)
         payload = event_type.stored(doc)

@@ -175,6 +175,30 @@ HOOX_SIGNAL = _data_type("signal", {"blob2": "source", "blob4": "type", "blob5":
 HOOX_NOTIFICATION = _data_type("notification", {"blob2": "target", "blob4": "type"},
                                datapoint.hoox_notification)
 
+
+
+# -- agent-worker's risk events: flat bodies, stored whole --------------------------------
+
+def _flat_type(name: str, blob_slots: Mapping[str, str], point: Callable[..., DataPoint]
+               ) -> EventType:
+    """An event type whose body is flat, as agent-worker sends it; `blob_slots` names the
+    field behind each blob (for error paths)."""
+    paths = dict(blob_slots)
+    return EventType(name=name, schema=f"hoox-{name}", point=point,
+                     request_id=_no_request_id, stored=_whole, body=_same_body,
+                     slots=lambda body: paths)
+
+
+HOOX_HOUSEKEEPING = _flat_type("housekeeping", {"blob2": "worker"},
+                               datapoint.hoox_housekeeping)
+HOOX_TRAILING_STOP = _flat_type("trailing-stop",
+                                {"blob3": "side", "blob4": "exchange", "blob5": "symbol"},
+                                datapoint.hoox_trailing_stop)
+HOOX_TAKE_PROFIT = _flat_type("take-profit",
+                              {"blob3": "side", "blob4": "exchange", "blob5": "symbol"},
+                              datapoint.hoox_take_profit)
+HOOX_KILL_SWITCH = _flat_type("kill-switch", {"blob3": "trigger"}, datapoint.hoox_kill_switch)
+
 PROFILE = Layout(
     name="profile", dataset="hoox_telemetry", types={"api-call": PROFILE_API_CALL},
     blobs=3, doubles=2, received_double=2)
@@ -182,8 +206,10 @@ PROFILE = Layout(
 HOOX = Layout(
     name="hoox", dataset="hoox-analytics",
     types={t.name: t for t in (HOOX_TRADE, HOOX_API_CALL, HOOX_WORKER_PERF, HOOX_SIGNAL,
-                               HOOX_NOTIFICATION)},
-    blobs=5, doubles=4, received_double=4, cut_index=True)
+                               HOOX_NOTIFICATION, HOOX_HOUSEKEEPING, HOOX_TRAILING_STOP,
+                               HOOX_TAKE_PROFIT, HOOX_KILL_SWITCH)},
+    # double4 is the received time; double5 only the kill switch's accountValue fills.
+    blobs=5, doubles=5, received_double=4, cut_index=True)
 
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (PROFILE, HOOX)}
 DEFAULT = PROFILE.name

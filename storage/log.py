@@ -1,8 +1,9 @@
 """The event log: one SQLite file in WAL mode, append-only, the source of truth.
 
-Every write commits before it returns (a single event is one autocommitted INSERT, more
-are one `BEGIN IMMEDIATE … COMMIT`; `append_groups` commits several requests' events in
-one transaction for the group-commit writer), so a return is an acknowledgement.
+Every write commits before it returns (one `BEGIN IMMEDIATE … COMMIT` per request, or
+per group of requests for the group-commit writer: `append_groups`), so a return is an
+acknowledgement. The same transaction adds the events to the service's counters
+(`counters.py`).
 
 One connection writes, and only one thread uses it at a time (the service's writer; the
 CLI's one thread). Reads go through a connection of the reading thread's own (`conn`): a
@@ -34,7 +35,7 @@ import orjson
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from . import layouts
+from . import counters, layouts
 from .datapoint import DataPoint
 from .events import Event
 from .layouts import Layout
@@ -273,6 +274,9 @@ def _insert_groups(conn: sqlite3.Connection, insert: str,
         seen.update(r[0] for r in conn.execute(_select_existing(len(chunk)), chunk))
     new_rows: list[Sequence[Any]] = []
     results = []
+    # Per event type (row[1]), for the service's counters, committed with the events.
+    accepted_by: dict[str, int] = {}
+    duplicate_by: dict[str, int] = {}
     for rows in groups:
         accepted = 0
         for row in rows:
@@ -280,6 +284,9 @@ def _insert_groups(conn: sqlite3.Connection, insert: str,
                 seen.add(row[0])
                 new_rows.append(row)
                 accepted += 1
+                accepted_by[row[1]] = accepted_by.get(row[1], 0) + 1
+            else:
+                duplicate_by[row[1]] = duplicate_by.get(row[1], 0) + 1
         results.append(AppendResult(accepted, len(rows) - accepted))
     if new_rows:
         inserted = 0
@@ -290,6 +297,7 @@ def _insert_groups(conn: sqlite3.Connection, insert: str,
                                      [v for row in chunk for v in row]).rowcount
         if inserted != len(new_rows):
             raise sqlite3.DatabaseError("a row expected to be new was not inserted")
+    counters.add_events(conn, accepted_by, duplicate_by)
     return results
 
 
@@ -472,25 +480,13 @@ class EventLog:
         return outcomes
 
     def _append_rows(self, rows: Sequence[Sequence[Any]]) -> AppendResult:
+        # One transaction for the events and their counters (SPEC §12), even for one
+        # event: a count is never committed without its events, nor the other way round.
         try:
-            if len(rows) == 1:
-                accepted = self._insert_one(rows[0])
-            else:
-                with self.transaction() as conn:
-                    # What the statements themselves report, never the connection's
-                    # running total.
-                    accepted = conn.executemany(self._insert, rows).rowcount
+            with self.transaction() as conn:
+                return _insert_groups(conn, self._insert, [rows])[0]
         except sqlite3.Error as e:
             raise _translate(e) from e
-        return AppendResult(accepted, len(rows) - accepted)
-
-    def _insert_one(self, row: tuple) -> int:
-        """One event is one statement, which SQLite commits on its own (autocommit):
-        the same write lock and commit as BEGIN IMMEDIATE … COMMIT, with two fewer
-        statements on the busiest path."""
-        conn = self._writer
-        with self._lock:
-            return self._retry_busy(conn.execute, self._insert, row).rowcount
 
     def checkpoint(self) -> None:
         """Move the WAL into the database without waiting for readers or writers."""
@@ -602,3 +598,9 @@ def _whole_datapoint(db: sqlite_utils.Database) -> None:
         db.execute("INSERT OR IGNORE INTO log_meta (key, value) VALUES ('layout', 'profile')")
     # The view of 0001 knew only the profile's slots; the log's opener recreates it.
     db.execute("DROP VIEW IF EXISTS datapoints")
+
+
+@MIGRATIONS(name="0004_counters")
+def _counters(db: sqlite_utils.Database) -> None:
+    # The service's durable counters (SPEC §12), updated in the events' transactions.
+    counters.create_table(db.conn)

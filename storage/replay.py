@@ -41,6 +41,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from . import counters
 from .datapoint import MAX_POINTS_PER_CALL, DataPoint
 from .interchange import format_time
 from .log import EventLog, point_columns, point_of, range_sql
@@ -353,7 +354,7 @@ class Replayer:
         except SinkUnavailable as e:
             failures = state.failures + 1
             delay = self.backoff.delay(failures, e.retry_after_s)
-            self._record_failure(failures, delay, str(e))
+            self._record_failure(failures, delay, str(e), getattr(e, "reason", "error"))
             log.warning("replay to %s failed (%d in a row), next try in %.1f s: %s",
                         self.sink.name, failures, delay, e)
             return Tick("failed", min(delay, self.lease.ttl_ms / 3000.0), *counts,
@@ -407,10 +408,13 @@ class Replayer:
             log.error("replay: event %s (seq %d) refused by %s, dead-lettered: %s",
                       p.request_id, p.seq, name, reason)
 
-    def _record_failure(self, failures: int, delay_s: float, error: str) -> None:
+    def _record_failure(self, failures: int, delay_s: float, error: str,
+                        reason: str = "error") -> None:
         now = _ms(self._clock)
         with self.log.transaction() as conn:
             self.lease.prove(conn)
+            counters.add(conn, {(counters.REPLAY_FAILURES,
+                                 counters.labels(sink=self.sink.name, reason=reason)): 1}, now)
             conn.execute("INSERT INTO replay_state (sink) VALUES (?) ON CONFLICT DO NOTHING",
                          (self.sink.name,))
             conn.execute("UPDATE replay_state SET failures = ?, next_attempt_ms = ?,"

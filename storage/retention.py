@@ -15,6 +15,7 @@ import sqlite3
 import time
 from typing import Callable
 
+from . import counters
 from .log import EventLog, _translate
 
 DAY_MS = 86_400_000
@@ -55,9 +56,12 @@ def prune(event_log: EventLog, now: float, retention_days: int, *, sink: str,
             return pruned
         try:
             with event_log.transaction() as tx:
-                pruned += tx.execute(
+                deleted = tx.execute(
                     f"DELETE FROM events WHERE seq IN ({','.join('?' * len(seqs))})",
                     seqs).rowcount
+                # With the deletion: the log's event count is accepted minus pruned.
+                counters.add(tx, {(counters.PRUNED, counters.labels()): deleted})
+                pruned += deleted
         except sqlite3.Error as e:
             raise _translate(e) from e
         last = seqs[-1]

@@ -26,9 +26,17 @@ class SinkError(Exception):
 class SinkUnavailable(SinkError):
     """Down, overloaded or misconfigured: retry the same batch later."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None):
+    def __init__(self, message: str, retry_after_s: float | None = None,
+                 reason: str = "error"):
+        """`reason`: a short class of failure for the metrics (timeout, unreachable, 429,
+        5xx, 4xx), never free text."""
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.reason = reason
+
+
+def status_reason(status: int) -> str:
+    return "429" if status == 429 else f"{status // 100}xx"
 
 
 class SinkRejected(SinkError):
@@ -86,9 +94,10 @@ class RelaySink:
                 timeout=self._timeout)
         except httpx.TimeoutException:
             raise SinkUnavailable(f"the relay did not answer within "
-                                  f"{self._timeout.read:g} s") from None
+                                  f"{self._timeout.read:g} s", reason="timeout") from None
         except httpx.HTTPError as e:
-            raise SinkUnavailable(f"the relay is unreachable: {type(e).__name__}: {e}") from None
+            raise SinkUnavailable(f"the relay is unreachable: {type(e).__name__}: {e}",
+                                  reason="unreachable") from None
         if resp.status_code == 200:
             return
         message = _error_text(resp)
@@ -98,7 +107,8 @@ class RelaySink:
                                _bad_points(resp, len(points)))
         raise SinkUnavailable(
             f"the relay answered {resp.status_code}: {message}",
-            parse_retry_after(resp.headers.get("Retry-After"), self._clock))
+            parse_retry_after(resp.headers.get("Retry-After"), self._clock),
+            reason=status_reason(resp.status_code))
 
 
 def _error_text(resp: httpx.Response) -> str:

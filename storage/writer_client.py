@@ -28,15 +28,47 @@ class WriterAway(LogUnavailable):
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, client: "WriterClient"):
+    def __init__(self, client: "WriterClient", loop: asyncio.AbstractEventLoop):
         self._client = client
+        self.loop = loop
         self._reader = wire.Reader(wire.ANSWER)
         self.transport: asyncio.Transport | None = None
-        self.waiting: dict[int, tuple[asyncio.Future, int]] = {}
+        # tag → (the request's future, its event count, when it was sent)
+        self.waiting: dict[int, tuple[asyncio.Future, int, float]] = {}
         self.lost = False
+        self._outgoing: list[bytes] = []
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._sweep()
+
+    def send(self, frame: bytes) -> None:
+        """Frames of one loop iteration go out in one write (one system call)."""
+        if not self._outgoing:
+            self.loop.call_soon(self._flush)
+        self._outgoing.append(frame)
+
+    def _flush(self) -> None:
+        frames, self._outgoing = self._outgoing, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(frames))
+
+    def _sweep(self) -> None:
+        """Once a second, not a timer per request: refuse what the writer has not
+        answered for too long."""
+        if self.lost:
+            return
+        oldest = self.loop.time() - self._client._answer_s
+        late = [tag for tag, (_, _, sent) in self.waiting.items() if sent < oldest]
+        for tag in late:
+            future, events, _ = self.waiting.pop(tag)
+            self._client._release(events)
+            if not future.done():
+                future.set_exception(WriterAway(
+                    "The writer did not answer in time; the events may or may not be "
+                    "stored: retry them (a retry is a duplicate if they were)"))
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -49,16 +81,18 @@ class _Connection(asyncio.Protocol):
             entry = self.waiting.pop(tag, None)
             if entry is None:
                 continue
-            future, events = entry
+            future, events, _ = entry
             self._client._release(events)
             if not future.done():
                 future.set_result((code, accepted, duplicates, message.decode("utf-8")))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._client._lost(self)
         waiting, self.waiting = self.waiting, {}
-        for future, events in waiting.values():
+        for future, events, _ in waiting.values():
             self._client._release(events)
             if not future.done():
                 future.set_exception(WriterAway(
@@ -107,17 +141,9 @@ class WriterClient:
             raise
         tag = next(self._tags) & 0xFFFFFFFF
         future = loop.create_future()
-        conn.waiting[tag] = (future, events)
-        assert conn.transport is not None
-        conn.transport.write(wire.request(tag, kind, rows))
-        try:
-            return await asyncio.wait_for(future, self._answer_s)
-        except asyncio.TimeoutError:
-            if conn.waiting.pop(tag, None) is not None:
-                self._release(events)
-            raise WriterAway("The writer did not answer in time; the events may or may "
-                             "not be stored: retry them (a retry is a duplicate if they "
-                             "were)") from None
+        conn.waiting[tag] = (future, events, loop.time())
+        conn.send(wire.request(tag, kind, rows))
+        return await future
 
     async def _make_room(self, events: int, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -145,7 +171,9 @@ class WriterClient:
     async def _connection(self, deadline: float) -> _Connection:
         conn = self._conn
         if conn is not None and not conn.lost:
-            return conn
+            if conn.loop is asyncio.get_running_loop():
+                return conn
+            self._conn = None  # a connection of another event loop (tests run several)
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._connect(deadline))
         connecting = self._connecting
@@ -161,8 +189,8 @@ class WriterClient:
         delay = 0.01
         while True:
             try:
-                _, conn = await loop.create_unix_connection(lambda: _Connection(self),
-                                                            self.socket_path)
+                _, conn = await loop.create_unix_connection(
+                    lambda: _Connection(self, loop), self.socket_path)
                 self._conn = conn
                 return conn
             except OSError as e:

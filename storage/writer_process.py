@@ -128,13 +128,18 @@ class WriterServer:
         except Exception as e:  # not the log's own error: every request hears of it
             log.exception("writer: group commit failed")
             outcomes = [e] * len(appends)
+        # One write per worker connection for the whole group, not one per request.
+        answers: dict[_Peer, list[bytes]] = {}
         for p, outcome in zip(appends, outcomes):
             if isinstance(outcome, LogFull):
-                p.peer.send(wire.answer(p.tag, wire.FULL, message=str(outcome)))
+                frame = wire.answer(p.tag, wire.FULL, message=str(outcome))
             elif isinstance(outcome, Exception):
-                p.peer.send(wire.answer(p.tag, wire.UNAVAILABLE, message=str(outcome)))
+                frame = wire.answer(p.tag, wire.UNAVAILABLE, message=str(outcome))
             else:
-                p.peer.send(wire.answer(p.tag, wire.OK, outcome.accepted, outcome.duplicates))
+                frame = wire.answer(p.tag, wire.OK, outcome.accepted, outcome.duplicates)
+            answers.setdefault(p.peer, []).append(frame)
+        for peer, frames in answers.items():
+            peer.send(b"".join(frames))
 
     async def serve(self, path: str, *, parent: int | None = None) -> None:
         self._loop = asyncio.get_running_loop()

@@ -332,3 +332,73 @@ GROUP BY blob4 ORDER BY trade_count DESC"""),
     Q(f"SELECT blob1, blob2, count() AS n FROM {D} GROUP BY blob1, blob2 ORDER BY n DESC, "
       "blob1, blob2"),
 ]
+
+
+class Construct(NamedTuple):
+    """A ClickHouse construct that sqlglot parses: translated (`refused` None, and then
+    equal to ClickHouse's answer) or refused with a message that names it."""
+    sql: str
+    refused: str | None = None
+
+
+# The walk over ClickHouse's clauses and constructs beyond the documented dialect.
+CONSTRUCTS: list[Construct] = [
+    # translated: each equal to ClickHouse
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY blob1 ORDER BY n, blob1 "
+              "LIMIT 1, 2"),
+    Construct(f"SELECT blob2, avgIf(double1, double1 > 150) AS a FROM {T} GROUP BY blob2 "
+              "ORDER BY a NULLS FIRST, blob2"),
+    Construct(f"SELECT blob2, avgIf(double1, double1 > 150) AS a FROM {T} GROUP BY blob2 "
+              "ORDER BY a DESC NULLS LAST, blob2"),
+    Construct(f"SELECT blob2, avgIf(double1, double1 > 150) / 0 AS a FROM {T} GROUP BY blob2 "
+              "ORDER BY a DESC, blob2"),
+    Construct(f"SELECT t.blob1 AS w, count() AS n FROM {T} AS t WHERE t.blob2 NOT LIKE '/api%' "
+              "GROUP BY w ORDER BY w"),
+    Construct(f"SELECT toStartOfInterval(timestamp, INTERVAL 1 DAY) AS d, count() AS n "
+              f"FROM {T} GROUP BY d ORDER BY d"),
+    Construct(f"SELECT w, n FROM (SELECT blob1 AS w, count() AS n FROM {T} GROUP BY w) "
+              "WHERE n > 100 ORDER BY n DESC LIMIT ALL"),
+    # refused, each by its name
+    Construct(f"SELECT blob1, blob2 FROM {T} ORDER BY blob1, blob2 LIMIT 1 BY blob1",
+              "LIMIT ... BY"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY blob1 WITH TOTALS",
+              "WITH TOTALS"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY blob1 WITH ROLLUP",
+              "WITH ROLLUP"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY blob1 WITH CUBE", "WITH CUBE"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY ROLLUP(blob1)", "ROLLUP"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY CUBE(blob1, blob2)", "CUBE"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY GROUPING SETS ((blob1), ())",
+              "GROUPING SETS"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY ALL", "GROUP BY ALL"),
+    Construct(f"SELECT count() AS n FROM {T} SETTINGS max_threads = 1", "SETTINGS"),
+    Construct(f"SELECT count() AS n FROM {T} FINAL", "FINAL"),
+    Construct(f"SELECT count() AS n FROM {T} SAMPLE 0.1", "SAMPLE"),
+    Construct(f"SELECT count() AS n FROM {T} PREWHERE double1 > 10", "PREWHERE"),
+    Construct(f"SELECT blob1, x FROM {T} ARRAY JOIN [1, 2] AS x", "ARRAY JOIN"),
+    Construct(f"SELECT blob1, sum(double1) OVER (PARTITION BY blob1 ORDER BY timestamp "
+              f"ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS s FROM {T}", "OVER"),
+    Construct(f"SELECT blob1, count() OVER w AS n FROM {T} WINDOW w AS (PARTITION BY blob1)",
+              "WINDOW"),
+    Construct(f"SELECT blob1 FROM {T} QUALIFY double1 > 10", "QUALIFY"),
+    Construct(f"SELECT blob1 FROM {T} ORDER BY blob1 LIMIT 3 WITH TIES", "WITH TIES"),
+    Construct(f"SELECT toStartOfHour(timestamp) AS h FROM {T} ORDER BY h WITH FILL",
+              "WITH FILL"),
+    Construct(f"SELECT * EXCEPT (blob1) FROM {T}", "EXCEPT"),
+    Construct(f"SELECT * REPLACE (1 AS blob1) FROM {T}", "REPLACE"),
+    Construct(f"SELECT count() AS n FROM {T} WHERE blob1 GLOBAL IN ('hoox')", "GLOBAL IN"),
+    Construct(f"SELECT count() AS n FROM {T} WHERE blob1 IN (SELECT blob1 FROM {T})",
+              "IN (subquery)"),
+    Construct(f"SELECT count() AS n FROM {T} WHERE blob2 LIKE '/a!%' ESCAPE '!'", "ESCAPE"),
+    Construct(f"SELECT blob1 FROM {T} ORDER BY blob1 COLLATE 'de'", "COLLATE"),
+    Construct(f"SELECT blob1 FROM {T} OFFSET 1 ROWS FETCH NEXT 2 ROWS ONLY", "FETCH"),
+    Construct(f"SELECT DISTINCT ON (blob1) blob1, blob2 FROM {T}", "DISTINCT"),
+    Construct(f"SELECT a FROM (SELECT blob1 AS a FROM {T}) AS t(a)", "table alias"),
+    Construct(f"SELECT (blob1, blob2) AS pair FROM {T}", "tuples"),
+    Construct(f"SELECT [1, 2] AS list FROM {T}", "array literals"),
+    Construct(f"SELECT count() AS n FROM {T} WHERE blob1 IS NOT NULL", "IS NULL"),
+    Construct(f"SELECT CASE WHEN double1 > 1 THEN 'a' ELSE 'b' END AS c FROM {T}", "CASE"),
+    Construct(f"SELECT a.blob1 FROM {T} AS a JOIN {T} AS b ON a.index1 = b.index1", "JOIN"),
+    Construct(f"SELECT blob1 FROM {T} UNION ALL SELECT blob2 FROM {T}", "UNION"),
+    Construct(f"WITH 1 AS one SELECT one FROM {T}", "WITH"),
+]

@@ -55,6 +55,28 @@ def make_records(n: int = 3000, seed: int = 20261124, workers: list | None = Non
     return records
 
 
+# The 2026 clock changes (Unix seconds, the first second of the new offset) of three
+# zones: Berlin and New York forward in spring, back in autumn; Sydney the other way
+# round, in the southern spring and autumn.
+DST_2026 = {
+    "Europe/Berlin": (1_774_746_000, 1_792_890_000),      # 03-29 01:00Z, 10-25 01:00Z
+    "America/New_York": (1_772_953_200, 1_793_512_800),   # 03-08 07:00Z, 11-01 06:00Z
+    "Australia/Sydney": (1_775_318_400, 1_791_043_200),   # 04-04 16:00Z, 10-03 16:00Z
+}
+
+
+def records_at(seconds: list[int]) -> list[dict[str, Any]]:
+    """One api-call record at each of these times (whole seconds), in time order."""
+    records = []
+    for i, t in enumerate(sorted(seconds)):
+        received = datetime.fromtimestamp(t, timezone.utc)
+        records.append({"requestId": f"at-{i:05d}-{t}", "type": "api-call",
+                        "receivedAt": received.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                        "payload": {"worker": "trade-worker", "endpoint": "/webhook",
+                                    "latencyMs": 1.0 + i % 7, "success": True}})
+    return records
+
+
 def _utc_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()) * 1000
 
@@ -98,6 +120,11 @@ HOOX_GROUPS: list[tuple[int, str, tuple]] = [
     (2, "worker-perf", ("d1-worker",)),
     (4, "notification", ("trade-alert", "telegram")),
     (2, "notification", ("daily-report", "email")),
+    # agent-worker's risk events: rarer than the platform's own
+    (1, "housekeeping", ("agent-worker",)),
+    (1, "trailing-stop", ("binance", "BTCUSDT")),
+    (1, "take-profit", ("bybit", "ETHUSDT")),
+    (1, "kill-switch", ("max_drawdown",)),
 ]
 # Trades exactly on and just outside the week's bounds (timestamp is whole seconds).
 HOOX_EDGES = [_utc_ms(WEEK_FROM) - 1, _utc_ms(WEEK_FROM), _utc_ms(WEEK_TO) + 999,
@@ -138,12 +165,35 @@ def _hoox_body(rng: random.Random, kind: str, group: tuple, rid: str) -> dict[st
         errors = rng.choice([0, 0, 0, 1, 2, 7])
         return {"data": {"worker": group[0], "requests": rng.randrange(50, 5000),
                          "errors": errors, "duration": round(rng.uniform(2, 400), 2)}}
-    type_, target = group
-    return {"data": {"type": type_, "target": target, "success": rng.random() > 0.1}}
+    if kind == "notification":
+        type_, target = group
+        return {"data": {"type": type_, "target": target, "success": rng.random() > 0.1}}
+    return _risk_body(rng, kind, group)
+
+
+def _risk_body(rng: random.Random, kind: str, group: tuple) -> dict[str, Any]:
+    """agent-worker's flat bodies (tests/hoox_callers.py), varied."""
+    if kind == "housekeeping":
+        checks = rng.randrange(1, 5)
+        unhealthy = rng.choice([0, 0, 0, 1])
+        return {"worker": group[0], "checks": checks, "healthy": checks - unhealthy,
+                "unhealthy": unhealthy}
+    if kind == "kill-switch":
+        pnl = rng.uniform(-40, -10)
+        return {"trigger": group[0], "pnlPercent": f"{pnl:.2f}", "limit": -10,
+                "totalUnrealizedPnl": round(pnl * 100, 2), "accountValue": 10000}
+    exchange, symbol = group
+    body = {"exchange": exchange, "symbol": symbol, "side": rng.choice(["LONG", "SHORT"]),
+            "currentPrice": round(rng.uniform(100, 70000), 2)}
+    if kind == "trailing-stop":
+        return body | {"watermark": round(rng.uniform(100, 70000), 2),
+                       "trigger": "trailing_stop"}
+    return body | {"entryPrice": round(rng.uniform(100, 70000), 2),
+                   "scaledQuantity": round(rng.uniform(0.01, 2), 4)}
 
 
 def make_hoox_records(scale: int = 2, seed: int = 9) -> list[dict[str, Any]]:
-    """NDJSON records (SPEC §7, with `type`) of the `hoox` layout's five event types, in
+    """NDJSON records (SPEC §7, with `type`) of the `hoox` layout's event types, in
     time order: weight x stretch x scale events of each group in each stretch of
     HOOX_STRETCHES (a good share inside the dashboard's week), and the edge trades."""
     rng = random.Random(seed)
@@ -164,8 +214,9 @@ def make_hoox_records(scale: int = 2, seed: int = 9) -> list[dict[str, Any]]:
 
 
 def hoox_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
-    """The five blobs and four doubles of a `hoox` record, from SPEC §9's table (written
-    out here, not computed by the code under test); double4 is the received time."""
+    """The five blobs and four (a kill switch: five) doubles of a `hoox` record, from SPEC
+    §9's table (written out here, not computed by the code under test); double4 is the
+    received time."""
     kind, body, received = record["type"], record["payload"], _ms(record) / 1000.0
     outcome = {True: "success", False: "failure"}
     if kind == "trade":
@@ -178,7 +229,7 @@ def hoox_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
     if kind == "api-call":
         return (["api-call", body["worker"], outcome[body["success"]], body["endpoint"], ""],
                 [float(body["latencyMs"]), 0.0, 0.0, received])
-    data = body["data"]
+    data = body.get("data", {})
     if kind == "worker-perf":
         return (["worker-perf", data["worker"], "degraded" if data["errors"] else "success",
                  "", ""],
@@ -187,8 +238,32 @@ def hoox_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
     if kind == "signal":
         return (["signal", data["source"], "pending", data["type"], data["symbol"]],
                 [float(data["confidence"]), 0.0, 0.0, received])
-    return (["notification", data["target"], outcome[data["success"]], data["type"], ""],
-            [0.0, 0.0, 0.0, received])
+    if kind == "notification":
+        return (["notification", data["target"], outcome[data["success"]], data["type"], ""],
+                [0.0, 0.0, 0.0, received])
+    return _risk_point(kind, body, received)
+
+
+def _risk_point(kind: str, body: dict[str, Any], received: float
+                ) -> tuple[list[str], list[float]]:
+    if kind == "housekeeping":
+        return (["housekeeping", body["worker"],
+                 "degraded" if body["unhealthy"] else "success", "", ""],
+                [float(body["checks"]), float(body["healthy"]), float(body["unhealthy"]),
+                 received])
+    if kind == "trailing-stop":
+        return (["trailing-stop", "agent-worker", body["side"], body["exchange"],
+                 body["symbol"]],
+                [float(body["watermark"]), float(body["currentPrice"]), 0.0, received])
+    if kind == "take-profit":
+        return (["take-profit", "agent-worker", body["side"], body["exchange"],
+                 body["symbol"]],
+                [float(body["entryPrice"]), float(body["currentPrice"]),
+                 float(body["scaledQuantity"]), received])
+    assert kind == "kill-switch", kind
+    return (["kill-switch", "agent-worker", body["trigger"], "", ""],
+            [float(body["pnlPercent"]), float(body["limit"]),
+             float(body["totalUnrealizedPnl"]), received, float(body["accountValue"])])
 
 
 def profile_point(record: dict[str, Any]) -> tuple[list[str], list[float]]:
@@ -252,6 +327,8 @@ def _ch_literal(value: Any) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and not math.isfinite(a):  # ClickHouse's JSON writes it null
+        return b is None
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, bool) or isinstance(b, bool):

@@ -4,6 +4,7 @@ real service under gunicorn on a free loopback port."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import socket
@@ -61,6 +62,14 @@ def assert_error(result: Any, status: int, *fragments: str) -> dict[str, Any]:
         assert fragment in body["error"] or fragment in str(body.get("details")), body
     assert "Traceback" not in result.text
     return body
+
+
+def strict_json(text: str | bytes) -> Any:
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are not JSON (Python's
+    json, and so falcon.testing's `result.json`, would accept them)."""
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
 
 
 @pytest.fixture
@@ -188,6 +197,26 @@ def gunicorn_server(tmp_path: Path, db_path: Path) -> Iterator[Callable[..., Ser
         server.stop()
 
 
+@pytest.fixture
+def writer_process(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
+    """Starts the service's writer process for a log, as gunicorn's master does; returns
+    its socket, for create_app(writer_socket=...)."""
+    from storage.writer_process import Supervisor
+
+    started: list[Supervisor] = []
+
+    def start(db_path: Path, **env: str) -> str:
+        supervisor = Supervisor(str(tmp_path / f"writer-{len(started)}.sock"),
+                                env=service_env(db_path, **env))
+        supervisor.start()
+        started.append(supervisor)
+        return supervisor.socket_path
+
+    yield start
+    for supervisor in started:
+        supervisor.stop()
+
+
 # -- Cloudflare stand-in (replay, /query from Cloudflare) ---------------------------------
 
 @pytest.fixture
@@ -223,3 +252,112 @@ def chromium() -> Iterator[Any]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# -- Prometheus (the metrics, SPEC §12) -----------------------------------------------------
+
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+
+
+def readme_yaml(first_key: str) -> str:
+    """The README's YAML block that starts with `first_key` (its scrape config, its rules)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+              if b.startswith(first_key)]
+    assert len(blocks) == 1, f"the README has no single YAML block starting {first_key}"
+    return blocks[0]
+
+
+def ensure_prometheus() -> None:
+    """Debian's prometheus (and promtool), installed as test.sh does when missing."""
+    if not (os.access(PROMETHEUS, os.X_OK) and os.access(PROMTOOL, os.X_OK)):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "prometheus"], check=True,
+                       env=env, timeout=600, stdout=subprocess.DEVNULL)
+
+
+class Prometheus:
+    """A real Prometheus on loopback, in a directory of its own, scraping `target` every
+    `interval` with the internal key as its `authorization` setting."""
+
+    def __init__(self, workdir: Path, config: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        (workdir / "prometheus.yml").write_text(config)
+        self.log_file = workdir / "prometheus.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "Prometheus":
+        out = open(self.log_file, "ab")
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={self.workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {self.log_file.read_text()}")
+            try:
+                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"prometheus did not start: {self.log_file.read_text()}")
+
+    def api(self, path: str, **params: Any) -> Any:
+        body = httpx.get(self.url + "/api/v1/" + path, params=params, timeout=5).json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def value(self, expr: str) -> float | None:
+        """The instant value of a PromQL expression of one series (None: no series)."""
+        result = self.api("query", query=expr)["result"]
+        assert len(result) <= 1, result
+        return float(result[0]["value"][1]) if result else None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
+    """Starts Prometheus scraping a server, with the README's scrape config (its target,
+    key and interval replaced) and rules; every one started is stopped afterwards."""
+    import yaml
+
+    ensure_prometheus()
+    started: list[Prometheus] = []
+
+    def start(server: Server, *, interval: str = "1s", rules: str | None = None) -> Prometheus:
+        workdir = tmp_path / f"prometheus-{len(started)}"
+        workdir.mkdir()
+        config = yaml.safe_load(readme_yaml("scrape_configs:"))
+        job = config["scrape_configs"][0]
+        job["scrape_interval"] = interval
+        job["authorization"]["credentials"] = KEY
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{server.port}"]}]
+        config["global"] = {"evaluation_interval": interval}
+        config["rule_files"] = []
+        if rules is not None:
+            (workdir / "rules.yml").write_text(rules)
+            config["rule_files"] = [str(workdir / "rules.yml")]
+        prom = Prometheus(workdir, yaml.safe_dump(config)).start()
+        started.append(prom)
+        return prom
+
+    yield start
+    for prom in started:
+        prom.stop()

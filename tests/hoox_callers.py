@@ -18,6 +18,7 @@ class Caller(NamedTuple):
     blobs: tuple[str, str, str, str, str]
     doubles: tuple[float, float, float]
     ignored: tuple[str, ...] = ()
+    double5: float = 0.0
 
 
 CALLERS = [
@@ -75,7 +76,38 @@ CALLERS = [
     Caller("worker-perf without errors", "worker-perf",
            {"data": {"worker": "hoox", "requests": 800, "errors": 0, "duration": 12}},
            None, ("worker-perf", "hoox", "success", "", ""), (800.0, 0.0, 12.0)),
+    # agent-worker's risk events (src/logic/housekeeping.ts, src/logic/routine.ts).
+    Caller("agent-worker housekeeping, all healthy", "housekeeping",
+           {"worker": "agent-worker", "checks": 4, "healthy": 4, "unhealthy": 0},
+           None, ("housekeeping", "agent-worker", "success", "", ""), (4.0, 4.0, 0.0)),
+    Caller("agent-worker housekeeping, one unhealthy", "housekeeping",
+           {"worker": "agent-worker", "checks": 4, "healthy": 3, "unhealthy": 1},
+           None, ("housekeeping", "agent-worker", "degraded", "", ""), (4.0, 3.0, 1.0)),
+    Caller("agent-worker trailing stop", "trailing-stop",
+           {"exchange": "binance", "symbol": "BTCUSDT", "side": "LONG", "watermark": 68000.5,
+            "currentPrice": 66100, "trigger": "trailing_stop"},
+           None, ("trailing-stop", "agent-worker", "LONG", "binance", "BTCUSDT"),
+           (68000.5, 66100.0, 0.0)),
+    Caller("agent-worker take profit", "take-profit",
+           {"exchange": "bybit", "symbol": "ETHUSDT", "side": "SHORT", "entryPrice": 3500,
+            "currentPrice": 3150.25, "scaledQuantity": 0.75},
+           None, ("take-profit", "agent-worker", "SHORT", "bybit", "ETHUSDT"),
+           (3500.0, 3150.25, 0.75)),
+    Caller("agent-worker kill switch, pnlPercent as toFixed(2)", "kill-switch",
+           {"trigger": "max_drawdown", "pnlPercent": "-12.34", "limit": -10,
+            "totalUnrealizedPnl": -1234.5, "accountValue": 10000},
+           None, ("kill-switch", "agent-worker", "max_drawdown", "", ""),
+           (-12.34, -10.0, -1234.5), (), 10000.0),
+    Caller("kill switch with pnlPercent as a number", "kill-switch",
+           {"trigger": "max_drawdown", "pnlPercent": -7.5, "limit": -5,
+            "totalUnrealizedPnl": -750, "accountValue": 10000},
+           None, ("kill-switch", "agent-worker", "max_drawdown", "", ""),
+           (-7.5, -5.0, -750.0), (), 10000.0),
 ]
+
+# agent-worker's routes (SPEC §9), apart from the platform's analytics-worker's five.
+RISK_ROUTES = ["housekeeping", "trailing-stop", "take-profit", "kill-switch"]
+ROUTES = ["trade", "api-call", "worker-perf", "signal", "notification", *RISK_ROUTES]
 
 # The platform's dashboard queries, verbatim as it sends them (SPEC §9, issue 9).
 DASHBOARD_QUERIES = [

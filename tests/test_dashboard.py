@@ -17,7 +17,7 @@ import pytest
 import dashboard
 from conftest import KEY, ROOT, Server
 from dashboard_data import calm_down, history, import_records, send
-from hoox_callers import CALLERS
+from hoox_callers import CALLERS, RISK_ROUTES
 
 HEALTH = dashboard.expand(dashboard.load_queries()["layouts"]["profile"]["health"],
                           "hoox_telemetry")
@@ -420,6 +420,27 @@ def test_hoox_layout_the_three_views_drawn_from_the_platforms_events(hoox_servic
     heads = page.locator("#volume text.cell-label").all_text_contents()
     assert heads[0].startswith("Trades: 14") and heads[1].startswith("Signals: 5")
 
+    # agent-worker's risk events: each kind counted, and the latest actions newest first
+    risk = page.get_by_role("table", name="Risk events by kind")
+    risk.locator("tbody tr").nth(3).wait_for()
+    counted = [r.locator("td").all_inner_texts() for r in risk.locator("tbody tr").all()]
+    expected_counts = {kind: sum(c.route == kind for c in CALLERS) for kind in RISK_ROUTES}
+    assert [(r[0], r[1], r[2]) for r in counted] == [
+        ("housekeeping", str(expected_counts["housekeeping"]), "1"),
+        ("trailing-stop", str(expected_counts["trailing-stop"]), "–"),
+        ("take-profit", str(expected_counts["take-profit"]), "–"),
+        ("kill-switch", str(expected_counts["kill-switch"]), "–")]
+    latest = page.get_by_role("table", name="Latest risk actions")
+    actions = [c for c in CALLERS if c.route in RISK_ROUTES[1:]]
+    latest.locator("tbody tr").nth(len(actions) - 1).wait_for()
+    listed = [r.locator("td").all_inner_texts() for r in latest.locator("tbody tr").all()]
+    assert [r[1] for r in listed] == [c.route for c in reversed(actions)]
+    kill = next(r for r in listed if "-12.34%" in r[2])
+    assert kill[2] == ("max_drawdown: PnL -12.34% against a limit of -10% "
+                       "(unrealized -1,234.5 of 10,000)")
+    assert ["binance BTCUSDT", "bybit ETHUSDT"] == sorted(
+        r[3] for r in listed if r[1] != "kill-switch")
+
     page.screenshot(path=str(tmp_path / "dashboard-hoox.png"), full_page=True)
     assert all(urlsplit(u).hostname == "127.0.0.1" and urlsplit(u).port == server.port
                for u in tab.requests), tab.requests
@@ -443,3 +464,49 @@ def test_hoox_layout_banner_shows_and_clears_within_two_seconds(hoox_service,
         calm_down(server.url, KEY, HOOX_HEALTH, f"calm{spike}")
         assert wait_until(lambda: not tab.alert_visible(), 2.0) <= 2.0
     assert all(urlsplit(u).hostname == "127.0.0.1" for u in tab.requests)
+
+
+# -- the Service panel (SPEC §12) -------------------------------------------------------------
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+@pytest.mark.e2e
+def test_service_panel_follows_a_relay_outage_the_backlog_grows_then_drains(
+        gunicorn_server: Callable[..., Server], standin: Any, open_page) -> None:
+    server = gunicorn_server(**standin.env(), CLOUDFLARE_TIMEOUT_MS="500",
+                             ANALYTICS_REPLAY_BACKOFF_MAX_MS="300")
+    post = lambda prefix, n: [httpx.post(  # noqa: E731
+        server.url + "/track/api-call", headers={"X-Internal-Auth-Key": KEY},
+        json={"requestId": f"{prefix}-{i}", "payload": {"worker": "w", "endpoint": "/e",
+                                                        "latencyMs": 1, "success": True}},
+        timeout=10).raise_for_status() for i in range(n)]
+    post("before", 20)
+    tab = open_page(server.url)
+    tab.sign_in(KEY)
+    page = tab.page
+    backlog = page.get_by_label("Replay backlog")
+    events = page.get_by_label("Events in the log")
+
+    def shown(locator: Any) -> int:
+        digits = re.match(r"[\d,]+", locator.inner_text().strip())
+        return int(digits.group(0).replace(",", "")) if digits else -1
+
+    wait_until(lambda: shown(backlog) == 0 and shown(events) == 20, 15, 0.1)
+    assert page.get_by_label("Last successful send").inner_text() != "never"
+    assert page.get_by_label("Dead letters").inner_text() == "0"
+    assert re.fullmatch(r"[\d.]+ (KiB|MiB)", page.get_by_label("Log size").inner_text())
+
+    standin.set_mode("refuse")
+    post("outage", 30)
+    wait_until(lambda: shown(backlog) >= 30, 15, 0.1)
+    assert "bad" in (backlog.get_attribute("class") or "")
+    wait_until(lambda: page.get_by_label("Oldest unsent event").inner_text().endswith("old"),
+               10, 0.1)
+    assert shown(events) == 50
+
+    standin.set_mode("up")
+    wait_until(lambda: shown(backlog) == 0, 20, 0.1)
+    assert page.get_by_label("Oldest unsent event").inner_text() == "none waiting"
+    assert len(standin.points) >= 50
+    assert all(urlsplit(u).hostname == "127.0.0.1" for u in tab.requests)
+    assert any(u.endswith("/metrics") for u in tab.requests)

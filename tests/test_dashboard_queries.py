@@ -52,8 +52,10 @@ def clickhouse(records: list[dict]) -> Iterator[ClickHouse]:
 
 def test_every_layout_has_the_three_views_and_every_range_is_the_selectors() -> None:
     assert [r["label"] for r in RANGES] == ["1 h", "24 h", "7 d", "30 d"]
-    for named in QUERIES["layouts"].values():
-        assert set(named) == {"health", "latency", "volume"}
+    assert set(QUERIES["layouts"]["profile"]) == {"health", "latency", "volume"}
+    # The hoox layout adds agent-worker's risk events: counted, and the latest listed.
+    assert set(QUERIES["layouts"]["hoox"]) == {"health", "latency", "volume", "risk",
+                                               "riskLatest"}
     assert QUERIES["health"] == {"refreshSeconds": 1, "windowSeconds": 60, "minErrors": 5,
                                  "minErrorRate": 0.05}
 
@@ -164,3 +166,34 @@ def test_hoox_volume_keeps_trades_and_signals_apart(
                        and p["timestamp"] >= since)
         assert expected and sum(int(r["events"]) for r in rows if r["kind"] == kind) == \
             expected
+
+
+RISK = ("housekeeping", "trailing-stop", "take-profit", "kill-switch")
+
+
+def test_hoox_risk_counts_each_of_agent_workers_events(
+        hoox_engine: LocalEngine, hoox_points: list[dict[str, Any]]) -> None:
+    rows = hoox_engine.query(sent("hoox", "risk", RANGES[3], HOOX), []).rows
+    since = NOW - 30 * 86400
+    recent = [p for p in hoox_points if p["timestamp"] >= since and p["blobs"][0] in RISK]
+    assert [r["kind"] for r in rows] == sorted(RISK)
+    for row in rows:
+        mine = [p for p in recent if p["blobs"][0] == row["kind"]]
+        assert int(row["events"]) == len(mine) > 0
+        assert int(row["degraded"]) == sum(p["blobs"][2] == "degraded" for p in mine)
+        assert row["last"] == max(p["doubles"][3] for p in mine)
+    assert any(int(r["degraded"]) for r in rows if r["kind"] == "housekeeping")
+
+
+def test_hoox_risk_latest_lists_the_ten_newest_actions_newest_first(
+        hoox_engine: LocalEngine, hoox_points: list[dict[str, Any]]) -> None:
+    rows = hoox_engine.query(sent("hoox", "riskLatest", RANGES[3], HOOX), []).rows
+    actions = sorted((p for p in hoox_points if p["blobs"][0] in RISK[1:]
+                      and p["timestamp"] >= NOW - 30 * 86400),
+                     key=lambda p: p["doubles"][3], reverse=True)[:10]
+    assert len(rows) == 10
+    assert [(r["kind"], r["detail"], r["at"]) for r in rows] == [
+        (p["blobs"][0], p["blobs"][2], p["doubles"][3]) for p in actions]
+    for row, p in zip(rows, actions):
+        assert [row["value1"], row["value2"], row["value3"]] == p["doubles"][:3]
+        assert row["value5"] == (p["doubles"][4] if row["kind"] == "kill-switch" else 0)

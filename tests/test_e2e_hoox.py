@@ -96,14 +96,31 @@ def expected_points(log: EventLog) -> list[dict[str, Any]]:
             d = body["data"]
             blobs = ["signal", d["source"], "pending", d["type"], d["symbol"]]
             doubles = [d["confidence"], 0, 0]
-        else:
+        elif t == "notification":
             d = body["data"]
             blobs = ["notification", d["target"], "success" if d["success"] else "failure",
                      d["type"], ""]
             doubles = [0, 0, 0]
+        elif t == "housekeeping":
+            blobs = ["housekeeping", body["worker"],
+                     "degraded" if body["unhealthy"] > 0 else "success", "", ""]
+            doubles = [body["checks"], body["healthy"], body["unhealthy"]]
+        elif t == "trailing-stop":
+            blobs = ["trailing-stop", "agent-worker", body["side"], body["exchange"],
+                     body["symbol"]]
+            doubles = [body["watermark"], body["currentPrice"], 0]
+        elif t == "take-profit":
+            blobs = ["take-profit", "agent-worker", body["side"], body["exchange"],
+                     body["symbol"]]
+            doubles = [body["entryPrice"], body["currentPrice"], body["scaledQuantity"]]
+        else:
+            assert t == "kill-switch", t
+            blobs = ["kill-switch", "agent-worker", body["trigger"], "", ""]
+            doubles = [float(body["pnlPercent"]), body["limit"], body["totalUnrealizedPnl"]]
+        double5 = body["accountValue"] if t == "kill-switch" else 0
         point = {"dataset": DATASET, "index1": row["request_id"], "_sample_interval": 1}
         point.update({f"blob{i + 1}": (blobs + [""] * 20)[i][:256] for i in range(20)})
-        values = doubles + [row["received_ms"] / 1000.0] + [0] * 16
+        values = doubles + [row["received_ms"] / 1000.0, double5] + [0] * 15
         point.update({f"double{i + 1}": float(values[i]) for i in range(20)})
         points.append(point)
     return points

@@ -26,9 +26,16 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_full_disk_refuses_with_507_and_loses_no_acknowledged_event(small_disk, make_client):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_full_disk_refuses_with_507_and_loses_no_acknowledged_event(
+        small_disk, make_client, writer_process, writer):
+    """With the in-process writer thread, and with the service's writer process."""
     db_path = small_disk / "analytics.db"
-    client = make_client(Config(internal_keys=("test-key",), db_path=str(db_path)))
+    socket = None
+    if writer == "process":
+        socket = writer_process(db_path)
+    client = make_client(Config(internal_keys=("test-key",), db_path=str(db_path)),
+                         writer_socket=socket)
     assert client.simulate_get("/health").status_code == 200  # opens and migrates the log
     filler = small_disk / "filler"
     free = 1024 * 1024 - sum(p.stat().st_size for p in small_disk.iterdir())

@@ -1,4 +1,4 @@
-"""The hoox layout (SPEC §9): the platform's five routes with its real callers' bodies,
+"""The hoox layout (SPEC §9): the platform's routes with its real callers' bodies,
 their data points slot by slot, the compatibility decisions, and bad input on every route."""
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import falcon.testing
 import pytest
 
 from conftest import AUTH, KEY, assert_error
-from hoox_callers import CALLERS, LONG_ERROR, Caller
+from hoox_callers import CALLERS, LONG_ERROR, RISK_ROUTES, ROUTES, Caller
 from storage.config import Config
 from storage.log import EventLog
-
-ROUTES = ["trade", "api-call", "worker-perf", "signal", "notification"]
 
 
 @pytest.fixture
@@ -63,11 +61,12 @@ def test_every_caller_body_is_stored_with_its_data_point_slot_by_slot(
     assert tuple(row[f"blob{i}"] for i in range(1, 6)) == caller.blobs
     assert tuple(row[f"double{i}"] for i in range(1, 4)) == caller.doubles
     assert row["double4"] == clock.now  # the received time, Unix seconds
+    assert row["double5"] == caller.double5
     assert row["timestamp"] == int(clock.now)
     assert row["_sample_interval"] == 1
     # The rest of the whole data point, as Analytics Engine shows unset slots.
     assert [row[f"blob{i}"] for i in range(6, 21)] == [""] * 15
-    assert [row[f"double{i}"] for i in range(5, 21)] == [0] * 16
+    assert [row[f"double{i}"] for i in range(6, 21)] == [0] * 15
 
     stored = hoox_log.conn.execute("SELECT type, payload FROM events WHERE request_id = ?",
                                    (row["index1"],)).fetchone()
@@ -85,7 +84,9 @@ def test_replayed_points_carry_the_slots_the_platform_writes(
         assert hoox.simulate_post(f"/track/{caller.route}", json=caller.body).status_code == 200
     points = [p.point for p in replay.pending(hoox_log, 0, 100)]
     assert [(p.blobs, p.doubles[:3]) for p in points] == [(c.blobs, c.doubles) for c in CALLERS]
-    assert all(len(p.doubles) == 4 and p.doubles[3] == clock.now for p in points)
+    assert [(p.doubles[3], p.doubles[4]) for p in points] == [(clock.now, c.double5)
+                                                              for c in CALLERS]
+    assert all(len(p.doubles) == 5 for p in points)
     assert all(len(p.indexes) == 1 for p in points)
 
 
@@ -187,7 +188,7 @@ def test_a_batch_names_every_bad_item_and_stores_nothing(hoox, hoox_log):
 
 
 def test_profile_routes_of_the_hoox_layout_are_404_in_the_profile_layout(client):
-    for route in ("trade", "signal", "notification", "worker-perf"):
+    for route in ("trade", "signal", "notification", "worker-perf", *RISK_ROUTES):
         assert_error(client.simulate_post(f"/track/{route}", json={}), 404)
 
 
@@ -211,6 +212,24 @@ BAD = [
     ("notification", {"data": {"type": "t", "target": "tg", "success": "true"}},
      ["$.data.success"]),
     ("notification", [], ["$"]),
+    ("housekeeping", {"worker": "", "checks": -1, "healthy": "4", "unhealthy": 1e16},
+     ["$.worker", "$.checks", "$.healthy", "$.unhealthy"]),
+    ("housekeeping", {"data": {}}, ["$"]),
+    ("trailing-stop", {"exchange": "binance", "symbol": "", "side": 1, "watermark": "68000",
+                       "currentPrice": 2e15},
+     ["$", "$.symbol", "$.side", "$.watermark", "$.currentPrice"]),
+    ("take-profit", {"exchange": "bybit", "symbol": "ETHUSDT", "side": "SHORT",
+                     "entryPrice": None, "currentPrice": True, "scaledQuantity": "0.5"},
+     ["$.entryPrice", "$.currentPrice", "$.scaledQuantity"]),
+    ("kill-switch", {"trigger": "max_drawdown", "pnlPercent": "-12,34", "limit": -10,
+                     "totalUnrealizedPnl": -1234.5, "accountValue": "10000"},
+     ["$.pnlPercent", "$.accountValue"]),
+    ("kill-switch", {"trigger": "max_drawdown", "pnlPercent": "NaN", "limit": -10,
+                     "totalUnrealizedPnl": -1, "accountValue": 1}, ["$.pnlPercent"]),
+    ("kill-switch", {"trigger": "max_drawdown", "pnlPercent": "Infinity", "limit": -10,
+                     "totalUnrealizedPnl": -1, "accountValue": 1}, ["$.pnlPercent"]),
+    ("kill-switch", {"pnlPercent": "", "limit": -10, "totalUnrealizedPnl": -1,
+                     "accountValue": 1}, ["$", "$.pnlPercent"]),
 ]
 
 
@@ -285,3 +304,67 @@ def test_the_readmes_hoox_examples_answer_as_shown(hoox, hoox_log):
         if answer:
             assert result.json == json.loads(answer[2:]), route
     assert hoox_log.count() == len(examples) + 1  # the batch holds two
+
+
+# -- Idempotency-Key (SPEC §6.1): a retried delivery is a duplicate, not a second event -----
+
+@pytest.mark.parametrize("caller", [c for c in CALLERS if c.index1 is None],
+                         ids=[c.name for c in CALLERS if c.index1 is None])
+def test_the_idempotency_key_is_the_request_id_of_a_body_without_one(hoox, hoox_log, caller):
+    headers = {**AUTH, "Idempotency-Key": "relay-7c0e5b1a"}
+    first = hoox.simulate_post(f"/track/{caller.route}", json=caller.body, headers=headers)
+    assert first.status_code == 200 and "duplicate" not in first.json, first.text
+    again = hoox.simulate_post(f"/track/{caller.route}", json=caller.body, headers=headers)
+    assert again.status_code == 200 and again.json["duplicate"] is True
+    assert hoox_log.count() == 1
+    assert datapoint_row(hoox_log)["index1"] == "relay-7c0e5b1a"
+
+
+def test_a_request_id_in_the_body_wins_over_the_idempotency_key(hoox, hoox_log):
+    headers = {**AUTH, "Idempotency-Key": "relay-key-1"}
+    for caller in (CALLERS[0], CALLERS[4]):  # a trade's payload.requestId, indexes[0]
+        assert hoox.simulate_post(f"/track/{caller.route}", json=caller.body,
+                                  headers=headers).status_code == 200
+    ids = [r[0] for r in hoox_log.conn.execute("SELECT request_id FROM events ORDER BY seq")]
+    assert ids == [CALLERS[0].index1, CALLERS[4].index1]
+
+
+def test_a_batch_derives_one_request_id_per_item_from_the_idempotency_key(hoox, hoox_log):
+    items = [{"type": c.route, **c.body} for c in CALLERS]
+    headers = {**AUTH, "Idempotency-Key": "batch-key"}
+    first = hoox.simulate_post("/track/batch", json={"events": items}, headers=headers)
+    assert first.json["accepted"] == len(items), first.text
+    ids = [r[0] for r in hoox_log.conn.execute("SELECT request_id FROM events ORDER BY seq")]
+    assert ids == [c.index1 or f"batch-key:{i}" for i, c in enumerate(CALLERS)]
+    again = hoox.simulate_post("/track/batch", json={"events": items}, headers=headers)
+    assert (again.json["accepted"], again.json["duplicates"]) == (0, len(items))
+    assert hoox_log.count() == len(items)
+
+
+def test_without_an_idempotency_key_each_delivery_is_a_new_event(hoox, hoox_log):
+    body = CALLERS[-1].body
+    for _ in range(2):
+        assert hoox.simulate_post("/track/kill-switch", json=body).json == {"success": True}
+    assert hoox_log.count() == 2
+
+
+@pytest.mark.parametrize("key", ["", "k" * 65, "has space", "tab\tkey", "clé"])
+def test_an_idempotency_key_that_cannot_be_a_request_id_is_refused(hoox, hoox_log, key):
+    for route, body in (("kill-switch", CALLERS[-1].body),
+                        ("batch", {"events": [{"type": "kill-switch", **CALLERS[-1].body}]})):
+        result = hoox.simulate_post(f"/track/{route}", json=body,
+                                    headers={**AUTH, "Idempotency-Key": key})
+        details = assert_error(result, 400, "Idempotency-Key")["details"]
+        assert details[0]["path"] == "header Idempotency-Key"
+    assert hoox_log.count() == 0
+
+
+def test_the_profile_layout_reads_the_idempotency_key_too(client, event_log):
+    body = {"worker": "hoox", "endpoint": "/api", "latencyMs": 3, "success": True}
+    headers = {**AUTH, "Idempotency-Key": "profile-key"}
+    assert client.simulate_post("/track/api-call", json=body, headers=headers).json == {
+        "success": True}
+    assert client.simulate_post("/track/api-call", json=body, headers=headers).json == {
+        "success": True, "duplicate": True}
+    assert [r[0] for r in event_log.conn.execute("SELECT request_id FROM events")] == [
+        "profile-key"]

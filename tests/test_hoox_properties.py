@@ -20,7 +20,9 @@ from storage.layouts import HOOX
 from storage.log import EventLog
 
 edge = st.sampled_from(["", "x", "é" * 200, 0, -1, 0.5, 1.5, 1e15, 1e15 + 2, -1e15 - 2, 2**70,
-                        True, False, None, [], {}, "0"])
+                        True, False, None, [], {}, "0",
+                        # pnlPercent's decimal strings, and strings that only look like one
+                        "-12.34", "5.00", "1e5", "NaN", "Infinity", "-", ".5", "1.", " 1"])
 
 
 def mutate(draw, doc):

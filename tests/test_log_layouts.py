@@ -217,11 +217,15 @@ def test_hoox_export_imports_into_an_empty_log_as_the_same_export(make_client, t
 
     csv_out = CliRunner().invoke(main, ["export", "--db", str(source), "--format", "csv"],
                                  env=env)
-    header, first = csv_out.stdout.splitlines()[:2]
+    csv_lines = csv_out.stdout.splitlines()
+    header, first = csv_lines[:2]
     assert header == ("requestId,type,receivedAt,blob1,blob2,blob3,blob4,blob5,"
-                      "double1,double2,double3")
+                      "double1,double2,double3,double5")
     assert first.startswith("trade-req-1,trade,") and first.endswith(
-        ",trade,trade-worker,success,binance,BTCUSDT,0.01,64250.5,182")
+        ",trade,trade-worker,success,binance,BTCUSDT,0.01,64250.5,182,0")
+    # The kill switch's decimal string is a number in the point; accountValue in double5.
+    kill = [line for line in csv_lines if ",kill-switch," in line]
+    assert kill[0].endswith(",kill-switch,agent-worker,max_drawdown,,,-12.34,-10,-1234.5,10000")
 
 
 def test_import_refuses_a_type_of_another_layout(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -17,8 +17,8 @@ from storage import aesql
 from storage.aesql import udf as F
 from storage.aesql.build import _cast, _fn, _num, _op
 from storage.aesql.types import T
-from storage.aesql import LocalEngine, to_clickhouse
-from aesql_corpus import CORPUS, DASHBOARD, REFERENCE, Q
+from storage.aesql import InvalidQuery, LocalEngine, to_clickhouse
+from aesql_corpus import CONSTRUCTS, CORPUS, DASHBOARD, REFERENCE, Q
 from aesql_fixtures import (NOW, ClickHouse, differences, hoox_point, import_log,
                             make_hoox_records, make_records)
 
@@ -168,7 +168,7 @@ def test_dashboard_log_holds_the_data_points_clickhouse_holds(
         assert row["index1"] == record["requestId"]
         assert [row[f"blob{i}"] for i in range(1, 21)] == blobs + [""] * 15, record
         assert [row[f"double{i}"] for i in range(1, 21)] == \
-            pytest.approx(doubles + [0.0] * 16), record
+            pytest.approx(doubles + [0.0] * (20 - len(doubles))), record
 
 
 @pytest.mark.parametrize("index", range(len(CORPUS)), ids=lambda i: f"q{i + 1:02d}")
@@ -269,3 +269,29 @@ def test_to_clickhouse_spells_the_documented_names() -> None:
     assert "CASE" not in text and "if(" in text and "toStartOfMonth(" in text
     assert "'it\\'s'" in text or "'it''s'" in text
     assert text.endswith("FORMAT JSON")
+
+
+@pytest.mark.parametrize("construct", CONSTRUCTS,
+                         ids=[c.refused or f"t{i}" for i, c in enumerate(CONSTRUCTS)])
+def test_each_clickhouse_construct_is_translated_equal_to_clickhouse_or_refused_by_name(
+        engine: LocalEngine, clickhouse: ClickHouse, construct: Any) -> None:
+    """Nothing is dropped: a construct sqlglot parses either means here what it means in
+    ClickHouse, or is refused, naming it, before either source runs it."""
+    sqlglot.parse(construct.sql, read="clickhouse")  # a construct sqlglot parses
+    if construct.refused is None:
+        problems = run_both(engine, clickhouse, Q(construct.sql))
+        assert not problems, f"{construct.sql}\n" + "\n".join(problems)
+        return
+    for run in (engine.query, to_clickhouse):
+        with pytest.raises(InvalidQuery) as caught:
+            run(construct.sql)
+        message = str(caught.value)
+        assert construct.refused in message and "syntax error" not in message, message
+
+
+def test_the_construct_walk_covers_the_clauses_clickhouse_adds() -> None:
+    names = " ".join(c.refused or "" for c in CONSTRUCTS)
+    for clause in ("LIMIT ... BY", "WITH TOTALS", "SETTINGS", "FINAL", "SAMPLE", "PREWHERE",
+                   "ARRAY JOIN", "OVER", "GROUPING SETS", "ROLLUP", "CUBE", "QUALIFY"):
+        assert clause in names, clause
+    assert sum(c.refused is None for c in CONSTRUCTS) >= 5

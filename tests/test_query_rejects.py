@@ -5,8 +5,11 @@ ParamsMismatch (HTTP 400). The same checks guard the text sent to Cloudflare."""
 from __future__ import annotations
 
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from storage.aesql import InvalidQuery, LocalEngine, ParamsMismatch, to_clickhouse
+from storage.aesql.dialect import NODES, _check
 from aesql_fixtures import NOW, import_log, make_records
 
 T = "hoox_telemetry"
@@ -143,3 +146,53 @@ def test_show_statements_answer_like_analytics_engine(engine: LocalEngine) -> No
     zones = [r["name"] for r in engine.query("SHOW TIMEZONES").rows]
     assert "UTC" in zones and "Europe/Berlin" in zones
     assert to_clickhouse("show tables") == "SHOW TABLES FORMAT JSON"
+
+
+# -- the allow-list holds for what sqlglot may parse tomorrow ------------------------------
+
+def _tree(sql: str) -> exp.Expression:
+    return sqlglot.parse_one(sql, read="clickhouse")
+
+
+@pytest.mark.parametrize("node_type", sorted(NODES, key=lambda t: t.__name__),
+                         ids=lambda t: t.__name__)
+def test_an_arg_the_translator_does_not_read_is_refused_on_every_allowed_node(
+        node_type: type) -> None:
+    """A new clause of a new sqlglot version arrives as a new arg of a known node: it is
+    refused, named, rather than dropped."""
+    tree = _tree(f"SELECT blob1 AS w, count() AS n FROM {T} AS t WHERE t.double1 > 1 "
+                 "AND blob2 IN ('a') AND blob2 LIKE 'x' AND blob3 ILIKE 'y' AND double1 "
+                 "BETWEEN 1 AND 2 AND NOT (blob1 = 'z') AND -double1 < 0 AND "
+                 "timestamp > now() - INTERVAL 1 DAY AND extract(HOUR FROM timestamp) = 1 "
+                 "AND TRUE AND blob4 != NULL AND double1 * 2 / 3 % 4 + 1 >= 0 AND "
+                 "count(DISTINCT blob2) <= 1 OR 1 <> 2 GROUP BY w HAVING n > 0 ORDER BY n "
+                 "LIMIT 2 OFFSET 1 FORMAT JSON")
+    tree.set("from_", exp.From(this=exp.Subquery(
+        this=_tree(f"SELECT * FROM {T}"), alias=exp.TableAlias(this=exp.to_identifier("s")))))
+    nodes = [n for n in tree.walk() if type(n) is node_type]
+    if not nodes:  # the FROM replaced above took the Table with it
+        nodes = [n for n in _tree(f"SELECT blob1 FROM {T}").walk() if type(n) is node_type]
+        tree = nodes[0].root()
+    _check(tree)  # the tree as parsed passes
+    nodes[0].args["tomorrows_clause"] = exp.column("blob1")
+    with pytest.raises(InvalidQuery, match="TOMORROWS_CLAUSE"):
+        _check(tree)
+
+
+def test_a_node_type_the_translator_does_not_handle_is_refused_even_as_a_subclass() -> None:
+    class TomorrowsColumn(exp.Column):  # what a new sqlglot version might parse into
+        pass
+
+    tree = _tree(f"SELECT blob1 FROM {T}")
+    column = next(n for n in tree.walk() if type(n) is exp.Column)
+    column.replace(TomorrowsColumn(this=exp.to_identifier("blob1")))
+    with pytest.raises(InvalidQuery, match="TomorrowsColumn"):
+        _check(tree)
+
+
+def test_a_function_flag_that_is_not_known_to_mean_nothing_is_refused() -> None:
+    tree = _tree(f"SELECT lower(blob1) FROM {T}")
+    lower = next(n for n in tree.walk() if isinstance(n, exp.Lower))
+    lower.args["tomorrows_flag"] = True
+    with pytest.raises(InvalidQuery, match="tomorrows_flag"):
+        _check(tree)

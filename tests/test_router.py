@@ -11,7 +11,7 @@ import falcon.testing
 import httpx
 import pytest
 
-from conftest import FixedClock, api_call, assert_error
+from conftest import KEY, FixedClock, api_call, assert_error, strict_json
 from standin import StandIn
 from storage.config import Config
 from storage.log import EventLog
@@ -33,6 +33,13 @@ SAME_EITHER_WAY = [
     ("SELECT blob3 AS ok, countIf(double1 > 5) AS slow FROM hoox_telemetry GROUP BY ok"
      " ORDER BY ok", []),
 ]
+
+# Every kind of non-finite number, per worker: an overflow each way, avg of nothing, a
+# division by zero each way and 0/0, log(0).
+NON_FINITE = ("SELECT blob1 AS worker, sum(double1) * 1e308 AS huge, -sum(double1) * 1e308"
+              " AS minus_huge, avgIf(double1, double1 > 1000) AS none, count() / 0 AS up,"
+              " -count() / 0 AS down, (count() - count()) / 0 AS undefined, log(0) AS l"
+              " FROM hoox_telemetry GROUP BY worker ORDER BY worker")
 
 
 @pytest.fixture
@@ -393,3 +400,45 @@ def test_auto_follows_cloudflare_and_replay_under_steady_traffic(
         stop.set()
         thread.join(5)
     assert sent and set(sent) == {200}
+
+
+# -- non-finite numbers (SPEC §3.3) ------------------------------------------------------
+
+def test_non_finite_numbers_are_null_in_json_and_written_out_in_tabseparated_from_either_source(
+        app_client: falcon.testing.TestClient, standin: StandIn,
+        replay_all: Callable[[], None]) -> None:
+    ingest(app_client, 9)
+    replay_all()
+    nulls = [{"worker": f"w{i}", "huge": None, "minus_huge": None, "none": None,
+              "up": None, "down": None, "undefined": None, "l": None} for i in range(3)]
+    for source in ("cloudflare", "local"):
+        body = query(app_client, NON_FINITE, source=source)
+        assert body.status_code == 200, body.text
+        assert "Infinity" not in body.text and "NaN" not in body.text
+        doc = strict_json(body.text)
+        assert doc["source"] == source and doc["results"] == nulls
+        assert [m["type"] for m in doc["meta"]] == ["String"] + ["Float64"] * 7
+        each = query(app_client, NON_FINITE + " FORMAT JSONEachRow", source=source)
+        assert [strict_json(line) for line in each.text.splitlines()] == nulls, source
+        tsv = query(app_client, NON_FINITE + " FORMAT TabSeparated", source=source)
+        assert tsv.headers["X-Analytics-Source"] == source
+        assert tsv.text == "".join(f"w{i}\tinf\t-inf\tnan\tinf\t-inf\tnan\t-inf\n"
+                                   for i in range(3)), source
+
+
+def test_the_sql_api_route_writes_cloudflares_non_finite_numbers_as_null(
+        app_client: falcon.testing.TestClient, standin: StandIn,
+        replay_all: Callable[[], None]) -> None:
+    ingest(app_client, 9)
+    replay_all()
+    route = "/client/v4/accounts/any/analytics_engine/sql"
+    headers = {"Authorization": f"Bearer {KEY}"}
+    answer = app_client.simulate_post(route, body=NON_FINITE.encode(), headers=headers)
+    assert answer.status_code == 200 and answer.headers["X-Analytics-Source"] == "cloudflare"
+    doc = strict_json(answer.text)
+    assert [row["huge"] for row in doc["data"]] == [None] * 3
+    assert all(v is None for row in doc["data"] for k, v in row.items() if k != "worker")
+    tsv = app_client.simulate_post(route, body=(NON_FINITE + " FORMAT TabSeparated").encode(),
+                                   headers=headers)
+    assert tsv.headers["X-Analytics-Source"] == "cloudflare"
+    assert tsv.text.splitlines()[0] == "w0\tinf\t-inf\tnan\tinf\t-inf\tnan\t-inf"

@@ -28,6 +28,9 @@ BEARER = {"Authorization": f"Bearer {KEY}"}
 UNAUTHORIZED = {"success": False, "errors": [{"code": 10000, "message": "Authentication error"}],
                 "messages": [], "result": None}
 
+# A page past the end: no rows, and rows_before_limit_at_least is still the count.
+EMPTY_PAGE = ("SELECT blob1 AS w, count() AS n FROM hoox_telemetry GROUP BY w ORDER BY w"
+              " LIMIT 2 OFFSET 7")
 # Queries whose answer is the same from the log and from the stand-in's ClickHouse over
 # the replayed points (no `timestamp`: on Cloudflare it is the replay time).
 SAME_EITHER_WAY = [
@@ -46,6 +49,13 @@ SAME_EITHER_WAY = [
     "SELECT index1, double1 FROM hoox_telemetry ORDER BY double1 DESC LIMIT 4",
     "SELECT blob1 AS w, count() AS n FROM hoox_telemetry GROUP BY w ORDER BY w LIMIT 2"
     " OFFSET 1",
+    EMPTY_PAGE,
+    # non-finite numbers: null in JSON, inf, -inf and nan in TabSeparated
+    "SELECT index1, double1 / 0 AS up, -double1 / 0 AS down, (double1 - double1) / 0 AS"
+    " undefined, log(double1 - double1) AS l, double1 * 1e308 * 10 AS overflow"
+    " FROM hoox_telemetry WHERE double1 < 4 ORDER BY index1",
+    "SELECT blob1 AS w, avgIf(double1, double1 > 1000) AS none, sum(double1) * 1e308 AS"
+    " huge, topK(2)(double1 / 0) AS top FROM hoox_telemetry GROUP BY w ORDER BY w",
 ]
 # Strings that every format must escape as ClickHouse does.
 ENDPOINTS = ["/e/0", "/api/Äpfel", "tab\there", "quote ' and \" and \\", "line\nbreak",
@@ -175,7 +185,8 @@ def test_each_format_is_byte_for_byte_the_stand_ins(
                            headers={"Authorization": f"Bearer {replayed.api_token}"})
     assert theirs.status_code == ours.status_code == 200, (theirs.text, ours.text)
     assert ours.headers["X-Analytics-Source"] == "local"
-    assert ours.content.count(b"\n") >= (fmt in ("JSONEachRow", "TabSeparated"))
+    assert ours.content.count(b"\n") >= (fmt in ("JSONEachRow", "TabSeparated")
+                                          and SAME_EITHER_WAY[index] != EMPTY_PAGE)
     assert ours.content == theirs.content
 
 
@@ -233,3 +244,32 @@ def test_the_cloudflare_client_reads_a_second_instance_as_its_cloudflare(
     refused = wrong.simulate_post("/query", json={"query": "SELECT 1 AS one",
                                                   "source": "cloudflare"})
     assert refused.status_code == 502 and "CLOUDFLARE_API_TOKEN" in refused.json["error"]
+
+
+@pytest.mark.parametrize("sql, page, before, statements", [
+    # groups: counted in the same pass, by a window over the groups
+    ("SELECT blob1 AS w, count() AS n FROM hoox_telemetry WHERE double1 > 2 GROUP BY w"
+     " ORDER BY w DESC LIMIT 1 OFFSET 1", [{"w": "w1", "n": 5}], 3, 1),
+    # rows: the count is of the rows matching the WHERE, not of the sorted projection
+    ("SELECT index1, double1 FROM hoox_telemetry WHERE double1 > 2 ORDER BY double1 DESC"
+     " LIMIT 2 OFFSET 2", [{"index1": "req-015", "double1": 15.5},
+                           {"index1": "req-014", "double1": 14.5}], 16, 2),
+])
+def test_rows_before_limit_cost_one_pass_for_groups_and_a_count_of_the_where_for_rows(
+        filled: falcon.testing.TestClient, db_path: Path, sql: str, page: list,
+        before: int, statements: int) -> None:
+    from storage.aesql import LocalEngine
+
+    engine = LocalEngine(str(db_path))
+    ran: list[str] = []
+    try:
+        engine._connection().set_trace_callback(ran.append)
+        result = engine.query(sql, count_before_limit=True)
+        assert result.rows == page and result.rows_before_limit == before
+        assert [m["name"] for m in result.meta] == list(page[0])
+        assert len(ran) == statements, ran
+        if statements == 2:
+            assert "ORDER BY" not in ran[1] and "double1 > 2" in ran[1]
+        assert engine.query(sql).rows == page  # and without the count, the same page
+    finally:
+        engine.close()

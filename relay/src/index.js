@@ -24,7 +24,20 @@ const LIMITS = Object.freeze({
 const POINT_FIELDS = new Set(["blobs", "doubles", "indexes"]);
 const SECRET_NAME = "INTERNAL_KEY_BINDING";
 const AUTH_HEADER = "X-Internal-Auth-Key";
+const IDEMPOTENCY_HEADER = "Idempotency-Key";
 const encoder = new TextEncoder();
+
+// The platform's front (SPEC §6.1): defaults of the vars that tune it.
+const FRONT = Object.freeze({
+  forwardTimeoutMs: 2_000, // ANALYTICS_FORWARD_TIMEOUT_MS
+  retryBaseSeconds: 2, // ANALYTICS_RETRY_BASE_SECONDS: first queue retry
+  retryMaxSeconds: 300, // ANALYTICS_RETRY_MAX_SECONDS: longest wait between retries
+  // The service's own cap for /track/batch; a Queue message holds at most 128 KB, so a
+  // body over maxQueuedBytes is answered 503 rather than queued when the service is away.
+  maxBodyBytes: 1024 * 1024,
+  maxQueuedBytes: 120 * 1024,
+});
+const ROUTE = /^[a-z][a-z0-9-]{0,63}$/;
 
 export default {
   async fetch(request, env) {
@@ -35,7 +48,27 @@ export default {
         return methodNotAllowed("GET, HEAD");
       }
       // No auth: load balancers and the Python service's status page poll it.
+      if (isFront(env)) {
+        // As the platform's analytics-worker, the platform's health shape, which its
+        // workers' health checks read.
+        return json(200, {
+          status: "ok",
+          success: true,
+          result: { status: "ok", timestamp: new Date().toISOString(), service: "analytics-worker" },
+        });
+      }
       return json(200, { status: "ok" });
+    }
+
+    if (pathname.startsWith("/track/") && isFront(env)) {
+      if (request.method !== "POST") return methodNotAllowed("POST");
+      const route = pathname.slice("/track/".length);
+      if (!ROUTE.test(route)) return error(404, `Not found: ${pathname}`);
+      // A wrong key is the caller's to see at once, and is never queued, even while the
+      // service is away (the service checks the key again).
+      const denied = await checkAuth(request, env);
+      if (denied) return denied;
+      return forward(request, env, route);
     }
 
     if (pathname === "/ingest") {
@@ -47,7 +80,154 @@ export default {
 
     return error(404, `Not found: ${pathname}`);
   },
+
+  // The same Worker consumes the queue of requests the service could not take.
+  async queue(batch, env) {
+    for (const message of batch.messages) {
+      await deliver(message, env);
+    }
+  },
 };
+
+// --- the platform's front ----------------------------------------------------
+
+function isFront(env) {
+  return Boolean(env.ANALYTICS_SERVICE_URL);
+}
+
+function setting(env, name, fallback) {
+  const value = Number(env[name]);
+  return Number.isFinite(value) && value >= 0 ? value : fallback;
+}
+
+// POST /track/<route>: to the service as it is. Its 2xx and 4xx go back to the caller
+// unchanged; when it cannot be reached, times out or answers 5xx, the request is queued
+// and the caller gets 202 at once.
+async function forward(request, env, route) {
+  const body = await readBodyCapped(request, FRONT.maxBodyBytes);
+  if (body === null) {
+    return error(413, `Request body too large: more than ${FRONT.maxBodyBytes} bytes`);
+  }
+  const job = {
+    route,
+    ...queuedBody(body),
+    contentType: request.headers.get("Content-Type") ?? "",
+    key: request.headers.get(AUTH_HEADER) ?? "",
+    // The platform's helper sends none: a fresh one makes every retry of this request,
+    // by the queue or anyone, a duplicate at the service rather than a second event.
+    idempotencyKey: request.headers.get(IDEMPOTENCY_HEADER) || crypto.randomUUID(),
+  };
+  let reason;
+  try {
+    const answer = await send(job, env);
+    if (answer.status < 500) {
+      return new Response(answer.body, {
+        status: answer.status,
+        headers: passedHeaders(answer.headers, job.idempotencyKey),
+      });
+    }
+    reason = `the service answered ${answer.status}`;
+    await answer.body?.cancel();
+  } catch (e) {
+    reason = e?.name === "TimeoutError"
+      ? `no answer within ${setting(env, "ANALYTICS_FORWARD_TIMEOUT_MS", FRONT.forwardTimeoutMs)} ms`
+      : `the service is unreachable: ${e?.message ?? e}`;
+  }
+  if (body.byteLength > FRONT.maxQueuedBytes) {  // 128 KB a message, its envelope included
+    return error(503, `${reason}; the body (${body.byteLength} bytes) is too large to queue, retry later`);
+  }
+  try {
+    await env.ANALYTICS_QUEUE.send(job);
+  } catch (e) {
+    return error(503, `${reason}, and queueing failed: ${e?.message ?? e}; retry later`);
+  }
+  console.warn(`queued /track/${route} (${job.idempotencyKey}): ${reason}`);
+  return json(202, { success: true, queued: true }, { [IDEMPOTENCY_HEADER]: job.idempotencyKey });
+}
+
+// A queued body is text (JSON is UTF-8): a byte array does not come back from every
+// queue as one (wrangler dev's local queue returns a plain object). Bytes that are not
+// UTF-8 go as base64, so that the service still sees them exactly and refuses them itself.
+function queuedBody(bytes) {
+  try {
+    return { body: new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes) };
+  } catch {
+    let binary = "";
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return { bodyBase64: btoa(binary) };
+  }
+}
+
+function bodyOf(job) {
+  if (job.bodyBase64 === undefined) return job.body;
+  return Uint8Array.from(atob(job.bodyBase64), (c) => c.charCodeAt(0));
+}
+
+function send(job, env) {
+  const base = String(env.ANALYTICS_SERVICE_URL).replace(/\/+$/, "");
+  const timeout = setting(env, "ANALYTICS_FORWARD_TIMEOUT_MS", FRONT.forwardTimeoutMs);
+  return fetch(`${base}/track/${job.route}`, {
+    method: "POST",
+    headers: {
+      "Content-Type": job.contentType,
+      [AUTH_HEADER]: job.key,
+      [IDEMPOTENCY_HEADER]: job.idempotencyKey,
+    },
+    body: bodyOf(job),
+    signal: AbortSignal.timeout(timeout),
+  });
+}
+
+function passedHeaders(headers, idempotencyKey) {
+  const out = new Headers();
+  for (const name of ["Content-Type", "Retry-After"]) {
+    const value = headers.get(name);
+    if (value !== null) out.set(name, value);
+  }
+  out.set(IDEMPOTENCY_HEADER, idempotencyKey);
+  return out;
+}
+
+// One queued request: acknowledged only once the service has it (2xx, a duplicate
+// included). A 4xx no retry can fix is logged and dead-lettered; anything else is retried
+// with exponential backoff, until the queue's max_retries sends it to the dead-letter queue.
+async function deliver(message, env) {
+  const job = message.body;
+  let status, reason;
+  try {
+    const answer = await send(job, env);
+    status = answer.status;
+    reason = (await answer.text()).slice(0, 500);
+  } catch (e) {
+    reason = e?.name === "TimeoutError" ? "timeout" : `unreachable: ${e?.message ?? e}`;
+  }
+  if (status >= 200 && status < 300) {
+    message.ack();
+    return;
+  }
+  if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+    console.error(`dead-lettered /track/${job.route} (${job.idempotencyKey}): ${status} ${reason}`);
+    try {
+      await env.ANALYTICS_DEAD_LETTER.send({ ...job, status, reason, failedAt: new Date().toISOString() });
+    } catch (e) {
+      // Not acknowledged: the queue tries it again, and dead-letters it after max_retries.
+      message.retry({ delaySeconds: backoff(env, message.attempts) });
+      return;
+    }
+    message.ack();
+    return;
+  }
+  message.retry({ delaySeconds: backoff(env, message.attempts) });
+}
+
+// attempts counts from 1; the delay doubles from the base up to the cap.
+function backoff(env, attempts) {
+  const base = setting(env, "ANALYTICS_RETRY_BASE_SECONDS", FRONT.retryBaseSeconds);
+  const cap = setting(env, "ANALYTICS_RETRY_MAX_SECONDS", FRONT.retryMaxSeconds);
+  return Math.round(Math.min(cap, base * 2 ** Math.max(0, attempts - 1)));
+}
+
+// --- /ingest ------------------------------------------------------------------
 
 async function ingest(request, env) {
   const raw = await readBodyCapped(request, LIMITS.maxBodyBytes);

@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { Miniflare } from "miniflare";
+import { parseJsonc } from "./fixtures/jsonc.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CONFIG = parseJsonc(readFileSync(path.join(ROOT, "wrangler.jsonc"), "utf8"));
@@ -89,6 +90,40 @@ describe("wrangler.jsonc", () => {
     ]);
     assert.deepEqual(CONFIG.secrets, { required: ["INTERNAL_KEY_BINDING"] });
     assert.equal(CONFIG.account_id, undefined);
+  });
+});
+
+describe("wrangler.jsonc, env platform (SPEC §6.1)", () => {
+  const platform = CONFIG.env.platform;
+  test("is named analytics-worker, the name the platform's service bindings reach", () => {
+    assert.equal(platform.name, "analytics-worker");
+    assert.deepEqual(platform.analytics_engine_datasets, [
+      { binding: "ANALYTICS_ENGINE", dataset: "hoox-analytics" },
+    ]);
+  });
+  test("produces and consumes one queue, with a dead-letter queue it can also write", () => {
+    const [consumer] = platform.queues.consumers;
+    assert.equal(platform.queues.consumers.length, 1);
+    const producers = Object.fromEntries(platform.queues.producers.map((p) => [p.binding, p.queue]));
+    assert.equal(producers.ANALYTICS_QUEUE, consumer.queue);
+    assert.equal(producers.ANALYTICS_DEAD_LETTER, consumer.dead_letter_queue);
+    assert.notEqual(consumer.queue, consumer.dead_letter_queue);
+    assert.ok(consumer.max_retries >= 10);
+  });
+  test("forwards to the service on loopback by default, within 2 s", () => {
+    assert.equal(platform.vars.ANALYTICS_SERVICE_URL, "http://127.0.0.1:8787");
+    assert.equal(platform.vars.ANALYTICS_FORWARD_TIMEOUT_MS, "2000");
+    assert.notEqual(CONFIG.dev.port, 8787); // wrangler dev beside the service, not on it
+  });
+});
+
+describe("outside env platform", () => {
+  test("/track/* is not a route and /health keeps its shape", async () => {
+    const track = await call(mf, "/track/trade", { method: "POST", key: NEW_KEY, body: {} });
+    assert.equal(track.status, 404);
+    assert.deepEqual(track.calls, []);
+    const health = await call(mf, "/health");
+    assert.deepEqual(health.json, { status: "ok" });
   });
 });
 
@@ -359,26 +394,3 @@ describe("writeDataPoint failure", () => {
     assert.deepEqual(r.calls, [good(0)]);
   });
 });
-
-// Minimal JSONC reader for wrangler.jsonc: drops comments outside strings and
-// trailing commas, then JSON.parse. Enough for a hand-written config file.
-function parseJsonc(text) {
-  let out = "";
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
-      out += text.slice(i, j + 1);
-      i = j;
-    } else if (c === "/" && text[i + 1] === "/") {
-      while (i < text.length && text[i] !== "\n") i++;
-      out += "\n";
-    } else if (c === "/" && text[i + 1] === "*") {
-      i = text.indexOf("*/", i + 2) + 1;
-    } else {
-      out += c;
-    }
-  }
-  return JSON.parse(out.replace(/,(\s*[}\]])/g, "$1"));
-}

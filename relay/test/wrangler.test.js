@@ -39,3 +39,12 @@ test("the default environment binds the profile layout's dataset", () => {
 test("--env hoox binds the platform's dataset hoox-analytics", () => {
   assert.match(dryRunDeploy("--env", "hoox"), /env\.ANALYTICS_ENGINE \(hoox-analytics\)/);
 });
+
+test("--env platform is analytics-worker with its queue, dead-letter queue and service URL", () => {
+  const out = dryRunDeploy("--env", "platform");
+  assert.match(out, /env\.ANALYTICS_ENGINE \(hoox-analytics\)/);
+  assert.match(out, /env\.ANALYTICS_QUEUE \(analytics-worker-deliveries\)\s+Queue/);
+  assert.match(out, /env\.ANALYTICS_DEAD_LETTER \(analytics-worker-dead-letters\)\s+Queue/);
+  assert.match(out, /env\.ANALYTICS_SERVICE_URL \("http:\/\/127\.0\.0\.1:8787"\)/);
+  assert.match(out, /env\.ANALYTICS_FORWARD_TIMEOUT_MS \("2000"\)/);
+});

@@ -40,3 +40,12 @@ def _cast(e: exp.Expression, to: str) -> exp.Expression:
 def _int_expr(e: exp.Expression) -> exp.Expression:
     return _cast(e, "INTEGER")
 
+
+
+# SQLite reads a literal beyond the largest double as infinity (it has no inf keyword).
+INFINITY = "9e999"
+
+
+def _infinity(sign: int = 1) -> exp.Expression:
+    lit = exp.Literal.number(INFINITY)
+    return exp.Neg(this=lit) if sign < 0 else lit

@@ -11,17 +11,60 @@ from .errors import InvalidQuery, ParamsMismatch
 
 FORMATS = ("JSON", "JSONEachRow", "TabSeparated")  # all answered as JSON over HTTP
 
-# Syntax nodes a checked tree may hold besides function calls.
-ALLOWED_NODES: tuple[type, ...] = (
-    exp.Select, exp.From, exp.Table, exp.Subquery, exp.TableAlias, exp.Identifier,
-    exp.Column, exp.Star, exp.Alias, exp.Literal, exp.Null, exp.Boolean, exp.Paren,
-    exp.Neg, exp.Not, exp.And, exp.Or, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
-    exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Between, exp.Like,
-    exp.ILike, exp.Interval, exp.Var, exp.Where, exp.Group, exp.Having, exp.Order,
-    exp.Ordered, exp.Limit, exp.Offset, exp.Distinct, exp.Extract,
-)
+# The allow-list of the parsed tree: every syntax node type the translator handles
+# (translate.py), each with the arg keys it reads. A node of any other type, or a node
+# of these holding any other arg, is refused by name: LIMIT 1 BY x is a Limit with
+# `expressions`, WITH TOTALS a Group with `totals`, and neither may be dropped. Types
+# match exactly (a subclass is another construct), so whatever a new sqlglot version
+# parses into a new node or arg is refused until the translator handles it.
+_BINARY = frozenset({"this", "expression"})
+NODES: dict[type, frozenset[str]] = {
+    exp.Select: frozenset({"expressions", "from_", "where", "group", "having", "order",
+                           "limit", "offset", "format"}),
+    exp.From: frozenset({"this"}),
+    exp.Table: frozenset({"this", "alias", "db", "catalog"}),  # db: "unknown table"
+    exp.Subquery: frozenset({"this", "alias"}),
+    exp.TableAlias: frozenset({"this"}),
+    exp.Identifier: frozenset({"this", "quoted"}),
+    exp.Column: frozenset({"this", "table"}),
+    exp.Star: frozenset(),
+    exp.Alias: frozenset({"this", "alias"}),
+    exp.Literal: frozenset({"this", "is_string"}),
+    exp.Null: frozenset(),
+    exp.Boolean: frozenset({"this"}),
+    exp.Paren: frozenset({"this"}),
+    exp.Neg: frozenset({"this"}),
+    exp.Not: frozenset({"this"}),
+    **{op: _BINARY for op in (exp.And, exp.Or, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
+                              exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)},
+    exp.In: frozenset({"this", "expressions"}),
+    exp.Between: frozenset({"this", "low", "high"}),
+    exp.Like: frozenset({"this", "expression", "negate"}),
+    exp.ILike: frozenset({"this", "expression", "negate"}),
+    exp.Interval: frozenset({"this", "unit"}),
+    exp.Var: frozenset({"this"}),
+    exp.Where: frozenset({"this"}),
+    exp.Group: frozenset({"expressions"}),
+    exp.Having: frozenset({"this"}),
+    exp.Order: frozenset({"expressions"}),
+    exp.Ordered: frozenset({"this", "desc", "nulls_first"}),
+    exp.Limit: frozenset({"expression"}),
+    exp.Offset: frozenset({"expression"}),
+    exp.Distinct: frozenset({"expressions"}),  # count(DISTINCT x); SELECT DISTINCT is not
+    exp.Extract: frozenset({"this", "expression"}),
+}
+ALLOWED_NODES: tuple[type, ...] = tuple(NODES)
+# Function nodes: every argument that is an expression is an argument of the call (the
+# arity check sees it); other args are flags, and only these carry no meaning here.
+_FUNCTION_FLAGS: dict[type, frozenset[str]] = {
+    exp.Count: frozenset({"big_int"}),   # sqlglot's mark of COUNT, not COUNT_BIG
+    exp.Length: frozenset({"binary"}),   # length is by code point in Analytics Engine
+}
+_NAMED_FUNCTIONS = (exp.Anonymous, exp.AnonymousAggFunc, exp.CombinedAggFunc,
+                    exp.ParameterizedAgg)  # their `this` is the name
 
-# Constructs Analytics Engine rejects, and what the message says about them.
+# What a refusal calls a node type or an arg of a node, in SQL words; other nodes are
+# named by their type and text.
 REJECTED_NODES: dict[type, str] = {
     exp.Join: "JOIN is not supported: a query reads one table",
     exp.Union: "UNION is not supported: a query reads one table",
@@ -31,6 +74,49 @@ REJECTED_NODES: dict[type, str] = {
     exp.Case: "CASE WHEN is not supported; use if(cond, then, else)",
     exp.Window: "window functions (OVER) are not supported",
     exp.Lateral: "ARRAY JOIN / LATERAL is not supported",
+    exp.Final: "FINAL is not supported",
+    exp.TableSample: "SAMPLE is not supported",
+    exp.GroupingSets: "GROUPING SETS is not supported",
+    exp.Rollup: "ROLLUP is not supported", exp.Cube: "CUBE is not supported",
+    exp.Fetch: "FETCH is not supported; use LIMIT",
+    exp.Collate: "COLLATE is not supported",
+    exp.Escape: "LIKE ... ESCAPE is not supported; LIKE escapes with a backslash",
+    exp.Array: "array literals are not supported",
+    exp.Tuple: "tuples are not supported",
+    exp.Is: "IS NULL is not supported",
+}
+_REJECTED_ARGS: dict[tuple[type, str], str] = {
+    (exp.Select, "distinct"): "SELECT DISTINCT is not supported; use GROUP BY",
+    (exp.Select, "joins"): "JOIN is not supported: a query reads one table",
+    (exp.Select, "laterals"): "ARRAY JOIN / LATERAL is not supported",
+    (exp.Select, "with_"): "WITH (common table expressions) is not supported",
+    (exp.Select, "prewhere"): "PREWHERE is not supported; use WHERE",
+    (exp.Select, "settings"): "SETTINGS is not supported",
+    (exp.Select, "qualify"): "QUALIFY is not supported",
+    (exp.Select, "windows"): "WINDOW is not supported",
+    (exp.Select, "sample"): "SAMPLE is not supported",
+    (exp.Limit, "expressions"): "LIMIT ... BY is not supported",
+    (exp.Limit, "limit_options"): "LIMIT ... WITH TIES is not supported",
+    (exp.Limit, "offset"): "LIMIT offset, n is not supported; use LIMIT n OFFSET offset",
+    (exp.Group, "totals"): "GROUP BY ... WITH TOTALS is not supported",
+    (exp.Group, "rollup"): "GROUP BY ... WITH ROLLUP is not supported",
+    (exp.Group, "cube"): "GROUP BY ... WITH CUBE is not supported",
+    (exp.Group, "grouping_sets"): "GROUPING SETS is not supported",
+    (exp.Group, "all"): "GROUP BY ALL is not supported; name the columns",
+    (exp.Ordered, "with_fill"): "ORDER BY ... WITH FILL is not supported",
+    (exp.Star, "except_"): "SELECT * EXCEPT is not supported",
+    (exp.Star, "replace"): "SELECT * REPLACE is not supported",
+    (exp.Star, "rename"): "SELECT * RENAME is not supported",
+    (exp.In, "is_global"): "GLOBAL IN is not supported",
+    (exp.In, "query"): "IN (subquery) is not supported: IN takes a list of values",
+    (exp.In, "unnest"): "IN UNNEST is not supported: IN takes a list of values",
+    (exp.In, "field"): "IN takes a list of values",
+    (exp.Between, "symmetric"): "BETWEEN SYMMETRIC is not supported",
+    (exp.Like, "escape"): "LIKE ... ESCAPE is not supported; LIKE escapes with a backslash",
+    (exp.TableAlias, "columns"): "column names in a table alias are not supported",
+    (exp.Table, "sample"): "SAMPLE is not supported",
+    (exp.Table, "final"): "FINAL is not supported",
+    (exp.Table, "joins"): "JOIN is not supported: a query reads one table",
 }
 
 # The documented functions (SPEC §2 and Cloudflare's SQL reference): name -> (kind, args
@@ -186,41 +272,59 @@ def check_spelling(name: str) -> None:
 
 
 def _check(tree: exp.Expression) -> None:
-    """Every node of the tree is on the allow-list (an unknown node is an error)."""
+    """Every node of the tree, and every arg of each, is on the allow-list."""
     for node in tree.walk():
-        for rejected, label in REJECTED_NODES.items():
-            if isinstance(node, rejected):
-                raise InvalidQuery(label)
-        if isinstance(node, ALLOWED_NODES):  # before Func: AND/OR are Func subclasses
+        allowed = NODES.get(type(node))
+        if allowed is not None:
+            _check_args(node, allowed)
             if isinstance(node, exp.Select):
-                _check_select(node)
-            if isinstance(node, exp.Ordered) and node.args.get("with_fill"):
-                raise InvalidQuery("ORDER BY ... WITH FILL is not supported")
-            continue
-        if isinstance(node, exp.Func):
-            _call(node)  # raises on anything not documented
+                _check_format(node)
             continue
         if isinstance(node, exp.Placeholder):
             raise ParamsMismatch("A ? placeholder has no value in params")
+        if type(node) in REJECTED_NODES:
+            raise InvalidQuery(REJECTED_NODES[type(node)])
+        if isinstance(node, exp.Func):
+            _call(node)  # raises on anything not documented
+            _check_flags(node)
+            continue
         raise InvalidQuery(f"{_node_label(node)} is not supported in Analytics Engine SQL")
 
 
-_SELECT_ARGS = {"expressions", "from_", "where", "group", "having", "order", "limit",
-                "offset", "format"}
+def _present(value: object) -> bool:
+    return value is not None and value is not False and value != []
 
 
-def _check_select(node: exp.Select) -> None:
+def _check_args(node: exp.Expression, allowed: frozenset[str]) -> None:
     for key, value in node.args.items():
-        if value in (None, [], False):
+        if key in allowed or not _present(value):
             continue
-        if key == "distinct":
-            raise InvalidQuery("SELECT DISTINCT is not supported; use GROUP BY")
-        if key == "joins":
-            raise InvalidQuery("JOIN is not supported: a query reads one table")
-        if key == "with_":
-            raise InvalidQuery("WITH (common table expressions) is not supported")
-        if key not in _SELECT_ARGS:
-            raise InvalidQuery(f"the {key.upper().rstrip('_')} clause is not supported")
+        if key == "joins" and isinstance(value, list) and any(
+                isinstance(j, exp.Join) and j.text("kind").upper() == "ARRAY" for j in value):
+            raise InvalidQuery("ARRAY JOIN is not supported")
+        label = _REJECTED_ARGS.get((type(node), key))
+        if label is None:  # a clause met for the first time: named by its arg and node
+            label = (f"the {key.upper().rstrip('_')} clause of "
+                     f"{type(node).__name__.upper()} is not supported")
+        raise InvalidQuery(label)
+
+
+def _check_flags(node: exp.Func) -> None:
+    """A function node's args that are not expressions (not counted by the arity check)
+    must be flags that change nothing."""
+    flags = _FUNCTION_FLAGS.get(type(node), frozenset())
+    for key, value in node.args.items():
+        if isinstance(value, exp.Expression) or key in flags or not _present(value):
+            continue
+        if isinstance(value, list) and all(isinstance(v, exp.Expression) for v in value):
+            continue
+        if key == "this" and isinstance(node, _NAMED_FUNCTIONS):
+            continue
+        raise InvalidQuery(f"function {_display_name(node)}: its {key} form is not "
+                           "supported")
+
+
+def _check_format(node: exp.Select) -> None:
     fmt = node.args.get("format")
     if fmt is not None and fmt.name not in FORMATS:
         raise InvalidQuery(f"FORMAT {fmt.name} is not supported; use one of "

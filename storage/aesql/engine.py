@@ -9,6 +9,7 @@ row cap.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -16,6 +17,8 @@ import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+from sqlglot import exp
 
 from . import udf as F
 from .errors import InvalidQuery, QueryResult, QueryTimeout
@@ -36,7 +39,12 @@ class Compiled:
     meta: list[dict]
     static_rows: list[dict] | None = None
     format: str | None = None         # the FORMAT clause, if any
-    count_sql: str | None = None      # rows before LIMIT/OFFSET, for a query with them
+    # for a query with LIMIT/OFFSET: for groups, the same query with one more column,
+    # the number of rows before the LIMIT; the count of those rows alone (for rows:
+    # their source's rows matching the WHERE; for groups: when the page is empty and
+    # has no row to carry it)
+    counted_sql: str | None = None
+    count_sql: str | None = None
 
 
 # -- results -------------------------------------------------------------------------------------------
@@ -47,7 +55,9 @@ def _converter(t: str) -> Callable[[Any], Any]:
     if t == "Bool":
         return lambda v: None if v is None else bool(v)
     if t == "Float64":
-        return lambda v: None if v is None else float(v)
+        # ClickHouse's Float64 is never NULL, and SQLite stores NaN as NULL (0/0, avg of
+        # nothing): a NULL here is NaN, written null in JSON and nan in TabSeparated
+        return lambda v: math.nan if v is None else float(v)
     if t.startswith("DateTime("):
         zone = zone_of(t)
         assert zone is not None
@@ -74,15 +84,43 @@ def compile_select(sql: str, params: Sequence[Any] = (), *,
         return compiled
     assert parsed.tree is not None
     tree, columns = Translator(dataset).select(parsed.tree)
-    count_sql = None
+    counted_sql = count_sql = None
     if tree.args.get("limit") is not None or tree.args.get("offset") is not None:
-        whole = tree.copy()
-        whole.set("limit", None)
-        whole.set("offset", None)
-        count_sql = f"SELECT count(*) FROM ({whole.sql(dialect='sqlite')})"
+        counted_sql, count_sql = _before_limit(tree)
     return Compiled(tree.sql(dialect="sqlite"),
                     [{"name": n, "type": t} for n, t in columns], format=parsed.format,
-                    count_sql=count_sql)
+                    counted_sql=counted_sql, count_sql=count_sql)
+
+
+def _aggregates(tree: exp.Select) -> bool:
+    if tree.args.get("group") is not None:
+        return True
+    return any(isinstance(n, exp.AggFunc) or (isinstance(n, exp.Anonymous)
+                                              and n.name.lower() in F.AGGREGATES)
+               for n in tree.walk())
+
+
+def _before_limit(tree: exp.Select) -> tuple[str | None, str]:
+    """(counted_sql, count_sql) of a query with LIMIT/OFFSET. A query of rows (no
+    aggregate) has as many rows before its LIMIT as its source has rows matching its
+    WHERE: one count over the source, which the timestamp index serves, and neither
+    the projection nor the sort. A query of groups counts them in the same pass: SQLite
+    computes window functions after GROUP BY and HAVING, before ORDER BY and LIMIT, so
+    count(*) OVER () is the number of groups the LIMIT cuts from."""
+    if not _aggregates(tree):
+        source = exp.Select(expressions=[exp.Count(this=exp.Star())])
+        source.set("from_", tree.args["from_"].copy() if tree.args.get("from_") else None)
+        if tree.args.get("where") is not None:
+            source.set("where", tree.args["where"].copy())
+        return None, source.sql(dialect="sqlite")
+    counted = tree.copy()
+    counted.expressions.append(exp.Alias(
+        this=exp.Window(this=exp.Count(this=exp.Star()), over="OVER"),
+        alias=exp.to_identifier("__ae_rows_before_limit", quoted=True)))
+    whole = tree.copy()
+    whole.set("limit", None)
+    whole.set("offset", None)
+    return counted.sql(dialect="sqlite"), f"SELECT count(*) FROM ({whole.sql(dialect='sqlite')})"
 
 
 def _show(kind: str, dataset: str) -> Compiled:
@@ -197,7 +235,8 @@ class LocalEngine:
     def query(self, sql: str, params: Sequence[Any] = (), *,
               count_before_limit: bool = False) -> QueryResult:
         """`count_before_limit`: also count the rows a LIMIT/OFFSET cut off (the SQL
-        API's rows_before_limit_at_least), at the cost of running the query whole."""
+        API's rows_before_limit_at_least): groups in the same pass, rows by a count of
+        the source's rows matching the WHERE (see _before_limit)."""
         compiled = self.compile(sql, params)
         if compiled.sql is None:
             return QueryResult(list(compiled.meta), list(compiled.static_rows or []),
@@ -209,11 +248,17 @@ class LocalEngine:
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline),
                                       self.PROGRESS_OPS)
             try:
-                cursor = conn.execute(compiled.sql, self._clock())
+                counting = count_before_limit and compiled.count_sql is not None
+                carried = counting and compiled.counted_sql is not None
+                cursor = conn.execute(compiled.counted_sql if carried else compiled.sql,
+                                      self._clock())
                 raw = cursor.fetchmany(self.max_rows + 1)
                 cursor.close()
                 before_limit = None
-                if count_before_limit and compiled.count_sql is not None:
+                if carried and raw:  # every row carries the count; drop the column
+                    before_limit = raw[0][-1]
+                    raw = [row[:-1] for row in raw]
+                elif counting:  # rows, or an OFFSET past the last group
                     before_limit = conn.execute(compiled.count_sql, self._clock()).fetchone()[0]
             except sqlite3.OperationalError as e:
                 raise self._translate(e) from None

@@ -31,4 +31,6 @@ class QueryResult:
     # rows the query had before its LIMIT cut them (the SQL API's
     # rows_before_limit_at_least); None when not counted
     rows_before_limit: int | None = None
-
+    # the body as the source wrote it, in `format` (Cloudflare's TabSeparated); when
+    # set, it is the answer and `rows` is empty
+    text: bytes | None = None

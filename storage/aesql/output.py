@@ -36,6 +36,21 @@ def _inner(type_name: str) -> str:
     return _inner(wrapped.group(1)) if wrapped else type_name
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (inf, -inf, nan) as None, arrays included:
+    JSON has no such numbers, and ClickHouse writes them as null in every JSON format."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_rows(rows: list[dict]) -> list[dict]:
+    """Rows for a JSON body (/query's own, the CLI's --json)."""
+    return [{name: json_safe(value) for name, value in row.items()} for row in rows]
+
+
 def _float_json(x: Any) -> Any:
     if not isinstance(x, (int, float)) or isinstance(x, bool):
         return x
@@ -55,7 +70,7 @@ def _json_value(type_name: str) -> Callable[[Any], Any]:
         return lambda v: None if v is None else str(v)
     if t.startswith(("Float", "Decimal")):
         return _float_json
-    return lambda v: v
+    return json_safe  # a float under a type not met here is still never inf or nan
 
 
 def _json_text(value: Any) -> str:
@@ -99,6 +114,10 @@ def _tsv_text(value: Any, nested: bool = False) -> str:
 
 def render(result: QueryResult, fmt: str) -> bytes:
     """The body of `result` in format `fmt` (one of FORMATS)."""
+    if result.text is not None:
+        if fmt != result.format:
+            raise ValueError(f"the answer was written as {result.format}, not {fmt}")
+        return result.text
     if fmt == "JSON":
         converters = [(m["name"], _json_value(m["type"])) for m in result.meta]
         data = [{name: conv(row.get(name)) for name, conv in converters}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from . import udf as F
-from .build import _cast, _fn, _num, _op, _p, _str
+from .build import _cast, _fn, _infinity, _num, _op, _p, _str
 from .dialect import _EXTRACT, _UNIT_MONTHS, _UNIT_SECONDS, Call, _call, _node_label
 from .errors import InvalidQuery
 from .functions import (AggregateFunctions, BitFunctions, NumberFunctions, StringFunctions,
@@ -74,8 +74,9 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             result.set("order", exp.Order(expressions=[
                 exp.Ordered(this=self._position_or_expr(o.this, scope),
                             desc=bool(o.args.get("desc")),
-                            # ClickHouse puts NULL (and NaN) last either way
-                            nulls_first=False)
+                            # ClickHouse puts NULL (and NaN) last either way, unless
+                            # told NULLS FIRST (then both first: NaN is NULL here)
+                            nulls_first=bool(o.args.get("nulls_first")))
                 for o in node.args["order"].expressions]))
         limit = self._count(node.args.get("limit"), "LIMIT")
         offset = self._count(node.args.get("offset"), "OFFSET")
@@ -207,7 +208,11 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
                 raise InvalidQuery(f"{op} needs numbers, got {side.t}")
         t = _arith_type(op, a.t, b.t)
         if op == "divide":
-            return T(_op(exp.Div, _cast(a.e, "REAL"), b.e), "Float64")
+            # ClickHouse divides by zero to inf or -inf by the dividend's sign (0/0 is
+            # nan); SQLite answers NULL. a * inf has that sign, and is NaN (NULL) for 0.
+            quotient = _op(exp.Div, _cast(a.e, "REAL"), b.e)
+            return T(_fn("IIF", _op(exp.EQ, b.e.copy(), _num(0)),
+                         _op(exp.Mul, a.e.copy(), _infinity()), quotient), "Float64")
         if op == "modulo" and t == "Float64":
             return T(_fn("mod", a.e, b.e), t)
         return T(_op(type(node), a.e, b.e), t)

@@ -15,6 +15,7 @@ import bisect
 import zoneinfo
 from datetime import datetime, timezone
 from functools import lru_cache
+from typing import Callable, Sequence
 
 from sqlglot import exp
 
@@ -74,18 +75,83 @@ def transitions(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(starts), tuple(offsets)
 
 
-def offset_sql(t: exp.Expression, name: str) -> exp.Expression:
-    """SQL for the UTC offset of `name` at instant `t`."""
-    starts, offsets = transitions(name)
+def _constant(t: exp.Expression) -> int | None:
+    """The value of an instant that is an integer literal (a constant input)."""
+    if isinstance(t, exp.Literal) and not t.is_string and str(t.this).lstrip("-").isdigit():
+        return int(t.this)
+    return None
 
-    def tree(lo: int, hi: int) -> exp.Expression:  # offsets[lo..hi]
+
+def piecewise_sql(t: exp.Expression, starts: Sequence[int],
+                  leaf: Callable[[int], exp.Expression]) -> exp.Expression:
+    """SQL for leaf(i) where starts[i] <= t < starts[i + 1] (leaf(0) before starts[1]):
+    a balanced tree of comparisons on `t`, about nine for a zone with daylight saving
+    time (the leaf itself for a constant `t`)."""
+    known = _constant(t)
+    if known is not None:
+        return leaf(max(0, bisect.bisect_right(starts, known) - 1))
+
+    def tree(lo: int, hi: int) -> exp.Expression:  # leaves lo..hi
         if lo == hi:
-            return _num(offsets[lo])
+            return leaf(lo)
         mid = (lo + hi + 1) // 2
         return _fn("IIF", _op(exp.LT, t.copy(), _num(starts[mid])), tree(lo, mid - 1),
                    tree(mid, hi))
 
-    return tree(0, len(offsets) - 1)
+    return tree(0, len(starts) - 1)
+
+
+def step_sql(t: exp.Expression, starts: Sequence[int], values: Sequence[int]) -> exp.Expression:
+    """SQL for values[i] where starts[i] <= t < starts[i + 1]."""
+    return piecewise_sql(t, starts, lambda i: _num(values[i]))
+
+
+def offset_sql(t: exp.Expression, name: str) -> exp.Expression:
+    """SQL for the UTC offset of `name` at instant `t`."""
+    starts, offsets = transitions(name)
+    return step_sql(t, starts, offsets)
+
+
+@lru_cache(maxsize=64)
+def midnight_corrections(name: str, days: int) -> tuple[tuple[int, int], ...]:
+    """For each offset of transitions(name): (until, correction). From the change that
+    starts it up to `until`, the local midnight that starts an instant's day (or
+    `days`-day interval, counted from 1970-01-01) had the offset before the change, and
+    lies `correction` seconds from where the instant's own offset puts it; after, 0."""
+    starts, offsets = transitions(name)
+    size = 86400 * days
+    out = [(starts[0], 0)]
+    for i in range(1, len(starts)):
+        wall = starts[i] + offsets[i]
+        midnight = wall - wall % size
+        correction = offsets[i] - offset(name, utc_of_local(midnight, name))
+        # up to the next day's (interval's) midnight, or the next change
+        until = midnight + size - offsets[i]
+        if i + 1 < len(starts):
+            until = min(until, starts[i + 1])
+        out.append((until, correction))
+    return tuple(out)
+
+
+def start_of_days_sql(t: exp.Expression, name: str, days: int = 1) -> exp.Expression:
+    """SQL for the instant of the local midnight that starts the day of instant `t` in
+    zone `name` (with `days` > 1: its interval of that many days, counted from
+    1970-01-01): t less its local time of day, and on a day the clocks change, when the
+    midnight had another offset than t, the difference. One lookup a row."""
+    starts, offsets = transitions(name)
+    corrections = midnight_corrections(name, days)
+    size = _num(86400 * days)
+
+    def leaf(i: int) -> exp.Expression:
+        within = _op(exp.Mod, _op(exp.Add, t.copy(), _num(offsets[i])), size.copy())
+        start = _op(exp.Sub, t.copy(), within)
+        until, correction = corrections[i]
+        if not correction:
+            return start
+        return _op(exp.Add, start, _fn("IIF", _op(exp.LT, t.copy(), _num(until)),
+                                       _num(correction), _num(0)))
+
+    return piecewise_sql(t, starts, leaf)
 
 
 def local_sql(t: exp.Expression, name: str | None) -> exp.Expression:
@@ -95,11 +161,28 @@ def local_sql(t: exp.Expression, name: str | None) -> exp.Expression:
     return _op(exp.Add, t, offset_sql(t, name))
 
 
+@lru_cache(maxsize=64)
+def wall_transitions(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(wall starts, offsets): the offset a wall time in `name` is read with. ClickHouse
+    reads a wall time that happens twice with the earlier offset, and one that the
+    clocks skip with the later offset (02:30 on a day that goes from 02:00 to 03:00
+    reads as 01:30 before the change): both change over at the old offset's wall time
+    of the change."""
+    starts, offsets = transitions(name)
+    return ((starts[0],) + tuple(s + o for s, o in zip(starts[1:], offsets)), offsets)
+
+
 def utc_of_local(local: int, name: str) -> int:
-    """The instant whose wall time in `name` is `local` (the earlier one when the wall
-    time happens twice, the later when it is skipped)."""
-    naive = datetime.fromtimestamp(local, timezone.utc).replace(tzinfo=None)
-    return int(naive.replace(tzinfo=zone(name), fold=0).timestamp())
+    """The instant that wall time `local` (seconds) in `name` reads as, as ClickHouse
+    reads it."""
+    starts, offsets = wall_transitions(name)
+    return local - offsets[max(0, bisect.bisect_right(starts, local) - 1)]
+
+
+def utc_of_local_sql(local: exp.Expression, name: str) -> exp.Expression:
+    """SQL for utc_of_local of a wall-time expression."""
+    starts, offsets = wall_transitions(name)
+    return _op(exp.Sub, local, step_sql(local.copy(), starts, offsets))
 
 
 def local_of(t: int, name: str) -> int:

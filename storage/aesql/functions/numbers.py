@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
-from ..build import _cast, _fn, _int_expr, _num, _op
+from ..build import _cast, _fn, _infinity, _int_expr, _num, _op
 from ..dialect import Call
 from ..errors import InvalidQuery
 from ..types import NULL_TYPE, T, _is_int, _is_num, _is_time
@@ -31,7 +31,10 @@ class NumberFunctions:
 
     def _f_log(self, call: Call, args: list[T], scope: Scope) -> T:
         self._numeric(call, args)
-        return T(_fn("ln", args[0].e), "Float64")  # ClickHouse's log is the natural one
+        # ClickHouse's log is the natural one, and log(0) is -inf (SQLite's is NULL)
+        x = args[0].e
+        return T(_fn("IIF", _op(exp.EQ, x.copy(), _num(0)), _infinity(-1), _fn("ln", x)),
+                 "Float64")
 
     _f_ln = _f_log
 

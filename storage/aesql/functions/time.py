@@ -11,8 +11,9 @@ from .. import udf as F
 from ..build import _fn, _int_expr, _num, _op, _str
 from ..dialect import _UNIT_MONTHS, _UNIT_SECONDS, Call
 from ..errors import InvalidQuery
-from ..types import T, _is_num, _is_time, datetime_type, zone_of
-from ..zones import local_sql, offset_sql, utc_of_local, zone
+from ..types import T, _is_int, _is_num, _is_time, datetime_type, zone_of
+from ..zones import (UTC_NAMES, local_sql, start_of_days_sql, utc_of_local,
+                     utc_of_local_sql, zone)
 
 if TYPE_CHECKING:
     from ..translate import Scope
@@ -43,10 +44,19 @@ class TimeFunctions:
         return local_sql(value.e, name), value.e, name
 
     def _floor(self, instant: exp.Expression, remainder: exp.Expression) -> exp.Expression:
-        """The instant of a truncated local time: the instant less the local remainder
-        (the offset of the time being truncated holds: a start of day on a day that
-        changes its clock is off by that change). One offset lookup a row, not two."""
+        """The instant of a truncated local time within the hour or less: the instant
+        less the local remainder (clocks change on whole hours, so the start of t's hour
+        has t's offset). Starts of days go through `_start_of_days`."""
         return _op(exp.Sub, instant, remainder)
+
+    def _start_of_days(self, t: exp.Expression, instant: exp.Expression, name: str | None,
+                       days: int) -> exp.Expression:
+        """The instant of the local midnight starting t's day (or n-day interval): in a
+        zone, with that midnight's own offset, which differs from t's on the day the
+        clocks change."""
+        if name is None or name in UTC_NAMES:
+            return self._floor(instant, _op(exp.Mod, t, _num(86400 * days)))
+        return start_of_days_sql(instant, name, days)
 
     def _f_now(self, call: Call, args: list[T], scope: Scope) -> T:
         return T(exp.Placeholder(this="now"), "DateTime")
@@ -63,8 +73,7 @@ class TimeFunctions:
                 return _num(utc_of_local(F.parse_datetime(node.this), name))
             except ValueError as e:
                 raise InvalidQuery(str(e)) from None
-        naive = _fn("ae_parse_datetime", value.e)
-        return _op(exp.Sub, naive, offset_sql(naive, name))
+        return utc_of_local_sql(_fn("ae_parse_datetime", value.e), name)
 
     def _f_toDateTime(self, call: Call, args: list[T], scope: Scope) -> T:
         value = args[0]
@@ -75,6 +84,8 @@ class TimeFunctions:
         if value.t == "String":
             return T(self._parse_in_zone(value, call.args[0], name), t)
         if _is_num(value.t):
+            if _is_int(value.t) and isinstance(value.e, exp.Literal):
+                return T(value.e, t)  # a constant stays one: zone lookups fold it
             return T(_int_expr(value.e), t)
         raise InvalidQuery(f"toDateTime of {value.t} is not supported")
 
@@ -108,12 +119,16 @@ class TimeFunctions:
             within = _op(exp.Mod, t, _num(86400))
             return T(self._floor(instant, _op(exp.Mod, within, _num(3600 * n))),
                      datetime_type(name))
+        if unit == "DAY":
+            return T(self._start_of_days(t, instant, name, n), datetime_type(name))
         return T(self._floor(instant, _op(exp.Mod, t, _num(n * _UNIT_SECONDS[unit]))),
                  datetime_type(name))
 
     def _start_of(self, size: int) -> Callable[..., T]:
         def handler(call: Call, args: list[T], scope: Scope) -> T:
             t, instant, name = self._zoned(args, call, 1)
+            if size == 86400:
+                return T(self._start_of_days(t, instant, name, 1), datetime_type(name))
             return T(self._floor(instant, _op(exp.Mod, t, _num(size))), datetime_type(name))
         return handler
 

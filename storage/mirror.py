@@ -157,7 +157,10 @@ class MirrorStore:
         settings = (f" SETTINGS readonly = 1, session_timezone = 'UTC', "
                     f"max_execution_time = {max(timeout_ms, 1) / 1000!r}, "
                     f"max_result_rows = {max_rows + 1}, result_overflow_mode = 'break', "
-                    "output_format_json_quote_64bit_integers = 0")
+                    "output_format_json_quote_64bit_integers = 0, "
+                    # inf, -inf and nan as text, so that they come back as what they are
+                    # (JSON's null would lose which one; `_result` reads them back)
+                    "output_format_json_quote_denormals = 1")
         body, fmt = text.rsplit(" FORMAT ", 1)
         with self._lock:
             return self._run(body + settings, fmt.strip())
@@ -247,9 +250,18 @@ class MirroredEngine:
         self.local.close()
 
 
+_FLOAT_TYPES = {"Float32", "Float64", "Nullable(Float32)", "Nullable(Float64)"}
+
+
 def _result(answer: dict[str, Any], fmt: str | None, max_rows: int,
             count_before_limit: bool) -> QueryResult:
     meta = [{"name": m["name"], "type": m["type"]} for m in answer["meta"]]
     rows = answer["data"]
+    floats = [m["name"] for m in meta if m["type"] in _FLOAT_TYPES]
+    if floats:
+        for row in rows:
+            for name in floats:
+                if isinstance(row.get(name), str):
+                    row[name] = float(row[name])  # "inf", "-inf", "nan"
     before = answer.get("rows_before_limit_at_least") if count_before_limit else None
     return QueryResult(meta, rows[:max_rows], len(rows) > max_rows, fmt, before)

@@ -407,6 +407,34 @@ def cloudflare_sql(config: Config, max_rows: int) -> CloudflareSQL:
     return CloudflareSQL.from_config(config, http_client(config), max_rows)
 
 
+@main.command("mirror-rebuild")
+@db_option
+def mirror_rebuild(db_path: str | None) -> None:
+    """Make the columnar copy of the log (ANALYTICS_MIRROR=chdb) again from the log,
+    with the service stopped (one process at a time opens the copy). The service also
+    rebuilds it by itself when it finds the copy ahead of the log (a log replaced).
+
+    \b
+    Example:
+      ANALYTICS_DB=/srv/analytics/analytics.db analytics-worker mirror-rebuild
+    """
+    from storage.mirror import MirrorStore
+
+    config = load_config(db_path=db_path)
+    open_log(config).close()  # the log's schema, and a clear message on a bad path
+    started = time.monotonic()
+    try:
+        store = MirrorStore(config.db_path, config.mirror_path, config.dataset)
+    except Exception as e:  # chdb missing, or the directory held by a running service
+        raise click.ClickException(f"cannot open the mirror at {config.mirror_path}: {e}")
+    try:
+        copied = store.rebuild()
+    finally:
+        store.close()
+    click.echo(f"mirror {config.mirror_path}: {copied:,} events from the log in "
+               f"{time.monotonic() - started:.1f} s")
+
+
 @main.command()
 @db_option
 @click.option("--offline", is_flag=True, help="Do not ask Cloudflare whether it answers.")

@@ -4,17 +4,23 @@ Each worker is uvicorn's (an event loop with uvloop and httptools) running the A
 slow or idle connections wait on the loop instead of holding a worker, keep-alive
 connections are served. The master also starts the service's writer, one process that
 commits the events of every worker (`storage/writer_process.py`), before the workers, and
-starts it again if it dies; it stops it after the workers have exited.
+starts it again if it dies; it stops it after the workers have exited. With
+`ANALYTICS_MIRROR=chdb` (the default, when chdb is installed) it starts the mirror's
+process the same way (`storage/mirror_process.py`): the columnar copy that answers local
+queries.
 Its HTTP protocol (worker.py) closes a connection that takes longer than
 ANALYTICS_HEADER_TIMEOUT_MS to deliver a whole request.
 """
 
+import importlib.util
 import os
 import sys
 import tempfile
 
 from storage.config import Config, ConfigError
 from storage.log import LayoutMismatch, check_layout
+from storage.mirror import MIRROR_SOCKET_ENV
+from storage.mirror_process import Supervisor as MirrorSupervisor
 from storage.services import WRITER_SOCKET_ENV
 from storage.writer_process import Supervisor
 
@@ -48,6 +54,7 @@ def on_starting(server) -> None:
 
 
 _supervisor: Supervisor | None = None
+_mirror: MirrorSupervisor | None = None
 
 
 def when_ready(server) -> None:
@@ -61,10 +68,26 @@ def when_ready(server) -> None:
     _supervisor = Supervisor(path, env=env)
     _supervisor.start()
     os.environ[WRITER_SOCKET_ENV] = path  # the workers, forked after this, find it
+    _start_mirror(directory, env)
+
+
+def _start_mirror(directory: str, env: dict[str, str]) -> None:
+    """The mirror's process, exec'd (chdb is never imported here: a fork after importing
+    it leaves the children's queries hanging)."""
+    global _mirror
+    config = Config.from_env()
+    if config.mirror == "off" or importlib.util.find_spec("chdb") is None:
+        return
+    path = os.path.join(directory, "mirror.sock")
+    _mirror = MirrorSupervisor(path, env=env)
+    _mirror.start()
+    os.environ[MIRROR_SOCKET_ENV] = path
 
 
 def on_exit(server) -> None:
     """After the workers have exited (they finished their requests): the writer last."""
+    if _mirror is not None:
+        _mirror.stop()
     if _supervisor is not None:
         _supervisor.stop()
         try:

@@ -10,11 +10,22 @@ before their LIMIT (the SQL API's rows_before_limit_at_least) against the same q
 without it (target ≤ 1.2×).
 
     .venv/bin/python bench/query.py [--events 1000000] [--rounds 7] [--db PATH]
+
+`--scale` times what a large log costs instead: a log of 10M events (by default; built
+once by SQLite itself, `bench/biglog.py`, and kept at `--db`), every dashboard query
+(profile layout, every range) and every reference example of the conformance corpus,
+answered as the service answers them (the mirror process, over its socket, fed from the
+log; `storage/mirror.py`), by the log's own SQLite engine (dashboard queries only, one run:
+its long ranges take tens of seconds), and by chdb in this process on the same rows
+copied into a MergeTree table. Reports the mirror's rebuild time and memory.
+
+    .venv/bin/python bench/query.py --scale [--events 10000000] [--db /tmp/aesql-10m.db]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sqlite3
 import sys
@@ -100,12 +111,120 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - started
 
 
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """Resident and peak resident set of a process, MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def scale(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+
+    import dashboard
+    from bench.biglog import build
+    from storage.log import EventLog
+    from storage.mirror import MirroredEngine, ask
+    from tests.aesql_corpus import REFERENCE
+
+    path = Path(args.db or f"/tmp/aesql-{args.events // 1_000_000}m.db")
+    if not path.exists():
+        started = time.perf_counter()
+        build(path, args.events)
+        print(f"built {args.events:,} events in {time.perf_counter() - started:.1f} s: {path}")
+    mirror_dir = Path(f"{path}.mirror")
+    env = {**os.environ, "ANALYTICS_DB": str(path), "ANALYTICS_MIRROR_DIR": str(mirror_dir),
+           "INTERNAL_KEY_BINDING": "bench", "PYTHONPATH": str(ROOT)}
+    if not mirror_dir.exists():
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import cli; cli.main()", "mirror-rebuild"],
+                       env=env, cwd=ROOT, check=True)
+        print(f"mirror-rebuild: {time.perf_counter() - started:.1f} s (process included)")
+    sock = str(Path(tempfile.mkdtemp()) / "mirror.sock")
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "storage.mirror_process", sock], env=env,
+                            cwd=ROOT)
+    event_log = EventLog(path, write=False)
+    while True:
+        try:
+            if ask(sock, {"ping": True}, 5)["seq"] >= event_log.last_seq():
+                break
+        except Exception:
+            pass
+        time.sleep(0.1)
+    print(f"mirror process up on the copy in {time.perf_counter() - started:.1f} s")
+    local = LocalEngine(str(path), now=lambda: NOW, timeout_ms=600_000, max_rows=100_000)
+    mirror = MirroredEngine(local, sock, event_log.last_seq)
+
+    import chdb  # noqa: F401
+    from chdb import session
+    ch = session.Session()
+    columns = ", ".join(
+        ["'hoox_telemetry' AS dataset", "toDateTime(intDiv(received_ms, 1000)) AS timestamp",
+         "toUInt32(1) AS _sample_interval", "request_id AS index1",
+         *(f"ifNull(blob{i}, '') AS blob{i}" for i in range(1, 21)),
+         *(f"toFloat64(received_ms / 1000) AS double{i}" if i == 2 else
+           f"toFloat64(double{i}) AS double{i}" for i in range(1, 21))])
+    started = time.perf_counter()
+    ch.query(f"CREATE TABLE {T} ENGINE = MergeTree ORDER BY timestamp AS SELECT {columns} "
+             f"FROM sqlite('{path}', 'events')")
+    print(f"chdb in this process: same rows copied in {time.perf_counter() - started:.1f} s")
+
+    queries = dashboard.load_queries()
+    cases: list[tuple[str, str, bool]] = []
+    for name, text in queries["layouts"]["profile"].items():
+        for r in queries["ranges"] if name != "health" else queries["ranges"][:1]:
+            label = f"{name}, {r['label']}" if name != "health" else "health, 15 min"
+            cases.append((label, dashboard.expand(text, T, r["since"], r["bucket"]), True))
+    cases += [(f"reference {i + 1}", q.sql, False) for i, q in enumerate(REFERENCE)]
+
+    print(f"\n{'query':26} {'mirror ms':>10} {'chdb ms':>9} {'mirror/chdb':>11} "
+          f"{'SQLite ms':>10} {'rows':>6}")
+    worst: dict[str, float] = {}
+    for label, sql, dashboard_query in cases:
+        ch_sql = to_clickhouse(sql, [], now=NOW, portable=True, format="JSON")
+        answer = mirror.query(sql)  # warm; and the answer must be the mirror's
+        reference = json.loads(ch.query(ch_sql).bytes())
+        assert mirror.fell_back == 0, label
+        assert len(answer.rows) == len(reference["data"]), label
+        mine, theirs = [], []
+        for _ in range(args.rounds):
+            mine.append(timed(lambda: mirror.query(sql)))
+            theirs.append(timed(lambda: ch.query(ch_sql)))
+        m, c = (statistics.median(x) * 1000 for x in (mine, theirs))
+        lite = ""
+        if dashboard_query:
+            lite = f"{timed(lambda: local.query(sql)) * 1000:10.0f}"
+            worst[label] = m
+        print(f"{label:26} {m:10.1f} {c:9.1f} {m / c:11.2f} {lite:>10} "
+              f"{len(answer.rows):6}")
+    rss, peak = _rss_mb(proc.pid)
+    print(f"\nmirror process: {rss:.0f} MB resident, {peak:.0f} MB peak; "
+          f"copy on disk {sum(f.stat().st_size for f in mirror_dir.rglob('*') if f.is_file()) / 1e6:.0f} MB; "
+          f"log {path.stat().st_size / 1e6:.0f} MB")
+    print(f"answered by the mirror: {mirror.answered}, by the log's engine: {mirror.fell_back}")
+    proc.terminate()
+    proc.wait()
+    mirror.close()
+    event_log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--db", default=None, help="reuse (or create) this log file")
+    parser.add_argument("--scale", action="store_true",
+                        help="a large log: the dashboard and reference queries, mirror "
+                             "against chdb")
     args = parser.parse_args()
+    if args.scale:
+        args.events = args.events or 10_000_000
+        args.rounds = args.rounds or 3
+        return scale(args)
+    args.events = args.events or 1_000_000
+    args.rounds = args.rounds or 7
 
     path = Path(args.db) if args.db else Path(tempfile.mkdtemp()) / "bench-query.db"
     if not path.exists():

@@ -115,6 +115,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest a local /query may run."),
     Setting("ANALYTICS_QUERY_MAX_ROWS", "query_max_rows", _positive_int,
             "Most rows a local /query returns; beyond it the result says truncated."),
+    Setting("ANALYTICS_MIRROR", "mirror", _choice("chdb", "off"),
+            "Local queries under gunicorn: chdb keeps a columnar copy of the log (embedded "
+            "ClickHouse, in a process of its own) that answers them, the log's own engine "
+            "standing in whenever it cannot; off: the log's engine alone."),
+    Setting("ANALYTICS_MIRROR_DIR", "mirror_dir", _text,
+            "Directory of the columnar copy (default: the log's path + .mirror); "
+            "`analytics-worker mirror-rebuild` makes it again from the log."),
     Setting("ANALYTICS_MAX_BODY_BYTES", "max_body_bytes", _positive_int,
             "Largest request body, except /track/batch."),
     Setting("ANALYTICS_MAX_BATCH_BYTES", "max_batch_bytes", _positive_int,
@@ -150,6 +157,8 @@ class Config:
     retention_days: int = 92
     query_timeout_ms: int = 5000
     query_max_rows: int = 10000
+    mirror: str = "chdb"
+    mirror_dir: str = ""  # empty: beside the log
     max_body_bytes: int = 65536
     max_batch_bytes: int = 1048576
     writer_queue_events: int = 100_000
@@ -158,6 +167,11 @@ class Config:
     def __post_init__(self) -> None:
         if not self.dataset:
             object.__setattr__(self, "dataset", LAYOUTS[self.layout].dataset)
+
+    @property
+    def mirror_path(self) -> str:
+        """The mirror's directory: as set, or beside the log."""
+        return self.mirror_dir or self.db_path + ".mirror"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Config":

@@ -25,6 +25,7 @@ from .aesql import LocalEngine
 from .cloudflare import CloudflareSQL
 from .config import Config
 from .log import AppendResult, EventLog, LogError, event_rows
+from .mirror import MIRROR_SOCKET_ENV, MirroredEngine
 from .router import Breaker, Router
 from .writer import Outcome, Writer
 from .writer_client import WriterClient
@@ -163,6 +164,10 @@ class Services:
         local = LocalEngine(config.db_path, dataset=config.dataset,
                             timeout_ms=config.query_timeout_ms,
                             max_rows=config.query_max_rows, now=self.clock)
+        # Set by gunicorn's master once it has started the mirror (`gunicorn_conf`).
+        mirror_socket = os.environ.get(MIRROR_SOCKET_ENV)
+        if mirror_socket and config.mirror != "off":
+            local = MirroredEngine(local, mirror_socket, event_log.last_seq)
         cloud = None
         if config.cloudflare_configured:
             cloud = CloudflareSQL.from_config(config, self._given_http or self._client_unlocked())

@@ -328,7 +328,7 @@ def _ch_literal(value: Any) -> str:
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and not math.isfinite(a):  # ClickHouse's JSON writes it null
-        return b is None
+        return b is None or (isinstance(b, float) and repr(a) == repr(b))
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, bool) or isinstance(b, bool):

@@ -14,14 +14,12 @@ import json
 import logging
 import os
 import signal
-import socket
 import socketserver
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
+from . import supervisor
 from .config import Config
 from .mirror import _TIMEOUT_CODES, MAX_TAIL_EVENTS, MirrorStore
 
@@ -115,53 +113,13 @@ def main() -> None:
     serve(sys.argv[1], Config.from_env())
 
 
-class Supervisor:
-    """Starts the mirror (exec, never fork: chdb must not be inherited) and starts it
-    again whenever it exits, until `stop()`. Queries do not wait for it: while it is
-    down the log's engine answers them."""
+class Supervisor(supervisor.Supervisor):
+    """The mirror (exec, never fork: chdb must not be inherited). Queries do not wait
+    for it: while it is down the log's engine answers them."""
 
     def __init__(self, socket_path: str, env: dict[str, str] | None = None):
-        self.socket_path = socket_path
-        self._env = env
-        self._stopping = threading.Event()
-        self._proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self._spawn()
-        threading.Thread(target=self._watch, name="mirror-supervisor", daemon=True).start()
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def _spawn(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "storage.mirror_process", self.socket_path], env=self._env)
-        self.starts += 1
-
-    def _watch(self) -> None:
-        while not self._stopping.wait(0.2):
-            proc = self._proc
-            if proc is not None and proc.poll() is not None and not self._stopping.is_set():
-                log.warning("the mirror exited (%s); starting it again", proc.returncode)
-                self._stopping.wait(1.0 if self.starts < 3 else 10.0)
-                if not self._stopping.is_set():
-                    self._spawn()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stopping.set()
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        try:
-            Path(self.socket_path).unlink()
-        except OSError:
-            pass
+        super().__init__("storage.mirror_process", socket_path, env,
+                         restart_after_s=(1.0, 10.0))
 
 
 if __name__ == "__main__":

@@ -21,14 +21,11 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from . import wire
+from . import supervisor, wire
 from .config import Config
 from .log import EventLog, LogError, LogFull
 
@@ -197,70 +194,13 @@ def main(argv: list[str] | None = None) -> None:
 
 # -- supervision, from gunicorn's master ----------------------------------------------------
 
-class Supervisor:
-    """Starts the writer, waits until it answers, and starts it again whenever it exits,
-    until `stop()`. Runs a thread in gunicorn's master (gunicorn may reap the writer
-    itself: `Popen.poll` still tells that it exited)."""
+class Supervisor(supervisor.Supervisor):
+    """The writer, started before the workers and waited for until it answers."""
 
-    def __init__(self, socket_path: str, env: dict[str, str] | None = None,
-                 cwd: str | None = None, start_timeout_s: float = 20.0):
-        self.socket_path = socket_path
-        self._env = env
-        self._cwd = cwd
-        self._start_timeout_s = start_timeout_s
-        self._stopping = threading.Event()
-        self._proc: subprocess.Popen | None = None
-        self._thread: threading.Thread | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self._spawn()
-        self._thread = threading.Thread(target=self._watch, name="writer-supervisor",
-                                        daemon=True)
-        self._thread.start()
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def _spawn(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "storage.writer_process", self.socket_path],
-            env=self._env, cwd=self._cwd)
-        self.starts += 1
-        deadline = time.monotonic() + self._start_timeout_s
-        while time.monotonic() < deadline and not self._stopping.is_set():
-            if self._proc.poll() is not None:
-                return  # it failed to start: the watcher tries again
-            if _answers(self.socket_path, self._proc.pid):
-                return
-            time.sleep(0.02)
-
-    def _watch(self) -> None:
-        while not self._stopping.is_set():
-            proc = self._proc
-            if proc is not None and proc.poll() is not None:
-                if self._stopping.is_set():
-                    return
-                log.warning("the writer exited (%s); starting it again", proc.returncode)
-                time.sleep(0.05 if self.starts < 3 else 0.5)  # no busy loop on a bad log
-                self._spawn()
-            self._stopping.wait(0.05)
-
-    def stop(self, timeout_s: float = DRAIN_S + 5) -> None:
-        """After the workers have exited: the writer commits what it holds and exits."""
-        self._stopping.set()
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        try:
-            Path(self.socket_path).unlink()
-        except OSError:
-            pass
+    def __init__(self, socket_path: str, env: dict[str, str] | None = None):
+        # After the workers have exited, the writer commits what it holds and exits.
+        super().__init__("storage.writer_process", socket_path, env, ready=_answers,
+                         restart_after_s=(0.05, 0.5), stop_timeout_s=DRAIN_S + 5)
 
 
 def _answers(path: str, pid: int) -> bool:

@@ -262,9 +262,10 @@ class Status:
             "layout": config.layout,
             "dataset": config.dataset,
             "database": str(event_log.path),
-            "events": event_log.count(),
+            "events": event_log.kept_count(),
             "logBytes": event_log.size_bytes(),
             "replay": replay.status(event_log, config.sink, now_ms(self._services.clock)),
+            "mirror": self._services.mirror_status(),
             # The SQL API as this worker last saw it; null until a query asked it.
             "cloudflare": {"configured": config.cloudflare_configured,
                            "reachable": breaker.reachable,

@@ -114,6 +114,15 @@ def add_events(conn: sqlite3.Connection, accepted: Mapping[str, int],
         add(conn, increments)
 
 
+def log_events(conn: sqlite3.Connection) -> int:
+    """Events in the log now: accepted minus pruned, read by the counters' key."""
+    row = conn.execute(
+        "SELECT (SELECT coalesce(sum(value), 0) FROM counters WHERE name = ?)"
+        " - (SELECT coalesce(sum(value), 0) FROM counters WHERE name = ?)",
+        (ACCEPTED, PRUNED)).fetchone()
+    return int(row[0])
+
+
 def read(conn: sqlite3.Connection) -> list[tuple[str, dict[str, str], float]]:
     """Every row, labels decoded: a few hundred at most (labels have few values)."""
     return [(name, orjson.loads(lab), value) for name, lab, value in

@@ -90,6 +90,34 @@ def cpu_seconds(root: int) -> float:
     return total / TICK
 
 
+def cpu_by_role(master: int) -> dict[str, float]:
+    """CPU seconds so far of each kind of process (workers added up)."""
+    out: dict[str, float] = {}
+    for pid in tree(master):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = role(pid, master)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def shares(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+    return ", ".join(f"{name} {100 * (after[name] - before.get(name, 0.0)) / seconds:.2f}"
+                     for name in sorted(after))
+
+
+def settle(root: int, bound_s: float) -> float | None:
+    """Seconds until a 10 s window of the tree's CPU stays under 1% of one core (None:
+    not within `bound_s`)."""
+    began = time.monotonic()
+    while time.monotonic() - began < bound_s:
+        if cpu_share(root, 10) < 1.0:
+            return time.monotonic() - began
+    return None
+
+
 def cpu_share(root: int, seconds: float) -> float:
     """% of one core the tree used over the next `seconds`."""
     before, began = cpu_seconds(root), time.monotonic()
@@ -253,13 +281,11 @@ def run(code: Path, log: str, args: argparse.Namespace) -> dict[str, Any]:
             if log == "0":
                 post_one(client)
             # caught up: a 10 s window under 1% of one core
-            settled = None
-            while time.monotonic() - began < args.settle_max:
-                if cpu_share(master, 10) < 1.0:
-                    settled = time.monotonic() - began
-                    break
-            result["settle_s"] = settled
+            settled = settle(master, args.settle_max - (time.monotonic() - began))
+            result["settle_s"] = None if settled is None else time.monotonic() - began
+            parts = cpu_by_role(master)
             result["rest_pct"] = cpu_share(master, args.rest_seconds)
+            result["rest_by"] = shares(parts, cpu_by_role(master), args.rest_seconds)
             result["memory"] = memory(master)
             for name, (method, path, body, n) in requests_to_time(args.repeat).items():
                 timed(client, method, path, body, 1)  # warm
@@ -267,6 +293,7 @@ def run(code: Path, log: str, args: argparse.Namespace) -> dict[str, Any]:
             # 20 single posts a second, paced, bounded by --post-seconds
             stop = time.monotonic() + args.post_seconds
             before = cpu_seconds(master)
+            parts = cpu_by_role(master)
             t0 = time.monotonic()
             sent = 0
             while time.monotonic() < stop:
@@ -275,7 +302,9 @@ def run(code: Path, log: str, args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(max(0.0, t0 + sent / 20 - time.monotonic()))
             result["posts_pct"] = 100 * (cpu_seconds(master) - before) / (time.monotonic() - t0)
             result["posts_sent"] = sent
+            result["posts_by"] = shares(parts, cpu_by_role(master), time.monotonic() - t0)
             for r in ("24h", "30d"):
+                settle(master, 60)  # what the posts left to do (replay, the mirror's copy)
                 result[f"tab {r}"] = tab_cost(service, r, args.tab_seconds)
             result["memory_after"] = memory(master)
     finally:
@@ -288,7 +317,7 @@ def show(result: dict[str, Any]) -> None:
     print(f"\n== {result['code']} on {result['log']}")
     settle = result["settle_s"]
     print(f"  time to rest after start: {'never within the bound' if settle is None else f'{settle:.0f} s'}")
-    print(f"  CPU at rest: {result['rest_pct']:.2f} % of one core")
+    print(f"  CPU at rest: {result['rest_pct']:.2f} % of one core ({result['rest_by']})")
     for label in ("memory", "memory_after"):
         rows = result[label]
         total_rss = sum(r for _, r, _ in rows)
@@ -299,7 +328,8 @@ def show(result: dict[str, Any]) -> None:
         med, p99, errors = result[name]
         print(f"  {name:<24} median {med:9.1f} ms  p99 {p99:9.1f} ms"
               + (f"  ({errors} errors)" if errors else ""))
-    print(f"  CPU under 20 posts/s: {result['posts_pct']:.2f} % ({result['posts_sent']} posts)")
+    print(f"  CPU under 20 posts/s: {result['posts_pct']:.2f} % ({result['posts_sent']} posts;"
+          f" {result['posts_by']})")
     for r in ("24h", "30d"):
         open_, idle = result[f"tab {r}"]
         print(f"  one tab open ({r}): {open_:.2f} % against {idle:.2f} % with none: "

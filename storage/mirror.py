@@ -260,14 +260,20 @@ class MirroredEngine:
     """The local engine as the service runs it: the mirror answers SELECTs, the log's
     own engine answers whatever the mirror cannot (down, behind, refused)."""
 
-    def __init__(self, local: LocalEngine, socket_path: str, last_seq: Callable[[], int]):
+    def __init__(self, local: LocalEngine, socket_path: str, last_seq: Callable[[], int],
+                 *, few_locally: bool = True):
         """`last_seq()`: the newest event this worker sees in the log; the mirror reads
-        up to it before answering."""
+        up to it before answering. `few_locally`: a query that selects few rows of the
+        log (`LocalEngine.reads_few`) is the log's own engine's to answer: over the
+        timestamp index it takes a few milliseconds, less than a round trip to the
+        mirror's process and ClickHouse's own start of a query."""
         self.local = local
         self.socket_path = socket_path
         self._last_seq = last_seq
+        self._few_locally = few_locally
         self.answered = 0   # by the mirror
-        self.fell_back = 0  # by the log
+        self.fell_back = 0  # by the log, the mirror unable to
+        self.few = 0        # by the log, by choice
 
     def query(self, sql: str, params: Sequence[Any] = (), *,
               count_before_limit: bool = False) -> QueryResult:
@@ -279,6 +285,9 @@ class MirroredEngine:
         text, fmt = translate(sql, params, dataset=local.dataset, now=local.now(),
                               portable=True, format="JSON")  # invalid SQL raises here
         if text.startswith("SHOW "):
+            return local.query(sql, params, count_before_limit=count_before_limit)
+        if self._few_locally and local.reads_few(sql, params):
+            self.few += 1
             return local.query(sql, params, count_before_limit=count_before_limit)
         started = time.monotonic()
         try:

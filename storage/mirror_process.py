@@ -27,9 +27,15 @@ from .mirror import _TIMEOUT_CODES, MAX_TAIL_EVENTS, MirrorStore
 
 log = logging.getLogger("analytics_worker")
 
-# How often the feed asks the log whether anything was committed (one pragma; the log
-# is read only when something was).
+# How often the feed looks at the log's files (two stats; the log is read only when
+# they changed, and then at most every FEED_LOOK_S).
 FEED_EVERY_S = 0.5
+FEED_LOOK_S = 5.0
+# A tail is copied once it reaches FEED_AT_EVENTS events, or FEED_AFTER_S after it
+# began: a query reads the tail up to the newest event itself before it is answered,
+# so copying often buys nothing, and each copy is a ClickHouse insert (a new part).
+FEED_AT_EVENTS = 20_000
+FEED_AFTER_S = 30.0
 # A query waits this long at most for a feed in progress before the log's own engine
 # answers it instead (a long feed must not hold answers up).
 CATCH_UP_WAIT_S = 2.0
@@ -72,29 +78,45 @@ class MirrorServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self._feeding.release()
 
     def feed_forever(self, parent: int, retention_days: int, pruned: float | None) -> None:
-        """Wait for work: each round asks the log whether anything was committed (one
-        pragma) and reads it only then; reconciles only when retention pruned events
-        (the log's counter of them moved from `pruned`)."""
+        """Wait for work: look at the log's files every FEED_EVERY_S, and read the log
+        only when they changed; copy a tail once it is long or old enough; follow
+        retention when it pruned events (the log's counter of them moved from
+        `pruned`), within FEED_LOOK_S."""
+        since: float | None = None  # when the files first changed since the last copy
+        looked = 0.0
         while os.getppid() == parent:
+            now = time.monotonic()
             try:
-                if self.store.log_changed():
-                    # A long tail in chunks, the lock let go between them so that a
-                    # query can take its turn.
-                    copied = MAX_TAIL_EVENTS
-                    while copied == MAX_TAIL_EVENTS:
-                        with self._feeding:
-                            copied = self.store.feed(limit=MAX_TAIL_EVENTS)
+                if self.store.log_changed() and since is None:
+                    since = now
+                if since is not None and now - looked >= FEED_LOOK_S:
+                    looked = now
+                    tail = self.store.log_high() - self.store.seq
                     now_pruned = self.store.pruned()
-                    if now_pruned != pruned:
-                        with self._feeding:
-                            self.store.reconcile(reconcile_before(retention_days))
-                        pruned = now_pruned
+                    if tail == 0 and now_pruned == pruned:
+                        since = None  # queries copied it meanwhile
+                    elif (tail < 0 or tail >= FEED_AT_EVENTS or now_pruned != pruned
+                          or now - since >= FEED_AFTER_S):
+                        self._feed_all()
+                        since = None
+                        if now_pruned != pruned:
+                            with self._feeding:
+                                self.store.reconcile(reconcile_before(retention_days))
+                            pruned = now_pruned
             except Exception:  # the log busy or absent for now: the next round retries
                 log.exception("the mirror could not read the log")
                 self.store.recheck()
                 pruned = None
             time.sleep(FEED_EVERY_S)
         os.kill(os.getpid(), signal.SIGTERM)  # orphaned: the service is gone
+
+    def _feed_all(self) -> None:
+        """The whole tail, in chunks, the lock let go between them so that a query can
+        take its turn."""
+        copied = MAX_TAIL_EVENTS
+        while copied == MAX_TAIL_EVENTS:
+            with self._feeding:
+                copied = self.store.feed(limit=MAX_TAIL_EVENTS)
 
     def answer(self, request: dict) -> tuple[dict, bytes]:
         if request.get("ping"):

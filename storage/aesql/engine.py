@@ -45,6 +45,14 @@ class Compiled:
     # has no row to carry it)
     counted_sql: str | None = None
     count_sql: str | None = None
+    # at most PROBE_ROWS + 1 of the rows the query's FROM and WHERE select (`reads_few`)
+    probe_sql: str | None = None
+
+
+# `LocalEngine.reads_few`: how many source rows a query may select for the log's own
+# engine to answer it at once, and the VM instructions the probe may take to find out.
+PROBE_ROWS = 50_000
+PROBE_OPS = 3_000_000
 
 
 # -- results -------------------------------------------------------------------------------------------
@@ -89,7 +97,18 @@ def compile_select(sql: str, params: Sequence[Any] = (), *,
         counted_sql, count_sql = _before_limit(tree)
     return Compiled(tree.sql(dialect="sqlite"),
                     [{"name": n, "type": t} for n, t in columns], format=parsed.format,
-                    counted_sql=counted_sql, count_sql=count_sql)
+                    counted_sql=counted_sql, count_sql=count_sql, probe_sql=_probe(tree))
+
+
+def _probe(tree: exp.Select) -> str:
+    """How many rows the query's FROM and WHERE select, counting no further than
+    PROBE_ROWS + 1: over the timestamp index for a time-bounded query."""
+    rows = exp.Select(expressions=[exp.Literal.number(1)])
+    rows.set("from_", tree.args["from_"].copy() if tree.args.get("from_") else None)
+    if tree.args.get("where") is not None:
+        rows.set("where", tree.args["where"].copy())
+    rows.set("limit", exp.Limit(expression=exp.Literal.number(PROBE_ROWS + 1)))
+    return f"SELECT count(*) FROM ({rows.sql(dialect='sqlite')})"
 
 
 def _aggregates(tree: exp.Select) -> bool:
@@ -227,6 +246,31 @@ class LocalEngine:
             finally:
                 conn.set_authorizer(self._authorize)
         return [r[3] for r in rows]
+
+    def reads_few(self, sql: str, params: Sequence[Any] = ()) -> bool:
+        """Whether the query selects at most PROBE_ROWS rows of the log, which this
+        engine reads at once over the timestamp index (the dashboard's last 15 minutes,
+        a last hour): a count bounded in rows and in VM instructions, so a query that
+        would scan the log is told apart in a few milliseconds."""
+        compiled = self.compile(sql, params)
+        if compiled.probe_sql is None:
+            return True
+        with self._lock:
+            conn = self._connection()
+            left = [PROBE_OPS // 1000]
+
+            def spend() -> int:
+                left[0] -= 1
+                return int(left[0] < 0)
+
+            conn.set_progress_handler(spend, 1000)
+            try:
+                rows = conn.execute(compiled.probe_sql, self._clock()).fetchone()[0]
+            except sqlite3.Error:
+                return False  # over the budget (interrupted), or the log busy
+            finally:
+                conn.set_progress_handler(None, 0)
+        return rows <= PROBE_ROWS
 
     def _clock(self) -> dict[str, int]:
         now = int(self.now())

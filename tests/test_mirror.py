@@ -342,3 +342,37 @@ def test_mirror_equals_clickhouse_on_the_platforms_queries(
         assert not problems, f"{q.sql}\n" + "\n".join(problems)
     finally:
         e.close()
+
+
+# -- under gunicorn: the mirror costs nothing until the log needs it ----------------------
+
+def _mirror_children(server: Any) -> list[int]:
+    return [pid for pid, cmd in server._children() if "storage.mirror_process" in cmd]
+
+
+@pytest.mark.gunicorn
+def test_the_mirror_starts_only_once_the_log_holds_enough_events(gunicorn_server) -> None:
+    import httpx
+
+    from conftest import AUTH
+
+    server = gunicorn_server(ANALYTICS_MIRROR_MIN_EVENTS="40")
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=10) as client:
+        time.sleep(1)
+        assert client.get("/status").json()["mirror"]["state"] == "waiting"
+        assert _mirror_children(server) == []
+        events = [{"worker": "w", "endpoint": f"/{i}", "latencyMs": i, "success": True}
+                  for i in range(39)]
+        assert client.post("/track/batch", json={"events": events}).status_code == 200
+        # below the threshold the log's engine answers, with every event
+        query = {"query": "SELECT count() AS n FROM hoox_telemetry", "source": "local"}
+        assert client.post("/query", json=query).json()["results"] == [{"n": 39}]
+        time.sleep(6)  # past the master's look every 5 s
+        assert _mirror_children(server) == []
+        assert client.post("/track/batch", json={"events": events[:1]}).status_code == 200
+        deadline = time.monotonic() + 40
+        while client.get("/status").json()["mirror"]["state"] != "running":
+            assert time.monotonic() < deadline, "the mirror did not start"
+            time.sleep(0.5)
+        assert len(_mirror_children(server)) == 1
+        assert client.post("/query", json=query).json()["results"] == [{"n": 40}]

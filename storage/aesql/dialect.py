@@ -52,6 +52,7 @@ NODES: dict[type, frozenset[str]] = {
     exp.Offset: frozenset({"expression"}),
     exp.Distinct: frozenset({"expressions"}),  # count(DISTINCT x); SELECT DISTINCT is not
     exp.Extract: frozenset({"this", "expression"}),
+    exp.Is: frozenset({"this", "expression"}),  # IS [NOT] NULL only (translate.py)
 }
 ALLOWED_NODES: tuple[type, ...] = tuple(NODES)
 # Function nodes: every argument that is an expression is an argument of the call (the
@@ -83,7 +84,6 @@ REJECTED_NODES: dict[type, str] = {
     exp.Escape: "LIKE ... ESCAPE is not supported; LIKE escapes with a backslash",
     exp.Array: "array literals are not supported",
     exp.Tuple: "tuples are not supported",
-    exp.Is: "IS NULL is not supported",
 }
 _REJECTED_ARGS: dict[tuple[type, str], str] = {
     (exp.Select, "distinct"): "SELECT DISTINCT is not supported; use GROUP BY",

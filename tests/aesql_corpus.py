@@ -358,6 +358,15 @@ CONSTRUCTS: list[Construct] = [
               f"FROM {T} GROUP BY d ORDER BY d"),
     Construct(f"SELECT w, n FROM (SELECT blob1 AS w, count() AS n FROM {T} GROUP BY w) "
               "WHERE n > 100 ORDER BY n DESC LIMIT ALL"),
+    # expressions over GROUP BY keys, and aggregates, in a query that aggregates
+    Construct(f"SELECT upper(blob1) AS u, count() AS n FROM {T} GROUP BY blob1 ORDER BY u"),
+    Construct(f"SELECT toStartOfHour(timestamp) AS h, toStartOfDay(h) AS d, count() AS n "
+              f"FROM {T} GROUP BY h ORDER BY n DESC, h LIMIT 3"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY 1 ORDER BY 2 DESC"),
+    # quantiles whose weights are all 0: the smallest value, as ClickHouse answers
+    Construct(f"SELECT blob1, quantileWeighted(0.9, double1, if(double2 < 0, 1, 0)) AS q, "
+              f"quantileExactWeighted(0.5)(double1, 0) AS e FROM {T} GROUP BY blob1 "
+              "ORDER BY blob1"),
     # IS [NOT] NULL: false (true) on Analytics Engine's columns and whatever is computed
     # from them, SQLite's NULLs (NaN, avg of nothing) included; NULL where ClickHouse is
     Construct(f"SELECT count() AS n FROM {T} WHERE blob1 IS NOT NULL AND NOT index1 IS NULL"),

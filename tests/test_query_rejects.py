@@ -48,6 +48,16 @@ REJECTED = [
     (f"SELECT blob1 FROM {T} FORMAT CSV", "FORMAT CSV"),
     ("SHOW DATABASES", "SHOW DATABASES"),
     (f"SELECT blob1 IS TRUE FROM {T}", "IS TRUE is not supported"),
+    # a column outside every aggregate and every GROUP BY key, as ClickHouse refuses it
+    (f"SELECT blob1, count() FROM {T}", "blob1 is not under an aggregate function"),
+    (f"SELECT blob1 AS w, count() AS n FROM {T} GROUP BY w ORDER BY blob2",
+     "blob2 is not under an aggregate function"),
+    (f"SELECT blob1, count() AS n FROM {T} GROUP BY blob1 HAVING double1 > 1",
+     "double1 is not under an aggregate function"),
+    (f"SELECT toStartOfHour(timestamp) AS h, timestamp FROM {T} GROUP BY h",
+     "timestamp is not under an aggregate function"),
+    # a call in a syntax sqlglot reserves for another form is refused for its name
+    (f"SELECT QUANTILE(double1, 0.95) FROM {T}", "unknown function QUANTILE"),
     (f"SELECT blob1 FROM {T} WHERE index1 IN (SELECT index1 FROM {T})", "IN"),
     (f"SELECT toStartOfInterval(timestamp, INTERVAL '1' FORTNIGHT) FROM {T}", "INTERVAL"),
     ("SELEC count() FROM hoox_telemetry", "Input was invalid"),

@@ -271,6 +271,11 @@ def check_spelling(name: str) -> None:
                        f"(did you mean {canonical}?)")
 
 
+def is_documented(name: str) -> bool:
+    """Whether `name` (in any case) is a function of the reference or one of its aliases."""
+    return name.lower() in _SPELLINGS or name.lower() in _CASE_INSENSITIVE
+
+
 def _check(tree: exp.Expression) -> None:
     """Every node of the tree, and every arg of each, is on the allow-list."""
     for node in tree.walk():

@@ -29,6 +29,50 @@ class Scope:
     nullable: set[str] = field(default_factory=set)  # a subquery's columns that can be NULL
 
 
+def _is_aggregate(node: exp.Expression) -> bool:
+    return isinstance(node, exp.AggFunc) or (isinstance(node, exp.Anonymous)
+                                             and node.name.lower() in F.AGGREGATES)
+
+
+def _check_grouping(result: exp.Select) -> None:
+    """In a query that aggregates, every column outside an aggregate must be a GROUP BY
+    key or inside one: ClickHouse refuses the rest (NOT_AN_AGGREGATE), where SQLite would
+    answer them from an arbitrary row of the group. Checked on the translation, where
+    aliases and GROUP BY positions are already the expressions they name."""
+    group = result.args.get("group")
+    having = result.args.get("having")
+    order = result.args.get("order")
+    parts = [a.this for a in result.expressions] + ([having.this] if having else []) + \
+        ([o.this for o in order.expressions] if order else [])
+    if group is None and not any(_is_aggregate(n) for p in parts for n in p.walk()):
+        return
+    keys = set()
+    for key in group.expressions if group else []:
+        if (isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit()
+                and 0 < int(key.this) <= len(result.expressions)):
+            key = result.expressions[int(key.this) - 1].this  # GROUP BY 2: a position
+        keys.add(key.sql("sqlite"))
+    for part in parts:
+        column = _ungrouped(part, keys)
+        if column is not None:
+            raise InvalidQuery(f"{column} is not under an aggregate function and not in "
+                               "GROUP BY keys")
+
+
+def _ungrouped(node: exp.Expression, keys: set[str]) -> str | None:
+    """The first column of `node` that is neither a GROUP BY key nor inside one or inside
+    an aggregate."""
+    if node.sql("sqlite") in keys or _is_aggregate(node):
+        return None
+    if isinstance(node, exp.Column):
+        return node.name
+    for child in node.iter_expressions():
+        column = _ungrouped(child, keys)
+        if column is not None:
+            return column
+    return None
+
+
 class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunctions,
                  StringFunctions):
     """Rewrites a checked Analytics Engine SELECT into SQLite."""
@@ -84,6 +128,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
                             # told NULLS FIRST (then both first: NaN is NULL here)
                             nulls_first=bool(o.args.get("nulls_first")))
                 for o in node.args["order"].expressions]))
+        _check_grouping(result)
         limit = self._count(node.args.get("limit"), "LIMIT")
         offset = self._count(node.args.get("offset"), "OFFSET")
         if limit is not None or offset is not None:

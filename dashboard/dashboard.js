@@ -1,13 +1,17 @@
 // The dashboard of SPEC §10. Every number comes from POST /query with the internal key
 // the person typed once; the SQL is in queries.json. The Service panel (SPEC §12) reads
 // GET /metrics, the service's own figures. Data from the service is only ever set as
-// text, never as markup.
+// text, never as markup. Every request has a time limit: an answer that does not come is
+// abandoned, said on the page, and asked again.
 "use strict";
 
 const KEY_ITEM = "analytics-worker.internal-key";
 const SVG = "http://www.w3.org/2000/svg";
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const PALETTE = ["--s1", "--s2", "--s3", "--s4", "--s5", "--s6", "--s7", "--s8"];
+// Seconds a request may take before it is abandoned: the live panels ask every second or
+// two, the charts every minute over more data; signing in and the page's queries once.
+const LIMIT_SECONDS = { live: 5, chart: 20, once: 10 };
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -38,7 +42,7 @@ async function signIn(key) {
   $("signin-message").textContent = "Checking the key…";
   let status;
   try {
-    status = await call("GET", "/status", null, key);
+    status = await call("GET", "/status", null, key, LIMIT_SECONDS.once);
   } catch (e) {
     if (e instanceof Unauthorized) {
       askForKey("That key was not accepted. Enter the internal key again.");
@@ -56,29 +60,43 @@ async function signIn(key) {
   $("signin-message").textContent = "";
   delete notices.signin;
   drawNotices();
+  const events = Number(status.events || 0);
   $("about").textContent = `Dataset ${state.dataset}, ${state.layout} layout, ` +
-    `${Number(status.events || 0).toLocaleString("en")} events in the log`;
+    `${events.toLocaleString("en")} ${events === 1 ? "event" : "events"} in the log`;
   setUpViews();
   start();
 }
 
 // -- HTTP ---------------------------------------------------------------------------
 
-async function call(method, path, body, key) {
-  let response;
+// fetch with a time limit that covers the whole answer, body included: past it the
+// request is abandoned (AbortController) and said so.
+async function within(seconds, path, options) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), seconds * 1000);
   try {
-    response = await fetch(path, {
-      method,
-      headers: Object.assign({ "X-Internal-Auth-Key": key || state.key || "" },
-        body ? { "Content-Type": "application/json" } : {}),
-      body: body ? JSON.stringify(body) : undefined,
-      cache: "no-store",
-    });
+    const response = await fetch(path, Object.assign({}, options,
+      { signal: controller.signal, cache: "no-store" }));
+    return { response, text: await response.text() };
   } catch (e) {
+    if (controller.signal.aborted) {
+      throw new QueryFailed(`No answer within ${seconds} s: the request was abandoned.`);
+    }
     throw new QueryFailed("The service did not answer (it may be stopped or restarting).");
+  } finally {
+    clearTimeout(timer);
   }
+}
+
+async function call(method, path, body, key, seconds) {
+  const { response, text } = await within(seconds, path, {
+    method,
+    headers: Object.assign({ "X-Internal-Auth-Key": key || state.key || "" },
+      body ? { "Content-Type": "application/json" } : {}),
+    body: body ? JSON.stringify(body) : undefined,
+  });
   let doc = null;
-  try { doc = await response.json(); } catch (e) { doc = null; }
+  try { doc = JSON.parse(text); } catch (e) { doc = null; }
   if (response.status === 401) throw new Unauthorized();
   if (!response.ok || !doc || doc.success === false) {
     const said = doc && typeof doc.error === "string" ? doc.error : response.statusText;
@@ -96,8 +114,9 @@ function sql(name) {
     .replaceAll("{since}", state.range.since).replaceAll("{bucket}", state.range.bucket);
 }
 
-async function query(name) {
-  const doc = await call("POST", "/query", { query: sql(name), source: state.source });
+async function query(name, seconds) {
+  const doc = await call("POST", "/query", { query: sql(name), source: state.source },
+    null, seconds);
   $("answered").hidden = false;
   $("source-name").textContent = doc.source;
   return doc;
@@ -106,13 +125,19 @@ async function query(name) {
 // -- refresh loops ------------------------------------------------------------------
 
 const VIEWS = {
-  health: { render: renderHealth, every: () => state.queries.health.refreshSeconds },
-  service: { render: renderService, every: () => 2, load: serviceFigures },
-  latency: { render: renderLatency, every: () => state.range.refreshSeconds },
-  volume: { render: renderVolume, every: () => state.range.refreshSeconds },
+  health: { render: renderHealth, every: () => state.queries.health.refreshSeconds,
+    limit: LIMIT_SECONDS.live },
+  service: { render: renderService, every: () => 2, load: serviceFigures,
+    limit: LIMIT_SECONDS.live },
+  latency: { render: renderLatency, every: () => state.range.refreshSeconds,
+    limit: LIMIT_SECONDS.chart },
+  volume: { render: renderVolume, every: () => state.range.refreshSeconds,
+    limit: LIMIT_SECONDS.chart },
   // The hoox layout only: agent-worker's risk events.
-  risk: { render: renderRisk, every: () => state.range.refreshSeconds },
-  riskLatest: { render: renderRiskLatest, every: () => state.range.refreshSeconds },
+  risk: { render: renderRisk, every: () => state.range.refreshSeconds,
+    limit: LIMIT_SECONDS.chart },
+  riskLatest: { render: renderRiskLatest, every: () => state.range.refreshSeconds,
+    limit: LIMIT_SECONDS.chart },
 };
 
 // The views whose query the layout has, and those that load their own figures.
@@ -150,7 +175,7 @@ async function refresh(name, generation) {
   const began = performance.now();
   const view = VIEWS[name];
   try {
-    const doc = view.load ? await view.load() : await query(name);
+    const doc = view.load ? await view.load(view.limit) : await query(name, view.limit);
     if (generation !== state.generation) return;
     view.render(doc.results);
     state.goodAt[name] = new Date();
@@ -169,9 +194,10 @@ async function refresh(name, generation) {
       : "nothing to show yet";
     setState(name, `not updated: ${kept}`, true);
     showNotice(name, `${TITLES[name]}: ${e instanceof QueryFailed ? e.message : "the answer could not be read."} ` +
-      `Still trying; ${kept}.`);
+      `Asking again; ${kept}.`);
   }
-  // The next run starts one period after this one began: a steady rate, never two at once.
+  // The next run starts one period after this one began: a steady rate, never two at once
+  // (a request past its time limit was abandoned, so an answer that hangs is asked again).
   const wait = Math.max(0, view.every() * 1000 - (performance.now() - began));
   state.timers[name] = setTimeout(() => refresh(name, generation), wait);
 }
@@ -492,17 +518,12 @@ function fmtMs(v) { return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.
 
 // -- the Service panel: the service's figures from /metrics ------------------------------
 
-async function serviceFigures() {
-  let response;
-  try {
-    response = await fetch("/metrics", {
-      headers: { "X-Internal-Auth-Key": state.key || "" }, cache: "no-store" });
-  } catch (e) {
-    throw new QueryFailed("The service did not answer (it may be stopped or restarting).");
-  }
+async function serviceFigures(seconds) {
+  const { response, text } = await within(seconds, "/metrics",
+    { headers: { "X-Internal-Auth-Key": state.key || "" } });
   if (response.status === 401) throw new Unauthorized();
   if (!response.ok) throw new QueryFailed(`The service answered HTTP ${response.status}.`);
-  return { results: parseMetrics(await response.text()), source: "the service" };
+  return { results: parseMetrics(text), source: "the service" };
 }
 
 // Prometheus's text format, as much as the panel reads: `name{k="v",…} value` lines.
@@ -518,30 +539,50 @@ function parseMetrics(text) {
   return samples;
 }
 
+// What the Service panel says: red only for what went wrong. A Cloudflare that is not
+// configured, or not asked yet, and a replay that prints to stdout or sends nowhere are
+// the service's settings, said in neutral grey with where things go.
 function renderService(samples) {
   const one = (name) => samples.find((s) => s.name === "analytics_worker_" + name);
   const backlog = one("replay_backlog_events");
-  const set = (id, text, bad) => {
+  const set = (id, text, look) => {  // look: "bad", "neutral" or nothing
     $(id).textContent = text;
-    $(id).classList.toggle("bad", Boolean(bad));
+    $(id).classList.toggle("bad", look === "bad");
+    $(id).classList.toggle("neutral", look === "neutral");
   };
-  if (backlog) {
-    const sink = backlog.labels.sink;
+  const sink = backlog ? backlog.labels.sink : "none";
+  if (sink === "relay") {
     const lag = one("replay_lag_seconds");
     const last = one("replay_last_success_timestamp_seconds");
     const dead = one("replay_dead_letter_events");
-    set("service-backlog", `${fmtInt(backlog.value)} events (${sink})`, backlog.value > 0);
+    set("service-backlog", `${fmtInt(backlog.value)} events (relay)`,
+      backlog.value > 0 && "bad");
     set("service-lag", lag && lag.value > 0 ? `${duration(lag.value)} old` : "none waiting",
-      lag && lag.value > 300);
+      lag && lag.value > 300 && "bad");
     set("service-last-send", last ? `${clock(new Date(last.value * 1000))}` : "never");
-    set("service-dead", dead ? fmtInt(dead.value) : "0", dead && dead.value > 0);
+    set("service-dead", dead ? fmtInt(dead.value) : "0", dead && dead.value > 0 && "bad");
+    $("service-replay-hint").textContent = "";
   } else {
-    set("service-backlog", "not replaying (sink none)");
+    set("service-backlog", sink === "stdout" ? "printed to stdout" : "off (sink none)",
+      "neutral");
     for (const id of ["service-lag", "service-last-send", "service-dead"]) set(id, "–");
+    $("service-replay-hint").textContent = sink === "stdout"
+      ? "Replay prints each data point to the service's standard output " +
+        "(ANALYTICS_SINK=stdout); nothing is sent to Cloudflare."
+      : "Replay is off (ANALYTICS_SINK=none): events stay in the local log only.";
   }
+  const configured = one("cloudflare_configured");
   const reachable = one("cloudflare_reachable");
-  set("service-cloudflare", reachable && reachable.value === 1 ? "reachable"
-    : "not reachable", !(reachable && reachable.value === 1));
+  if (configured && configured.value !== 1) {
+    set("service-cloudflare", "not configured", "neutral");
+    $("service-cloudflare-hint").textContent = "Set CLOUDFLARE_API_TOKEN and " +
+      "CLOUDFLARE_ACCOUNT_ID to query Cloudflare; until then the local log answers.";
+  } else {
+    $("service-cloudflare-hint").textContent = "";
+    if (!reachable) set("service-cloudflare", "not asked yet", "neutral");
+    else if (reachable.value === 1) set("service-cloudflare", "reachable");
+    else set("service-cloudflare", "not reachable", "bad");
+  }
   const bytes = one("log_bytes");
   const events = one("log_events");
   set("service-log-bytes", bytes ? size(bytes.value) : "–");
@@ -584,8 +625,8 @@ function setUpViews() {
 
 async function main() {
   try {
-    const response = await fetch("/static/queries.json", { cache: "no-store" });
-    state.queries = await response.json();
+    const { text } = await within(LIMIT_SECONDS.once, "/static/queries.json", {});
+    state.queries = JSON.parse(text);
   } catch (e) {
     document.body.append(Object.assign(document.createElement("p"), {
       className: "notice",

@@ -358,6 +358,31 @@ CONSTRUCTS: list[Construct] = [
               f"FROM {T} GROUP BY d ORDER BY d"),
     Construct(f"SELECT w, n FROM (SELECT blob1 AS w, count() AS n FROM {T} GROUP BY w) "
               "WHERE n > 100 ORDER BY n DESC LIMIT ALL"),
+    # expressions over GROUP BY keys, and aggregates, in a query that aggregates
+    Construct(f"SELECT upper(blob1) AS u, count() AS n FROM {T} GROUP BY blob1 ORDER BY u"),
+    Construct(f"SELECT toStartOfHour(timestamp) AS h, toStartOfDay(h) AS d, count() AS n "
+              f"FROM {T} GROUP BY h ORDER BY n DESC, h LIMIT 3"),
+    Construct(f"SELECT blob1, count() AS n FROM {T} GROUP BY 1 ORDER BY 2 DESC"),
+    # quantiles whose weights are all 0: the smallest value, as ClickHouse answers
+    Construct(f"SELECT blob1, quantileWeighted(0.9, double1, if(double2 < 0, 1, 0)) AS q, "
+              f"quantileExactWeighted(0.5)(double1, 0) AS e FROM {T} GROUP BY blob1 "
+              "ORDER BY blob1"),
+    # IS [NOT] NULL: false (true) on Analytics Engine's columns and whatever is computed
+    # from them, SQLite's NULLs (NaN, avg of nothing) included; NULL where ClickHouse is
+    Construct(f"SELECT count() AS n FROM {T} WHERE blob1 IS NOT NULL AND NOT index1 IS NULL"),
+    Construct(f"SELECT count() AS n FROM {T} WHERE blob4 IS NULL OR double20 IS NULL"),
+    Construct(f"SELECT blob1 AS w, double1 / 0 IS NULL AS a, (double1 - double1) / 0 IS NULL "
+              f"AS b, timestamp IS NOT NULL AS c FROM {T} ORDER BY timestamp LIMIT 3"),
+    Construct(f"SELECT avg(double1) IS NULL AS a, sum(double1) IS NOT NULL AS b, "
+              f"min(blob1) IS NULL AS c, count() IS NULL AS d FROM {T} WHERE 1 = 0"),
+    Construct("SELECT NULL IS NULL AS a, NULL IS NOT NULL AS b, (NULL = 1) IS NULL AS c, "
+              "(1 + NULL) IS NULL AS d, if(1 = 1, NULL, 2) IS NULL AS e"),
+    Construct(f"SELECT sum(NULL) AS s, avg(NULL) AS a, max(NULL) AS m, sum(NULL) IS NULL AS "
+              f"sn, count(NULL) IS NULL AS cn FROM {T}"),
+    Construct(f"SELECT x IS NULL AS y, count() AS n FROM (SELECT if(double1 > 100, NULL, 1) "
+              f"AS x FROM {T}) GROUP BY y ORDER BY y"),
+    Construct(f"SELECT y, count() AS n FROM (SELECT if(double1 > 100, NULL, blob1) AS x, "
+              f"x IS NOT NULL AS y FROM {T}) GROUP BY y HAVING y IS NOT NULL ORDER BY y"),
     # refused, each by its name
     Construct(f"SELECT blob1, blob2 FROM {T} ORDER BY blob1, blob2 LIMIT 1 BY blob1",
               "LIMIT ... BY"),
@@ -396,7 +421,7 @@ CONSTRUCTS: list[Construct] = [
     Construct(f"SELECT a FROM (SELECT blob1 AS a FROM {T}) AS t(a)", "table alias"),
     Construct(f"SELECT (blob1, blob2) AS pair FROM {T}", "tuples"),
     Construct(f"SELECT [1, 2] AS list FROM {T}", "array literals"),
-    Construct(f"SELECT count() AS n FROM {T} WHERE blob1 IS NOT NULL", "IS NULL"),
+    Construct(f"SELECT blob1 FROM {T} WHERE blob1 IS TRUE", "IS TRUE"),
     Construct(f"SELECT CASE WHEN double1 > 1 THEN 'a' ELSE 'b' END AS c FROM {T}", "CASE"),
     Construct(f"SELECT a.blob1 FROM {T} AS a JOIN {T} AS b ON a.index1 = b.index1", "JOIN"),
     Construct(f"SELECT blob1 FROM {T} UNION ALL SELECT blob2 FROM {T}", "UNION"),

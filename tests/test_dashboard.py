@@ -517,3 +517,109 @@ def test_service_panel_follows_a_relay_outage_the_backlog_grows_then_drains(
     assert len(standin.points) >= 50
     assert all(urlsplit(u).hostname == "127.0.0.1" for u in tab.requests)
     assert any(u.endswith("/metrics") for u in tab.requests)
+
+
+def colour(locator: Any) -> str:
+    return locator.evaluate("el => getComputedStyle(el).color")
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+def test_on_the_defaults_the_service_panel_says_cloudflare_is_not_configured_in_grey(
+        gunicorn_server: Callable[..., Server], open_page) -> None:
+    """`./run.sh`'s settings: no Cloudflare, replay printing to stdout. Nothing is wrong,
+    so nothing is red, and the panel says which settings would change it."""
+    from storage.config import Config
+
+    assert Config.__dataclass_fields__["sink"].default == "stdout"
+    server = gunicorn_server(ANALYTICS_SINK="stdout")
+    httpx.post(server.url + "/track/api-call", headers={"X-Internal-Auth-Key": KEY},
+               json={"requestId": "only-one", "payload": {"worker": "w", "endpoint": "/e",
+                                                          "latencyMs": 1, "success": True}},
+               timeout=10).raise_for_status()
+    tab = open_page(server.url)
+    tab.sign_in(KEY)
+    page = tab.page
+    cloudflare = page.get_by_label("Cloudflare", exact=True)
+    wait_until(lambda: cloudflare.inner_text() == "not configured", 10, 0.1)
+    assert "neutral" in cloudflare.get_attribute("class")
+    assert "bad" not in cloudflare.get_attribute("class")
+    muted = colour(page.locator("#service-title + .muted"))
+    assert colour(cloudflare) == muted
+    hint = page.locator("#service-cloudflare-hint").inner_text()
+    assert "CLOUDFLARE_API_TOKEN" in hint and "CLOUDFLARE_ACCOUNT_ID" in hint
+    backlog = page.get_by_label("Replay backlog")
+    assert backlog.inner_text() == "printed to stdout"
+    assert colour(backlog) == muted and "bad" not in backlog.get_attribute("class")
+    assert "standard output" in page.locator("#service-replay-hint").inner_text()
+    assert page.locator(".figures dd.bad").count() == 0
+    assert page.locator("#about").inner_text().endswith(", 1 event in the log")
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+@pytest.mark.e2e
+def test_cloudflare_turns_red_only_once_a_configured_cloudflare_stops_answering(
+        gunicorn_server: Callable[..., Server], standin: Any, open_page) -> None:
+    server = gunicorn_server(**standin.env(), CLOUDFLARE_TIMEOUT_MS="500")
+    tab = open_page(server.url)
+    tab.sign_in(KEY)
+    page = tab.page
+    cloudflare = page.get_by_label("Cloudflare", exact=True)
+    # configured: asked by the page's own queries (source auto), and it answers
+    wait_until(lambda: cloudflare.inner_text() == "reachable", 15, 0.1)
+    assert "bad" not in cloudflare.get_attribute("class")
+    assert page.locator("#service-cloudflare-hint").inner_text() == ""
+    normal = colour(page.get_by_label("Events in the log"))
+    assert colour(cloudflare) == normal
+
+    standin.set_mode("refuse")
+    page.get_by_label("Source").select_option("cloudflare")
+    wait_until(lambda: cloudflare.inner_text() == "not reachable", 15, 0.1)
+    assert "bad" in cloudflare.get_attribute("class")
+    assert colour(cloudflare) not in (normal, colour(page.locator("#service-title + .muted")))
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+@pytest.mark.e2e
+def test_a_hung_answer_is_abandoned_at_its_time_limit_said_and_asked_again(
+        service, standin: Any, open_page) -> None:
+    """Cloudflare accepts and never answers, and the service waits for it longer than the
+    page does: the page abandons each request at the panel's limit (5 s for System
+    health), says so, and asks again, one request at a time."""
+    server = service(**{**standin.env(), "ANALYTICS_SINK": "none",
+                        "CLOUDFLARE_TIMEOUT_MS": "14000"})
+    tab = open_page(server.url)
+    page = tab.page
+    started: list[float] = []
+    abandoned: list[tuple[float, str]] = []
+
+    def health(request: Any) -> bool:
+        return request.url.endswith("/query") and "calls_60s" in (request.post_data or "")
+
+    page.on("request", lambda r: started.append(time.monotonic()) if health(r) else None)
+    page.on("requestfailed", lambda r: abandoned.append((time.monotonic(), r.failure or ""))
+            if health(r) else None)
+    tab.sign_in(KEY)
+    page.locator("#health-rows td.num").first.wait_for()
+
+    standin.set_mode("hang")
+    page.get_by_label("Source").select_option("cloudflare")
+    hung_at = time.monotonic()
+    notice = page.locator("#notice")
+    notice.get_by_text("System health: No answer within 5 s").wait_for(timeout=12_000)
+    assert "Asking again; showing the data of" in notice.inner_text()
+    assert "not updated" in page.locator("#health-state").inner_text()
+    page.wait_for_timeout(6_000)  # one more limit: abandoned again, asked again
+    gave_up = [at for at, _ in abandoned if at > hung_at]
+    assert len(gave_up) >= 2, abandoned
+    assert all(4.5 < b - a < 8 for a, b in zip(gave_up, gave_up[1:])), gave_up
+    # asked again right after each abandoned request, and never while one was out
+    for a, b in zip(gave_up, gave_up[1:]):
+        again = [s for s in started if a <= s < b]
+        assert len(again) == 1 and again[0] - a < 1.5, (a, b, started)
+
+    standin.set_mode("up")
+    page.get_by_label("Source").select_option("local")
+    notice.wait_for(state="hidden", timeout=15_000)

@@ -53,7 +53,10 @@ def value(families: dict[str, Any], name: str, **labels: str) -> float:
 @pytest.fixture
 def relay_config(config, standin):
     return dataclasses.replace(config, sink="relay", relay_url=standin.relay_url,
-                               relay_key=standin.relay_key, cloudflare_timeout_ms=500)
+                               relay_key=standin.relay_key, cloudflare_timeout_ms=500,
+                               cloudflare_api_base=standin.api_base,
+                               cloudflare_api_token=standin.api_token,
+                               cloudflare_account_id=standin.account_id)
 
 
 def replayer(db_path: Path, config: Any) -> replay.Replayer:
@@ -72,6 +75,8 @@ def test_every_metric_of_spec_12_with_its_type_and_labels_and_no_other(
     client.simulate_post("/track/api-call", json={"not": "valid"})
     client.simulate_post("/query", json={"query": "SELECT count() AS n FROM hoox_telemetry",
                                          "source": "local"})
+    client.simulate_post("/query", json={"query": "SELECT count() AS n FROM hoox_telemetry",
+                                         "source": "cloudflare"})
     sender = replayer(db_path, relay_config)
     standin.set_mode("refuse")
     assert sender.tick().outcome == "failed"
@@ -80,7 +85,7 @@ def test_every_metric_of_spec_12_with_its_type_and_labels_and_no_other(
 
     families = scrape(client)
     table = spec_table()
-    assert len(table) == 16
+    assert len(table) == 17
     assert set(families) == set(table)
     for name, (kind, labels) in table.items():
         family = families[name]
@@ -88,6 +93,24 @@ def test_every_metric_of_spec_12_with_its_type_and_labels_and_no_other(
         assert family.samples, f"{name} has no sample"
         seen = {k for s in family.samples for k in s.labels} - {"le"}
         assert seen == labels, name
+
+
+def test_cloudflare_reachable_has_no_sample_until_a_call_was_made_then_says_its_answer(
+        make_client, config, relay_config, standin):
+    """Nothing failed before the first call: no 0 to alarm on, configured or not."""
+    bare = scrape(make_client(config))
+    assert bare["analytics_worker_cloudflare_configured"].samples[0].value == 0
+    assert not bare["analytics_worker_cloudflare_reachable"].samples
+    client = make_client(relay_config)
+    families = scrape(client)
+    assert families["analytics_worker_cloudflare_configured"].samples[0].value == 1
+    assert not families["analytics_worker_cloudflare_reachable"].samples
+    query = {"query": "SELECT count() AS n FROM hoox_telemetry", "source": "cloudflare"}
+    assert client.simulate_post("/query", json=query).status_code == 200
+    assert scrape(client)["analytics_worker_cloudflare_reachable"].samples[0].value == 1
+    standin.set_mode("refuse")
+    assert client.simulate_post("/query", json=query).status_code >= 500
+    assert scrape(client)["analytics_worker_cloudflare_reachable"].samples[0].value == 0
 
 
 def test_accepted_and_duplicates_are_counted_per_type_with_the_events(make_client, config,

@@ -52,6 +52,7 @@ NODES: dict[type, frozenset[str]] = {
     exp.Offset: frozenset({"expression"}),
     exp.Distinct: frozenset({"expressions"}),  # count(DISTINCT x); SELECT DISTINCT is not
     exp.Extract: frozenset({"this", "expression"}),
+    exp.Is: frozenset({"this", "expression"}),  # IS [NOT] NULL only (translate.py)
 }
 ALLOWED_NODES: tuple[type, ...] = tuple(NODES)
 # Function nodes: every argument that is an expression is an argument of the call (the
@@ -83,7 +84,6 @@ REJECTED_NODES: dict[type, str] = {
     exp.Escape: "LIKE ... ESCAPE is not supported; LIKE escapes with a backslash",
     exp.Array: "array literals are not supported",
     exp.Tuple: "tuples are not supported",
-    exp.Is: "IS NULL is not supported",
 }
 _REJECTED_ARGS: dict[tuple[type, str], str] = {
     (exp.Select, "distinct"): "SELECT DISTINCT is not supported; use GROUP BY",
@@ -269,6 +269,11 @@ def check_spelling(name: str) -> None:
         return
     raise InvalidQuery(f"unknown function {name}; function names are case-sensitive "
                        f"(did you mean {canonical}?)")
+
+
+def is_documented(name: str) -> bool:
+    """Whether `name` (in any case) is a function of the reference or one of its aliases."""
+    return name.lower() in _SPELLINGS or name.lower() in _CASE_INSENSITIVE
 
 
 def _check(tree: exp.Expression) -> None:

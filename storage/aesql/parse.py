@@ -12,7 +12,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
 from .build import _num
-from .dialect import FORMATS, _check, check_spelling
+from .dialect import FORMATS, _check, check_spelling, is_documented
 from .errors import InvalidQuery, ParamsMismatch
 
 
@@ -92,6 +92,10 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
         text = _number_placeholders(sql, tokens, params)
         statements = [s for s in sqlglot.parse(text, read="clickhouse") if s is not None]
     except ParseError as e:
+        unknown = _unknown_call(tokens)
+        if unknown is not None:  # refused for its name whatever the syntax of the call
+            raise InvalidQuery(f"unknown function {unknown}; only the functions of the "
+                               "Analytics Engine SQL reference are supported") from None
         raise InvalidQuery(syntax_error(sql, e)) from None
     except TokenError:
         raise InvalidQuery(_token_error(sql)) from None
@@ -111,6 +115,18 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
     _check(tree)
     fmt = tree.args.get("format")
     return Parsed("select", tree, fmt.name if fmt is not None else None)
+
+
+def _unknown_call(tokens: list) -> str | None:
+    """The first name called like a function that the reference does not document: sqlglot
+    gives some ClickHouse functions a syntax of their own (`quantile(level)(x)`), so that a
+    call in another form is a syntax error before it is an unknown function."""
+    for before, token, following in zip([None, *tokens], tokens, tokens[1:]):
+        if (token.token_type == TokenType.VAR and following.token_type == TokenType.L_PAREN
+                and (before is None or before.token_type != TokenType.ALIAS)
+                and not is_documented(token.text)):
+            return token.text
+    return None
 
 
 # sqlglot names the node it could not complete; in SQL terms, what was missing.

@@ -26,6 +26,51 @@ class Scope:
     aliases: dict[str, exp.Expression] = field(default_factory=dict)
     resolving: set[str] = field(default_factory=set)
     qualifiers: set[str] = field(default_factory=set)
+    nullable: set[str] = field(default_factory=set)  # a subquery's columns that can be NULL
+
+
+def _is_aggregate(node: exp.Expression) -> bool:
+    return isinstance(node, exp.AggFunc) or (isinstance(node, exp.Anonymous)
+                                             and node.name.lower() in F.AGGREGATES)
+
+
+def _check_grouping(result: exp.Select) -> None:
+    """In a query that aggregates, every column outside an aggregate must be a GROUP BY
+    key or inside one: ClickHouse refuses the rest (NOT_AN_AGGREGATE), where SQLite would
+    answer them from an arbitrary row of the group. Checked on the translation, where
+    aliases and GROUP BY positions are already the expressions they name."""
+    group = result.args.get("group")
+    having = result.args.get("having")
+    order = result.args.get("order")
+    parts = [a.this for a in result.expressions] + ([having.this] if having else []) + \
+        ([o.this for o in order.expressions] if order else [])
+    if group is None and not any(_is_aggregate(n) for p in parts for n in p.walk()):
+        return
+    keys = set()
+    for key in group.expressions if group else []:
+        if (isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit()
+                and 0 < int(key.this) <= len(result.expressions)):
+            key = result.expressions[int(key.this) - 1].this  # GROUP BY 2: a position
+        keys.add(key.sql("sqlite"))
+    for part in parts:
+        column = _ungrouped(part, keys)
+        if column is not None:
+            raise InvalidQuery(f"{column} is not under an aggregate function and not in "
+                               "GROUP BY keys")
+
+
+def _ungrouped(node: exp.Expression, keys: set[str]) -> str | None:
+    """The first column of `node` that is neither a GROUP BY key nor inside one or inside
+    an aggregate."""
+    if node.sql("sqlite") in keys or _is_aggregate(node):
+        return None
+    if isinstance(node, exp.Column):
+        return node.name
+    for child in node.iter_expressions():
+        column = _ungrouped(child, keys)
+        if column is not None:
+            return column
+    return None
 
 
 class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunctions,
@@ -34,6 +79,8 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
 
     def __init__(self, dataset: str):
         self.dataset = dataset
+        # the output names of each translated SELECT that can be NULL, by id of its node
+        self._nullable_outputs: dict[int, set[str]] = {}
 
     # statements ----------------------------------------------------------------------------
 
@@ -59,6 +106,9 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             scope.resolving.discard(name)
             out.append(exp.Alias(this=typed.e, alias=exp.to_identifier(name, quoted=True)))
             columns.append((name, typed.t))
+        self._nullable_outputs[id(node)] = {
+            name for name, expr in projections
+            if expr is not None and self._may_be_null(expr, scope)}
         result = exp.Select(expressions=out)
         source = node.args.get("from_")
         if source is not None:
@@ -78,6 +128,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
                             # told NULLS FIRST (then both first: NaN is NULL here)
                             nulls_first=bool(o.args.get("nulls_first")))
                 for o in node.args["order"].expressions]))
+        _check_grouping(result)
         limit = self._count(node.args.get("limit"), "LIMIT")
         offset = self._count(node.args.get("offset"), "OFFSET")
         if limit is not None or offset is not None:
@@ -116,7 +167,8 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         if isinstance(this, exp.Subquery) and isinstance(this.this, exp.Select):
             _, inner_columns = self.select(this.this)
             columns = {name: T(exp.column(name, quoted=True), t) for name, t in inner_columns}
-            return Scope(columns=columns, qualifiers={this.alias} if this.alias else set())
+            return Scope(columns=columns, qualifiers={this.alias} if this.alias else set(),
+                         nullable=self._nullable_outputs.get(id(this.this), set()))
         raise InvalidQuery(f"FROM {this.sql('clickhouse')} is not supported: read the "
                            f"dataset table or a subquery")
 
@@ -306,6 +358,39 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
                  "UInt8")
 
     _x_ILike = _x_Like
+
+    def _x_Is(self, node: exp.Is, scope: Scope) -> T:
+        """`x IS NULL` (`IS NOT NULL` is its NOT). Analytics Engine's columns are not
+        Nullable, so ClickHouse answers false for them and for anything computed from
+        them, where SQLite would see its own NULLs (NaN, avg of nothing) as NULL. Only an
+        expression built on a NULL literal can be NULL there: that one SQLite answers."""
+        if not isinstance(node.expression, exp.Null):
+            raise InvalidQuery(f"IS {node.expression.sql('clickhouse')} is not supported; "
+                               "IS takes NULL or NOT NULL")
+        inner = self.expr(node.this, scope)
+        is_null = exp.Is(this=_p(inner.e), expression=exp.Null())
+        if self._may_be_null(node.this, scope):
+            return T(is_null, "UInt8")
+        # false on every row; the expression stays in the query, so that an aggregate
+        # still makes the query one that aggregates
+        return T(_fn("IIF", is_null, _num(0), _num(0)), "UInt8")
+
+    def _may_be_null(self, node: exp.Expression, scope: Scope,
+                     seen: frozenset[str] = frozenset()) -> bool:
+        """Whether ClickHouse can answer NULL for `node`: it holds a NULL literal, directly,
+        through an alias of this SELECT, or through a column of a subquery that can."""
+        for item in node.walk():
+            if isinstance(item, exp.Null):
+                return True
+            if not isinstance(item, exp.Column):
+                continue
+            name = item.name
+            if name in scope.nullable:
+                return True
+            if not item.table and name in scope.aliases and name not in seen:
+                if self._may_be_null(scope.aliases[name], scope, seen | {name}):
+                    return True
+        return False
 
     def _x_Extract(self, node: exp.Extract, scope: Scope) -> T:
         unit = node.this.name.upper()

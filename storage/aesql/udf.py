@@ -289,8 +289,10 @@ class QuantileExactWeighted:
 
     def step(self, level: float, value: Any, weight: Any) -> None:
         self.level = level
-        if value is None or weight is None or weight <= 0:
+        if value is None or weight is None or weight < 0:
             return
+        # a value of weight 0 still counts: when every weight is 0, ClickHouse answers
+        # the smallest value (its threshold is 0), not nan
         self.weights[value] = self.weights.get(value, 0) + weight
 
     def finalize(self) -> Any:

@@ -32,10 +32,14 @@ class AggregateFunctions:
 
     def _f_sum(self, call: Call, args: list[T], scope: Scope) -> T:
         inner = exp.Distinct(expressions=[args[0].e]) if call.distinct else args[0].e
+        if args[0].t == NULL_TYPE:  # sum(NULL) is NULL in ClickHouse, as in SQLite
+            return T(exp.Sum(this=inner), NULL_TYPE)
         # ClickHouse sums an empty set to 0, SQLite to NULL
         return T(_fn("COALESCE", exp.Sum(this=inner), _num(0)), self._sum_type(args[0].t))
 
     def _f_avg(self, call: Call, args: list[T], scope: Scope) -> T:
+        if args[0].t == NULL_TYPE:  # NULL, not NaN
+            return T(exp.Avg(this=args[0].e), NULL_TYPE)
         if not _is_num(args[0].t):
             raise InvalidQuery(f"avg needs numbers, got {args[0].t}")
         inner = exp.Distinct(expressions=[args[0].e]) if call.distinct else args[0].e
@@ -46,6 +50,8 @@ class AggregateFunctions:
 
     def _f_min(self, call: Call, args: list[T], scope: Scope) -> T:
         fn = exp.Min if call.name == "min" else exp.Max
+        if args[0].t == NULL_TYPE:  # min(NULL) is NULL: no default value to fall back on
+            return T(fn(this=args[0].e), NULL_TYPE)
         return T(_fn("COALESCE", fn(this=args[0].e), self._default(args[0].t)), args[0].t)
 
     _f_max = _f_min

@@ -141,13 +141,16 @@ class MirrorStore:
         """Events retention pruned so far: the mirror reconciles only when this moves."""
         return self._read(pruned_events)
 
-    def feed(self, limit: int | None = None) -> int:
+    def feed(self, limit: int | None = None, *, start_over: bool = True) -> int | None:
         """Copy the log's events past `self.seq` (at most `limit` of them); returns how
-        many. Starts again from nothing when the log is not the one the mirror was
-        built from."""
+        many. When the log is not the one the mirror was built from, starts again from
+        nothing (`start_over`), or returns None (a query does not wait for a whole
+        copy: the feed makes it)."""
         high = self.log_high()
         if high < self.seq:  # a log replaced under the mirror: what it holds is stale
-            return self.rebuild()
+            if not start_over:
+                return None
+            self.truncate()
         if high <= self.seq:
             return 0
         until = high if limit is None else min(high, self.seq + limit)
@@ -190,12 +193,15 @@ class MirrorStore:
                            f"AND toUInt32(timestamp) < {d + 86400}")
         return len(redone)
 
-    def rebuild(self) -> int:
-        """Everything again from the log; returns the events copied."""
+    def truncate(self) -> None:
         with self._lock:
             self._run(f"TRUNCATE TABLE {TABLE}")
         self.seq = 0
-        return self.feed()
+
+    def rebuild(self) -> int:
+        """Everything again from the log; returns the events copied."""
+        self.truncate()
+        return self.feed() or 0
 
     def query(self, text: str, timeout_ms: int, max_rows: int) -> bytes:
         settings = (f" SETTINGS readonly = 1, session_timezone = 'UTC', "

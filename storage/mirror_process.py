@@ -72,7 +72,8 @@ class MirrorServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             if through - self.store.seq > MAX_TAIL_EVENTS:
                 return False
             if through != self.store.seq:  # behind it, or a log started over
-                self.store.feed()
+                if self.store.feed(start_over=False) is None:
+                    return False  # a log replaced: the feed copies it again
             return self.store.seq >= through
         finally:
             self._feeding.release()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
+import importlib.util
 import logging
 import os
 import threading
@@ -187,6 +188,8 @@ class Services:
         socket_path = os.environ.get(MIRROR_SOCKET_ENV)
         if config.mirror == "off":
             state = "off"
+        elif not _chdb_installed():
+            state = "not installed"  # pip install 'analytics-worker[mirror]'
         elif not socket_path:
             # in process (tests, the command line), or gunicorn found no chdb to run
             state = "not running"
@@ -246,6 +249,11 @@ class Services:
                 self._http.close()
         self._log, self._http, self._router, self._loop, self._pid = None, None, None, None, 0
         self._writer, self._notify, self._client = None, None, None
+
+
+@functools.lru_cache(maxsize=1)
+def _chdb_installed() -> bool:
+    return importlib.util.find_spec("chdb") is not None
 
 
 def _settle(items: list[tuple[asyncio.Future, Outcome]]) -> None:

@@ -21,6 +21,7 @@ from storage.config import VERSION
 from storage.events import EventParser, InvalidInput, Schema, idempotency_key, parse_json
 from storage.interchange import format_time
 from storage.log import LogError
+from storage.points import PointParser
 from storage.services import Services, now_ms
 
 log = logging.getLogger("analytics_worker")
@@ -141,6 +142,23 @@ class Batch:
                    if e.ignored]
         if ignored:
             resp.media["ignored"] = ignored
+
+
+class DataPoints:
+    """POST /track/datapoints: raw data points of any dataset (SPEC §3.6), as a Worker
+    wrote them through the relay's AnalyticsEngineDataset entrypoint."""
+
+    def __init__(self, services: Services, parser: PointParser):
+        self._services = services
+        self._parser = parser
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_batch_bytes)
+        batch = self._parser.parse(doc, now_ms(self._services.clock),
+                                   idempotency_key(req.get_header("Idempotency-Key")))
+        result = await self._services.append_points(batch.rows)
+        resp.media = {"success": True, "accepted": result.accepted,
+                      "duplicates": result.duplicates}
 
 
 class Query:

@@ -39,6 +39,10 @@ log = logging.getLogger("analytics_worker")
 ACCEPTED = "events_accepted_total"
 DUPLICATE = "events_duplicate_total"
 PRUNED = "log_pruned_events_total"
+# Raw data points (`points.py`), per dataset: what a dataset holds is accepted minus pruned.
+POINTS_ACCEPTED = "datapoints_accepted_total"
+POINTS_DUPLICATE = "datapoints_duplicate_total"
+POINTS_PRUNED = "log_pruned_datapoints_total"
 REJECTED = "requests_rejected_total"
 REQUEST_DURATION = "request_duration_seconds"
 QUERIES = "queries_total"
@@ -112,6 +116,30 @@ def add_events(conn: sqlite3.Connection, accepted: Mapping[str, int],
         increments[type_key(DUPLICATE, type_)] = n
     if increments:
         add(conn, increments)
+
+
+def add_points(conn: sqlite3.Connection, accepted: Mapping[str, int],
+               duplicates: Mapping[str, int]) -> None:
+    """The insert path's counts of raw points, per dataset, in the points' transaction."""
+    increments: dict[Key, float] = {}
+    for dataset, n in accepted.items():
+        increments[(POINTS_ACCEPTED, labels(dataset=dataset))] = n
+    for dataset, n in duplicates.items():
+        increments[(POINTS_DUPLICATE, labels(dataset=dataset))] = n
+    if increments:
+        add(conn, increments)
+
+
+def points_held(rows: Iterable[tuple[str, dict[str, str], float]]) -> dict[str, int]:
+    """{dataset: points it holds} from the table's rows (`read`): accepted minus pruned,
+    with no scan of the points."""
+    held: dict[str, float] = {}
+    for name, lab, value in rows:
+        if name == POINTS_ACCEPTED:
+            held[lab["dataset"]] = held.get(lab["dataset"], 0.0) + value
+        elif name == POINTS_PRUNED:
+            held[lab["dataset"]] = held.get(lab["dataset"], 0.0) - value
+    return {dataset: int(n) for dataset, n in held.items()}
 
 
 def read(conn: sqlite3.Connection) -> list[tuple[str, dict[str, str], float]]:

@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 import httpx
 
-from . import replay, retention, sink
+from . import replay, retention, sink, wire
 from .aesql import LocalEngine
 from .cloudflare import CloudflareSQL
 from .config import Config
-from .log import AppendResult, EventLog, LogError, event_rows
+from .log import POINTS, AppendResult, EventLog, LogError, event_rows
 from .mirror import MIRROR_SOCKET_ENV, MirroredEngine
 from .router import Breaker, Router
 from .writer import Outcome, Writer
@@ -106,6 +106,20 @@ class Services:
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.writer.submit(events, waiter, self._notifier(loop))
+        outcome = await waiter
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def append_points(self, rows: list) -> AppendResult:
+        """Commit raw data points (`points.row`) through the same writer and group commit
+        as events: returns once committed, or raises what committing them alone would."""
+        self.log  # noqa: B018 — opens this process's services first
+        if self._client is not None:
+            return await self._client.append(rows, wire.APPEND_POINTS)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self.writer.submit(rows, waiter, self._notifier(loop), POINTS)
         outcome = await waiter
         if isinstance(outcome, Exception):
             raise outcome

@@ -274,3 +274,22 @@ def test_two_processes_drop_every_call_that_is_not_awaited(service, db_path, tmp
     finally:
         caller.stop()
         relay.stop()
+
+
+def test_the_example_worker_keeps_its_points_under_the_readme_command(service, db_path,
+                                                                    tmp_path):
+    """relay/examples/events, run as the README says: one process, both configs, --env dev."""
+    dev = WranglerDev(ROOT, ["-c", str(RELAY / "examples" / "events" / "wrangler.jsonc"),
+                             "-c", str(RELAY / "wrangler.jsonc"), "--env", "dev"],
+                      tmp_path / "registry", tmp_path / "state", tmp_path / "example.log",
+                      env={"INTERNAL_KEY_BINDING": KEY, "ANALYTICS_SERVICE_URL": service.url})
+    try:
+        dev.wait_ready()
+        paths = [f"/page/{i}" for i in range(6)]
+        for p in paths:
+            assert httpx.get(dev.url + p, timeout=30).text == f"Hello from {p}\n"
+        rows = wait_for(db_path, len(paths), 30)
+        assert sorted((r[0], r[1], r[2], r[3], r[5]) for r in rows) == sorted(
+            ("my_events", "127.0.0.1", p, "GET", 1.0) for p in paths)
+    finally:
+        dev.stop()

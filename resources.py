@@ -18,10 +18,10 @@ from storage.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.config import VERSION
-from storage.events import EventParser, InvalidInput, Schema, idempotency_key, parse_json
+from storage.events import (EventParser, InvalidInput, PointParser, Schema, idempotency_key,
+                            parse_json)
 from storage.interchange import format_time
 from storage.log import LogError
-from storage.points import PointParser
 from storage.services import Services, now_ms
 
 log = logging.getLogger("analytics_worker")

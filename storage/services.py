@@ -227,6 +227,7 @@ class Services:
 
         def prune(event_log: EventLog) -> None:
             retention.prune(event_log, clock(), config.retention_days, sink=config.sink)
+            retention.prune_points(event_log, clock(), config.retention_days)
 
         return replay.ReplayLoop(
             lambda: EventLog(config.db_path, layout=config.layout, sync=config.sync),

@@ -27,9 +27,8 @@ from storage import layouts
 from storage.aesql import InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.cloudflare import CloudflareError
 from storage.config import Config, ConfigError
-from storage.events import EventParser, InvalidInput, Schema, load_schema
+from storage.events import EventParser, InvalidInput, PointParser, Schema, load_schema
 from storage.log import LogError, LogFull, check_layout
-from storage.points import PointParser
 from storage.services import WRITER_SOCKET_ENV, Clock, Services
 
 log = logging.getLogger("analytics_worker")

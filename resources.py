@@ -18,10 +18,10 @@ from storage.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.config import VERSION
-from storage.events import EventParser, InvalidInput, Schema, idempotency_key, parse_json
+from storage.events import (EventParser, InvalidInput, PointParser, Schema, idempotency_key,
+                            parse_json)
 from storage.interchange import format_time
 from storage.log import LogError
-from storage.points import PointParser
 from storage.services import Services, now_ms
 
 log = logging.getLogger("analytics_worker")
@@ -274,13 +274,21 @@ class Status:
         event_log = self._services.log
         config = self._services.config
         breaker = self._services.router.breaker
+        events = event_log.count()
         return {
             "success": True,
             "version": VERSION,
             "layout": config.layout,
             "dataset": config.dataset,
             "database": str(event_log.path),
-            "events": event_log.count(),
+            "events": events,
+            # The configured dataset (the events) is the one replay sends; the raw points
+            # of the others (POST /track/datapoints) stay in the log.
+            "datasets": [{"dataset": config.dataset, "rows": events, "replayed": True},
+                         *({"dataset": name, "rows": rows, "replayed": False}
+                           for name, rows in event_log.datasets().items())],
+            "datasetsNote": f"Only {config.dataset} is replayed (sink {config.sink}); the "
+                            "data points of the other datasets stay in the local log",
             "logBytes": event_log.size_bytes(),
             "replay": replay.status(event_log, config.sink, now_ms(self._services.clock)),
             # The SQL API as this worker last saw it; null until a query asked it.

@@ -12,13 +12,9 @@ idempotency and the point's own index beside it. They are never replayed: replay
 
 from __future__ import annotations
 
-import math
 import sqlite3
-from typing import Any, Callable, NamedTuple
 
-from . import datapoint
 from .datapoint import DataPoint
-from .events import InvalidInput, Schema, load_schema
 
 TABLE = "points"
 BLOBS = tuple(f"blob{i}" for i in range(1, 21))
@@ -49,12 +45,12 @@ def create_table(conn: sqlite3.Connection) -> None:
         )""")
     # The expression is the translation's `timestamp`, after the dataset: a query of one
     # dataset with a time range is a range of this index, and listing the datasets is a
-    # few steps down it (`datasets`).
+    # seek per dataset down it (`datasets`).
     conn.execute(f"CREATE INDEX IF NOT EXISTS points_dataset_timestamp ON {TABLE} "
                  "(dataset, received_ms / 1000)")
 
 
-# The distinct datasets by skipping down the index: one seek per dataset, however many
+# The distinct datasets by skipping down the index: a seek per dataset, however many
 # points each holds.
 _DATASETS = f"""
     WITH RECURSIVE d(name) AS (
@@ -66,8 +62,8 @@ _DATASETS = f"""
 
 
 def datasets(conn: sqlite3.Connection) -> tuple[str, ...]:
-    """The datasets that hold at least one point, in order. A log opened read-only before
-    the table existed holds none."""
+    """The datasets that hold at least one point, in order; none in a log written before
+    the table existed."""
     try:
         return tuple(row[0] for row in conn.execute(_DATASETS))
     except sqlite3.OperationalError as e:
@@ -76,70 +72,8 @@ def datasets(conn: sqlite3.Connection) -> tuple[str, ...]:
         raise
 
 
-# -- from a request body to rows ------------------------------------------------------------
-
-class PointBatch(NamedTuple):
-    dataset: str
-    rows: list[tuple]
-
-
-class PointParser:
-    """Validates a /track/datapoints body (its JSON Schema, then Analytics Engine's limits,
-    checked by `datapoint.problems` as for every event) and makes the table's rows."""
-
-    def __init__(self, new_id: Callable[[], str], own_dataset: str):
-        self._new_id = new_id
-        self._own_dataset = own_dataset
-        self.schema = Schema(load_schema("datapoints"))
-
-    def parse(self, doc: Any, received_ms: int, idempotency_key: str | None = None
-              ) -> PointBatch:
-        """With `idempotency_key`, point i gets the request id `<key>:<i>`, so a body sent
-        again is all duplicates; without it each point gets a fresh id."""
-        details = self.schema.check(doc)
-        if not details and doc["dataset"] == self._own_dataset:
-            details.append({"path": "$.dataset",
-                            "message": f"{self._own_dataset} is this service's own dataset "
-                                       "(ANALYTICS_DATASET): its events come through the "
-                                       "other /track routes"})
-        if details:
-            raise InvalidInput("The data points are not valid; nothing was stored", details)
-        dataset = doc["dataset"]
-        rows = []
-        for i, item in enumerate(doc["points"]):
-            point = DataPoint(tuple("" if b is None else b for b in item.get("blobs", ())),
-                              tuple(_as_float(v) for v in item.get("doubles", ())),
-                              tuple(item.get("indexes", ())))
-            for slot, reason in datapoint.problems(point):
-                details.append({"path": f"$.points[{i}]{_path(slot)}", "message": reason})
-            request_id = self._new_id() if idempotency_key is None \
-                else f"{idempotency_key}:{i}"
-            rows.append(row(dataset, request_id, received_ms, point))
-        if details:
-            raise InvalidInput("The data points are not valid; nothing was stored", details)
-        return PointBatch(dataset, rows)
-
-
 def row(dataset: str, request_id: str, received_ms: int, point: DataPoint) -> tuple:
     """The table's row of one point (COLUMNS); unset slots are '' and 0."""
     blobs, doubles, indexes = point
     return (request_id, dataset, received_ms, indexes[0] if indexes else "",
             *blobs, *([""] * (20 - len(blobs))), *doubles, *([0.0] * (20 - len(doubles))))
-
-
-def _path(slot: str) -> str:
-    """The JSON path under a point of what `datapoint.problems` names a slot."""
-    if slot.startswith("blob") and slot[4:].isdigit():
-        return f".blobs[{int(slot[4:]) - 1}]"
-    if slot.startswith("double") and slot[6:].isdigit():
-        return f".doubles[{int(slot[6:]) - 1}]"
-    if slot == "index1":
-        return ".indexes[0]"
-    return f".{slot}"
-
-
-def _as_float(value: Any) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # an integer past a double's range: refused as not finite
-        return math.inf

@@ -180,6 +180,7 @@ class Services:
                             max_rows=config.query_max_rows, now=self.clock)
         # Set by gunicorn's master once it has started the mirror (`gunicorn_conf`).
         mirror_socket = os.environ.get(MIRROR_SOCKET_ENV)
+        log_engine = local  # the raw points of other datasets are in the log only
         if mirror_socket and config.mirror != "off":
             local = MirroredEngine(local, mirror_socket, event_log.last_seq)
         cloud = None
@@ -192,7 +193,8 @@ class Services:
 
         return Router(local=local, cloud=cloud,
                       breaker=Breaker(config.cloudflare_cooldown_ms / 1000.0, self.clock),
-                      replay_lag_ms=replay_lag_ms, max_lag_ms=config.max_lag_ms)
+                      replay_lag_ms=replay_lag_ms, max_lag_ms=config.max_lag_ms,
+                      log=log_engine)
 
     def _client_unlocked(self) -> httpx.Client:
         if self._http is None:
@@ -225,6 +227,7 @@ class Services:
 
         def prune(event_log: EventLog) -> None:
             retention.prune(event_log, clock(), config.retention_days, sink=config.sink)
+            retention.prune_points(event_log, clock(), config.retention_days)
 
         return replay.ReplayLoop(
             lambda: EventLog(config.db_path, layout=config.layout, sync=config.sync),

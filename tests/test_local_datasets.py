@@ -46,6 +46,9 @@ def service(tmp_path: Path, db_path: Path) -> Iterator[Server]:
 def one_process(service: Server, tmp_path: Path) -> WranglerDev:
     """The form the README leads with: both configs in one `wrangler dev`, `--env dev`
     applying to both (the caller has no environments and keeps its top level)."""
+    # The relay reads its key and the service's address from the process's environment
+    # only when it has no .dev.vars, as the README's command does.
+    assert not (RELAY / ".dev.vars").exists(), "move relay/.dev.vars aside for this test"
     return WranglerDev(ROOT, ["-c", str(CALLER / "wrangler.jsonc"),
                               "-c", str(RELAY / "wrangler.jsonc"), "--env", "dev"],
                        tmp_path / "registry", tmp_path / "state", tmp_path / "one.log",
@@ -289,6 +292,7 @@ def test_two_processes_drop_every_call_that_is_not_awaited(service, db_path, tmp
 def test_the_example_worker_keeps_its_points_under_the_readme_command(service, db_path,
                                                                     tmp_path):
     """relay/examples/events, run as the README says: one process, both configs, --env dev."""
+    assert not (RELAY / ".dev.vars").exists(), "move relay/.dev.vars aside for this test"
     dev = WranglerDev(ROOT, ["-c", str(RELAY / "examples" / "events" / "wrangler.jsonc"),
                              "-c", str(RELAY / "wrangler.jsonc"), "--env", "dev"],
                       tmp_path / "registry", tmp_path / "state", tmp_path / "example.log",

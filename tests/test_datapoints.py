@@ -555,3 +555,94 @@ def test_retention_prunes_points_by_age_alone(make_client: Any, config: Any,
                  422, "unknown table old")
     status = client.simulate_get("/status").json
     assert status["datasets"][1:] == [{"dataset": "mixed", "rows": 4, "replayed": False}]
+
+
+# -- under gunicorn: the writer process, the mirror beside it --------------------------------
+
+@pytest.mark.gunicorn
+def test_under_gunicorn_points_from_many_clients_are_committed_once_and_answered(
+        gunicorn_server: Any, db_path: Path) -> None:
+    """Two workers, the writer process and (by default) the mirror: points and events
+    from several clients at once, each request sent twice as a retry would be; every
+    point is stored once, and FROM <dataset> answers them beside the events' dataset."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = gunicorn_server()
+    assert server.writer_pid() is not None
+    assert any("storage.mirror_process" in cmd for _, cmd in server._children())
+    clients, requests = 4, 15
+
+    def work(c: int) -> list[tuple[int, int]]:
+        seen = []
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=10) as http:
+            for r in range(requests):
+                key = f"c{c}-r{r}"
+                body = {"dataset": f"ds{c % 2}",
+                        "points": [{"blobs": [key], "doubles": [i]} for i in range(20)]}
+                for _ in range(2):  # the retry is all duplicates
+                    answer = http.post(ROUTE, json=body, headers={"Idempotency-Key": key})
+                    assert answer.status_code == 200, answer.text
+                    seen.append((answer.json()["accepted"], answer.json()["duplicates"]))
+                assert http.post("/track/api-call", json=api_call(key)).status_code == 200
+        return seen
+
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [a for seen in pool.map(work, range(clients)) for a in seen]
+    assert answers.count((20, 0)) == clients * requests
+    assert answers.count((0, 20)) == clients * requests
+    rows = stored(db_path)
+    assert len(rows) == clients * requests * 20
+    assert len({(r["dataset"], r["request_id"]) for r in rows}) == len(rows)
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=10) as http:
+        for dataset in ("ds0", "ds1"):
+            answer = http.post("/query", json={
+                "query": f"SELECT count() AS n, sum(double1) AS s, count(DISTINCT blob1) AS "
+                         f"keys FROM {dataset}"}).json()
+            assert answer["results"] == [{"n": 600, "s": 600 * 9.5, "keys": 30}], answer
+            api = http.post(SQL_API, content=f"SELECT count() AS n FROM {dataset}",
+                            headers=BEARER)
+            assert api.status_code == 200 and api.json()["data"] == [{"n": "600"}]
+        own = http.post("/query", json={"query": "SELECT count() AS n FROM hoox_telemetry"})
+        assert own.json()["results"] == [{"n": clients * requests}]
+        status = http.get("/status").json()
+        assert status["datasets"] == [
+            {"dataset": "hoox_telemetry", "rows": 60, "replayed": True},
+            {"dataset": "ds0", "rows": 600, "replayed": False},
+            {"dataset": "ds1", "rows": 600, "replayed": False}]
+
+
+def test_with_the_mirror_running_its_dataset_goes_to_the_mirror_and_points_to_the_log(
+        tmp_path: Path, config: Any, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """The mirror holds the configured dataset only: a query of raw points is answered
+    by the log's engine (right, and without a round trip to the mirror)."""
+    from storage.mirror import MIRROR_SOCKET_ENV
+    from storage.services import Services
+    from test_mirror import Mirror
+
+    log = EventLog(config.db_path)
+    try:
+        log.append_points([points.row("my_events", f"r{i}", int(clock.now * 1000),
+                                      points.DataPoint((f"b{i % 3}",), (i,), ()))
+                           for i in range(30)])
+    finally:
+        log.close()
+    mirror = Mirror(config.db_path, tmp_path)
+    services = Services(config, clock, background=False)
+    try:
+        monkeypatch.setenv(MIRROR_SOCKET_ENV, mirror.socket)
+        router = services.router
+        mirrored = router._local
+        assert mirrored.socket_path == mirror.socket
+        own = router.query("SELECT count() AS n FROM hoox_telemetry", [], "auto")
+        assert own.result.rows == [{"n": 0}] and mirrored.answered == 1
+        answer = router.query("SELECT blob1, count() AS n, sum(double1) AS s FROM my_events "
+                              "GROUP BY blob1 ORDER BY blob1", [], "auto")
+        assert answer.source == "local"
+        assert answer.result.rows == [{"blob1": "b0", "n": 10, "s": 135.0},
+                                      {"blob1": "b1", "n": 10, "s": 145.0},
+                                      {"blob1": "b2", "n": 10, "s": 155.0}]
+        assert (mirrored.answered, mirrored.fell_back) == (1, 0)
+    finally:
+        services.close()
+        mirror.stop()

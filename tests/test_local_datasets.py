@@ -43,14 +43,15 @@ def service(tmp_path: Path, db_path: Path) -> Iterator[Server]:
     server.stop()
 
 
-def one_process(service: Server, tmp_path: Path) -> WranglerDev:
-    """The form the README leads with: both configs in one `wrangler dev`, `--env dev`
-    applying to both (the caller has no environments and keeps its top level)."""
+def one_process(service: Server, tmp_path: Path, env: str = "dev") -> WranglerDev:
+    """The form the README leads with: both configs in one `wrangler dev`, `--env`
+    applying to both (the caller has no environments and keeps its top level). The relay's
+    `dev` and `platform` environments are both the Worker named analytics-worker."""
     # The relay reads its key and the service's address from the process's environment
     # only when it has no .dev.vars, as the README's command does.
     assert not (RELAY / ".dev.vars").exists(), "move relay/.dev.vars aside for this test"
     return WranglerDev(ROOT, ["-c", str(CALLER / "wrangler.jsonc"),
-                              "-c", str(RELAY / "wrangler.jsonc"), "--env", "dev"],
+                              "-c", str(RELAY / "wrangler.jsonc"), "--env", env],
                        tmp_path / "registry", tmp_path / "state", tmp_path / "one.log",
                        env={"INTERNAL_KEY_BINDING": KEY, "ANALYTICS_SERVICE_URL": service.url,
                             # Quick queue retries, so that a restart is seen within seconds.
@@ -59,8 +60,9 @@ def one_process(service: Server, tmp_path: Path) -> WranglerDev:
 
 
 @pytest.fixture
-def single(service: Server, tmp_path: Path) -> Iterator[WranglerDev]:
-    dev = one_process(service, tmp_path)
+def single(request: pytest.FixtureRequest, service: Server, tmp_path: Path
+           ) -> Iterator[WranglerDev]:
+    dev = one_process(service, tmp_path, getattr(request, "param", "dev"))
     try:
         dev.wait_ready()
         yield dev
@@ -133,6 +135,7 @@ def settle(db_path: Path, seconds: float = 3.0) -> list[tuple]:
     return stored(db_path)
 
 
+@pytest.mark.parametrize("single", ["dev", "platform"], indirect=True)
 def test_one_process_keeps_every_point_of_two_datasets_awaited_or_not(
         single, service, db_path):
     writes = points_for("a", 40)

@@ -262,8 +262,9 @@ def test_points_written_while_the_service_is_away_arrive_when_it_is_back(
 
 def test_two_processes_drop_every_call_that_is_not_awaited(service, db_path, tmp_path):
     """The form the README warns against: the caller and the relay in two `wrangler dev`
-    processes on one dev registry. Awaited calls arrive; calls not awaited never do (the
-    caller's request ends before the call leaves its process)."""
+    processes on one dev registry. Awaited calls arrive; calls not awaited never do: they
+    never reach the relay at all (a log line at the top of writeDataPoint shows only the
+    awaited ones), so nothing on the relay's side can keep them."""
     registry = tmp_path / "registry"
     relay = WranglerDev(RELAY, ["--env", "dev", "--var", f"ANALYTICS_SERVICE_URL:{service.url}"],
                         registry, tmp_path / "relay-state", tmp_path / "relay.log")

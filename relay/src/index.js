@@ -108,8 +108,8 @@ export class AnalyticsEngineDataset extends WorkerEntrypoint {
   // A point the real binding would refuse is refused here too, with the real binding's
   // error: a TypeError whose message starts "writeDataPoint(): ". The real binding
   // throws it synchronously; across a service binding every call is a promise, so the
-  // caller sees a rejected promise (an awaited call throws, one not awaited is logged as
-  // an unhandled rejection by the caller's runtime). The relay logs it either way.
+  // caller sees a rejected promise: an awaited call throws, one not awaited goes unseen
+  // by the caller, so the relay logs every refusal itself.
   writeDataPoint(point) {
     const dataset = this.ctx.props?.dataset;
     if (typeof dataset !== "string" || dataset === "") {

@@ -286,7 +286,8 @@ class Status:
             # of the others (POST /track/datapoints) stay in the log.
             "datasets": [{"dataset": config.dataset, "rows": events, "replayed": True},
                          *({"dataset": name, "rows": rows, "replayed": False}
-                           for name, rows in event_log.datasets().items())],
+                           for name, rows in event_log.datasets().items()
+                           if name != config.dataset)],
             "datasetsNote": f"Only {config.dataset} is replayed (sink {config.sink}); the "
                             "data points of the other datasets stay in the local log",
             "logBytes": event_log.size_bytes(),

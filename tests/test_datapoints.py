@@ -579,14 +579,19 @@ def test_retention_prunes_points_by_age_alone(make_client: Any, config: Any,
 @pytest.mark.gunicorn
 def test_under_gunicorn_points_from_many_clients_are_committed_once_and_answered(
         gunicorn_server: Any, db_path: Path) -> None:
-    """Two workers, the writer process and (by default) the mirror: points and events
+    """Two workers, the writer process and the mirror: points and events
     from several clients at once, each request sent twice as a retry would be; every
     point is stored once, and FROM <dataset> answers them beside the events' dataset."""
     from concurrent.futures import ThreadPoolExecutor
 
-    server = gunicorn_server()
+    import time
+
+    server = gunicorn_server(ANALYTICS_MIRROR_MIN_EVENTS="0")  # the mirror from the start
     assert server.writer_pid() is not None
-    assert any("storage.mirror_process" in cmd for _, cmd in server._children())
+    deadline = time.monotonic() + 15
+    while not any("storage.mirror_process" in cmd for _, cmd in server._children()):
+        assert time.monotonic() < deadline, "the mirror did not start"
+        time.sleep(0.1)
     clients, requests = 4, 15
 
     def work(c: int) -> list[tuple[int, int]]:

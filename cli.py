@@ -456,7 +456,7 @@ def status(db_path: str | None, offline: bool, as_json: bool) -> None:
         replay_status = replay.status(event_log, config.sink, now_ms)
         body: dict[str, Any] = {
             "version": VERSION, "layout": config.layout, "dataset": config.dataset,
-            "database": str(event_log.path), "events": event_log.count(),
+            "database": str(event_log.path), "events": event_log.kept_count(),
             "logBytes": event_log.size_bytes(), "replay": replay_status,
             "cloudflare": {"configured": config.cloudflare_configured, "reachable": None,
                            "error": None},

@@ -12,6 +12,7 @@ Its HTTP protocol (worker.py) closes a connection that takes longer than
 ANALYTICS_HEADER_TIMEOUT_MS to deliver a whole request.
 """
 
+import functools
 import importlib.util
 import os
 import sys
@@ -21,6 +22,7 @@ from storage.config import Config, ConfigError
 from storage.log import LayoutMismatch, check_layout
 from storage.mirror import MIRROR_SOCKET_ENV
 from storage.mirror_process import Supervisor as MirrorSupervisor
+from storage.mirror_process import log_events_at_least
 from storage.services import WRITER_SOCKET_ENV
 from storage.writer_process import Supervisor
 
@@ -73,15 +75,25 @@ def when_ready(server) -> None:
 
 def _start_mirror(directory: str, env: dict[str, str]) -> None:
     """The mirror's process, exec'd (chdb is never imported here: a fork after importing
-    it leaves the children's queries hanging)."""
+    it leaves the children's queries hanging), once the log holds
+    ANALYTICS_MIRROR_MIN_EVENTS events: on a smaller log the log's engine answers every
+    query in time, and the copy would cost memory for nothing."""
     global _mirror
     config = Config.from_env()
-    if config.mirror == "off" or importlib.util.find_spec("chdb") is None:
+    if config.mirror == "off":
+        return
+    if importlib.util.find_spec("chdb") is None:
+        if log_events_at_least(config.db_path, config.mirror_min_events):
+            print("analytics-worker: the log holds more than ANALYTICS_MIRROR_MIN_EVENTS "
+                  "events, and the mirror that answers long ranges on such a log is not "
+                  "installed: pip install 'analytics-worker[mirror]' (or set "
+                  "ANALYTICS_MIRROR=off to silence this)", file=sys.stderr)
         return
     path = os.path.join(directory, "mirror.sock")
     _mirror = MirrorSupervisor(path, env=env)
-    _mirror.start()
-    os.environ[MIRROR_SOCKET_ENV] = path
+    _mirror.start(when=functools.partial(log_events_at_least, config.db_path,
+                                         config.mirror_min_events))
+    os.environ[MIRROR_SOCKET_ENV] = path  # no socket there yet: the log's engine answers
 
 
 def on_exit(server) -> None:

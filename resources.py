@@ -274,7 +274,7 @@ class Status:
         event_log = self._services.log
         config = self._services.config
         breaker = self._services.router.breaker
-        events = event_log.count()
+        events = event_log.kept_count()
         return {
             "success": True,
             "version": VERSION,
@@ -286,11 +286,13 @@ class Status:
             # of the others (POST /track/datapoints) stay in the log.
             "datasets": [{"dataset": config.dataset, "rows": events, "replayed": True},
                          *({"dataset": name, "rows": rows, "replayed": False}
-                           for name, rows in event_log.datasets().items())],
+                           for name, rows in event_log.datasets().items()
+                           if name != config.dataset)],
             "datasetsNote": f"Only {config.dataset} is replayed (sink {config.sink}); the "
                             "data points of the other datasets stay in the local log",
             "logBytes": event_log.size_bytes(),
             "replay": replay.status(event_log, config.sink, now_ms(self._services.clock)),
+            "mirror": self._services.mirror_status(),
             # The SQL API as this worker last saw it; null until a query asked it.
             "cloudflare": {"configured": config.cloudflare_configured,
                            "reachable": breaker.reachable,

@@ -5,7 +5,7 @@ Same shape as `tests.aesql_fixtures.bulk_log` (workers and endpoints uniform, la
 lognormal(3.2, 0.9) to 3 decimals, 10% failures, evenly spread over `days` up to NOW),
 drawn from SQLite's own random().
 
-    .venv/bin/python bench/biglog.py PATH [--events 10000000]
+    .venv/bin/python bench/biglog.py PATH [--events 10000000] [--end-now]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from storage import counters  # noqa: E402
 from storage.log import EventLog  # noqa: E402
 from tests.aesql_fixtures import ENDPOINTS, NOW, WORKERS  # noqa: E402
 
@@ -32,7 +33,7 @@ def _pick(names: list[str], u: str) -> str:
     return f"CASE {u} % {len(names)} {cases} END"
 
 
-def build(path: Path, n: int, *, days: int = 30) -> None:
+def build(path: Path, n: int, *, days: int = 30, end_s: int = NOW) -> None:
     """Writes `n` events into a new log at `path` (through a temporary file, so that an
     interrupted build leaves nothing to reuse)."""
     partial = path.with_name(path.name + ".partial")
@@ -43,7 +44,7 @@ def build(path: Path, n: int, *, days: int = 30) -> None:
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("PRAGMA cache_size = -400000")
-    start_ms = (NOW - days * 86400) * 1000
+    start_ms = (end_s - days * 86400) * 1000
     step = days * 86400 * 1000 // n
     worker = _pick([w for w, _ in WORKERS], "abs(r1)")
     endpoint = _pick([e for e, _ in ENDPOINTS], "abs(r2)")
@@ -68,6 +69,10 @@ def build(path: Path, n: int, *, days: int = 30) -> None:
                    worker, endpoint, IIF(ok, '1', '0'), latency
             FROM v""")
         conn.execute("COMMIT")
+    # As the log's own insert path does: the service's counters count every event.
+    conn.execute("INSERT INTO counters (name, labels, value) VALUES (?, ?, ?)"
+                 " ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+                 (counters.ACCEPTED, counters.labels(type="api-call"), n))
     conn.close()
     os.replace(partial, path)
 
@@ -76,9 +81,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path")
     parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--end-now", action="store_true",
+                        help="the events end now, not at the test fixtures' fixed NOW")
     args = parser.parse_args()
     started = time.perf_counter()
-    build(Path(args.path), args.events)
+    build(Path(args.path), args.events, end_s=int(time.time()) if args.end_now else NOW)
     print(f"built {args.events:,} events in {time.perf_counter() - started:.1f} s")
 
 

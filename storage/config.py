@@ -119,6 +119,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Local queries under gunicorn: chdb keeps a columnar copy of the log (embedded "
             "ClickHouse, in a process of its own) that answers them, the log's own engine "
             "standing in whenever it cannot; off: the log's engine alone."),
+    Setting("ANALYTICS_MIRROR_MIN_EVENTS", "mirror_min_events", _non_negative_int,
+            "The mirror's process starts once the log holds this many events (checked "
+            "every few seconds); below it the log's engine answers every local query, "
+            "and the service holds no copy."),
     Setting("ANALYTICS_MIRROR_DIR", "mirror_dir", _text,
             "Directory of the columnar copy (default: the log's path + .mirror); "
             "`analytics-worker mirror-rebuild` makes it again from the log."),
@@ -159,6 +163,7 @@ class Config:
     query_max_rows: int = 10000
     mirror: str = "chdb"
     mirror_dir: str = ""  # empty: beside the log
+    mirror_min_events: int = 500_000
     max_body_bytes: int = 65536
     max_batch_bytes: int = 1048576
     writer_queue_events: int = 100_000

@@ -118,6 +118,15 @@ def add_events(conn: sqlite3.Connection, accepted: Mapping[str, int],
         add(conn, increments)
 
 
+def log_events(conn: sqlite3.Connection) -> int:
+    """Events in the log now: accepted minus pruned, read by the counters' key."""
+    row = conn.execute(
+        "SELECT (SELECT coalesce(sum(value), 0) FROM counters WHERE name = ?)"
+        " - (SELECT coalesce(sum(value), 0) FROM counters WHERE name = ?)",
+        (ACCEPTED, PRUNED)).fetchone()
+    return int(row[0])
+
+
 def add_points(conn: sqlite3.Connection, accepted: Mapping[str, int],
                duplicates: Mapping[str, int]) -> None:
     """The insert path's counts of raw points, per dataset, in the points' transaction."""
@@ -130,15 +139,15 @@ def add_points(conn: sqlite3.Connection, accepted: Mapping[str, int],
         add(conn, increments)
 
 
-def points_held(rows: Iterable[tuple[str, dict[str, str], float]]) -> dict[str, int]:
-    """{dataset: points it holds} from the table's rows (`read`): accepted minus pruned,
-    with no scan of the points."""
+def points_held(conn: sqlite3.Connection) -> dict[str, int]:
+    """{dataset: points it holds}: accepted minus pruned, read by the counters' key (no
+    scan of the points)."""
     held: dict[str, float] = {}
-    for name, lab, value in rows:
-        if name == POINTS_ACCEPTED:
-            held[lab["dataset"]] = held.get(lab["dataset"], 0.0) + value
-        elif name == POINTS_PRUNED:
-            held[lab["dataset"]] = held.get(lab["dataset"], 0.0) - value
+    for name, lab, value in conn.execute(
+            "SELECT name, labels, value FROM counters WHERE name IN (?, ?)",
+            (POINTS_ACCEPTED, POINTS_PRUNED)):
+        dataset = orjson.loads(lab)["dataset"]
+        held[dataset] = held.get(dataset, 0.0) + (value if name == POINTS_ACCEPTED else -value)
     return {dataset: int(n) for dataset, n in held.items()}
 
 

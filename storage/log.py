@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -32,8 +33,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import orjson
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
+
+# sqlite-utils imports pandas and numpy whenever they are installed (chdb-core requires
+# them): about 65 MB resident in every process of the service, for conversions the log
+# never asks of it. They are kept out while it loads, unless something loaded them first.
+_KEPT_OUT = [name for name in ("pandas", "numpy") if name not in sys.modules]
+sys.modules.update(dict.fromkeys(_KEPT_OUT))
+try:
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
+finally:
+    for _name in _KEPT_OUT:
+        del sys.modules[_name]
 
 from . import counters, layouts, points
 from .datapoint import DataPoint
@@ -419,6 +430,7 @@ class EventLog:
         self.layout = layouts.get(layout)
         self._insert = insert_sql(self.layout)
         self.db: sqlite_utils.Database | None = None
+        self._checkpointed: tuple[int, int] | None = None
         if not write:
             if not self.path.exists():
                 raise LogUnavailable(f"The event log {self.path} does not exist yet")
@@ -571,21 +583,38 @@ class EventLog:
             raise _translate(e) from e
 
     def checkpoint(self) -> None:
-        """Move the WAL into the database without waiting for readers or writers."""
+        """Move the WAL into the database without waiting for readers or writers; only
+        when something was written to it since the last checkpoint (one stat of the
+        WAL file), so that a service at rest does nothing."""
+        try:
+            wal = os.stat(f"{self.path}-wal")
+            written = (wal.st_size, wal.st_mtime_ns)
+        except OSError:
+            written = None
+        if written is not None and written == self._checkpointed:
+            return
         try:
             self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._checkpointed = written
         except sqlite3.OperationalError:
             pass  # busy: the next round will do it
 
     # -- reading ---------------------------------------------------------------------------
 
     def count(self) -> int:
+        """The events in the log, counted row by row: for audits and tests. A server's
+        figures read `kept_count`, which costs the same on any log."""
         return self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def kept_count(self) -> int:
+        """The events in the log as the counters keep it: accepted minus pruned, both
+        counted in the transactions that changed the log (a range of the counters' key)."""
+        return counters.log_events(self.conn)
 
     def datasets(self) -> dict[str, int]:
         """{dataset: points it holds} for every dataset of raw points in the log: the names
         a few steps down the index, the counts from the counters (no scan of the points)."""
-        held = counters.points_held(counters.read(self.conn))
+        held = counters.points_held(self.conn)
         return {name: held.get(name, 0) for name in points.datasets(self.conn)}
 
     def size_bytes(self) -> int:

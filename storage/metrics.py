@@ -58,17 +58,11 @@ class Snapshot:
 
 
 def backlog_of(event_log: EventLog, sink: str, now_ms: int) -> tuple[int, float]:
-    """(events the sink has not confirmed, age in seconds of the oldest of them): two
-    lookups by primary key, whatever the size of the log or of the backlog."""
-    cursor = event_log.replayed_through(sink)
-    row = event_log.conn.execute(
-        "SELECT (SELECT max(seq) FROM events),"
-        " (SELECT received_ms FROM events WHERE seq > ? ORDER BY seq LIMIT 1)",
-        (cursor,)).fetchone()
-    newest, oldest_ms = row[0] or 0, row[1]
-    if oldest_ms is None:
+    """(events the sink has not confirmed, age in seconds of the first of them)."""
+    pending = replay.backlog(event_log, sink)
+    if pending.oldest_ms is None:
         return 0, 0.0
-    return max(0, newest - cursor), max(0.0, (now_ms - oldest_ms) / 1000.0)
+    return pending.events, max(0.0, (now_ms - pending.oldest_ms) / 1000.0)
 
 
 def snapshot(event_log: EventLog, config: Config, now_ms: int) -> Snapshot:

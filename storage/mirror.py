@@ -21,6 +21,7 @@ the mirror says it is behind and the log's engine answers, while the mirror catc
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import threading
@@ -28,6 +29,7 @@ import time
 import urllib.parse
 from typing import Any, Callable, Sequence
 
+from . import counters
 from .aesql import LocalEngine, QueryResult, QueryTimeout
 from .aesql.clickhouse import translate
 from .aesql.types import AE_COLUMNS
@@ -49,6 +51,32 @@ def _string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# -- what the mirror asks of the log (each served by a key or an index: the feed asks
+# twice a second; `tests/test_statement_plans.py` holds their plans) ---------------------
+
+def log_high(conn: sqlite3.Connection) -> int:
+    """The log's highest sequence number (0 when empty): one step down the key. (min
+    and max in one SELECT would read the whole table.)"""
+    return int(conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0)
+
+
+def pruned_events(conn: sqlite3.Connection) -> float:
+    """Events retention pruned so far, as the log's counters keep it."""
+    return float(conn.execute("SELECT coalesce(sum(value), 0) FROM counters WHERE name = ?",
+                              (counters.PRUNED,)).fetchone()[0])
+
+
+def log_days(conn: sqlite3.Connection, before_s: int, through: int
+             ) -> dict[int, tuple[int, int, int]]:
+    """{day: (events, lowest seq, highest seq)} of the log's days before `before_s`, for
+    the events up to `through`: over the time index, so only those days are read,
+    however large the log."""
+    return {d: (n, lo, hi) for d, n, lo, hi in conn.execute(
+        "SELECT received_ms / 1000 - received_ms / 1000 % 86400 AS d, count(*), "
+        "min(seq), max(seq) FROM events INDEXED BY events_timestamp "
+        "WHERE received_ms / 1000 < ? AND seq <= ? GROUP BY d", (before_s, through))}
+
+
 class MirrorStore:
     """The mirror's table in one chdb data directory. Only the mirror process (or the
     rebuild command, with the service stopped) opens one."""
@@ -60,6 +88,7 @@ class MirrorStore:
         self.dataset = dataset
         self._session = session.Session(directory)
         self._lock = threading.Lock()  # one statement at a time on the session
+        self._seen: list | None = None  # the log's files as `log_changed` last saw them
         self.seq = 0  # the highest sequence number the mirror holds
         self._ensure()
 
@@ -77,24 +106,46 @@ class MirrorStore:
                       f"{_string(self.dataset)} AS dataset, {shown} FROM {TABLE}")
             self.seq = int(self._run(f"SELECT max(seq) FROM {TABLE}").strip() or 0)
 
-    def _log(self) -> sqlite3.Connection:
+    def _read(self, statement: Callable[..., Any], *args: Any) -> Any:
+        """`statement(connection, *args)` on a connection to the log of its own: the log
+        may be replaced under the mirror (a restore), and a fresh connection always sees
+        its newest commit."""
         uri = f"file:{urllib.parse.quote(self.db_path)}?mode=ro"
-        return sqlite3.connect(uri, uri=True)
-
-    def log_bounds(self) -> tuple[int, int]:
-        """The log's lowest and highest sequence numbers now (0, 0 when empty)."""
-        conn = self._log()
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
-            low, high = conn.execute("SELECT min(seq), max(seq) FROM events").fetchone()
+            return statement(conn, *args)
         finally:
             conn.close()
-        return int(low or 0), int(high or 0)
+
+    def log_changed(self) -> bool:
+        """Whether the log's files changed since the last call: two stats, no read of
+        the log, so that a mirror at rest does nothing."""
+        seen = []
+        for path in (self.db_path, f"{self.db_path}-wal"):
+            try:
+                st = os.stat(path)
+                seen.append((st.st_size, st.st_mtime_ns, st.st_ino))
+            except OSError:
+                seen.append(None)
+        changed, self._seen = seen != self._seen, seen
+        return changed
+
+    def recheck(self) -> None:
+        """The next `log_changed` says yes (after a failed read)."""
+        self._seen = None
+
+    def log_high(self) -> int:
+        return self._read(log_high)
+
+    def pruned(self) -> float:
+        """Events retention pruned so far: the mirror reconciles only when this moves."""
+        return self._read(pruned_events)
 
     def feed(self, limit: int | None = None) -> int:
         """Copy the log's events past `self.seq` (at most `limit` of them); returns how
         many. Starts again from nothing when the log is not the one the mirror was
         built from."""
-        low, high = self.log_bounds()
+        high = self.log_high()
         if high < self.seq:  # a log replaced under the mirror: what it holds is stale
             return self.rebuild()
         if high <= self.seq:
@@ -124,14 +175,7 @@ class MirrorStore:
                 tuple(map(int, line.split(","))) for line in self._run(
                     f"SELECT {day} AS d, count() FROM {TABLE} WHERE timestamp < {before_s} "
                     f"AND seq <= {self.seq} GROUP BY d").decode().split())
-        conn = self._log()
-        try:  # over the log's index on received_ms / 1000, the view's timestamp
-            theirs = {d: (n, lo, hi) for d, n, lo, hi in conn.execute(
-                "SELECT received_ms / 1000 - received_ms / 1000 % 86400 AS d, count(*), "
-                "min(seq), max(seq) FROM events WHERE received_ms / 1000 < ? AND seq <= ? "
-                "GROUP BY d", (before_s, self.seq)).fetchall()}
-        finally:
-            conn.close()
+        theirs = self._read(log_days, before_s, self.seq)
         redone = [d for d in set(mine) | set(theirs)
                   if mine.get(d) != theirs.get(d, (None,))[0]]
         for d in redone:
@@ -179,6 +223,7 @@ class MirrorUnavailable(Exception):
 def ask(socket_path: str, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """One request over the mirror's socket: a JSON line out; a JSON line back (the
     status), then for an answer the ClickHouse JSON body."""
+    deadline = time.monotonic() + timeout_s
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout_s)
@@ -186,7 +231,15 @@ def ask(socket_path: str, request: dict[str, Any], timeout_s: float) -> dict[str
             s.sendall(json.dumps(request).encode() + b"\n")
             s.shutdown(socket.SHUT_WR)
             chunks = []
-            while chunk := s.recv(1 << 16):
+            while True:
+                # one limit for the whole answer, not for each read of it
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout
+                s.settimeout(remaining)
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
                 chunks.append(chunk)
     except socket.timeout:
         raise QueryTimeout("The query was stopped after the local time limit of "
@@ -219,6 +272,10 @@ class MirroredEngine:
     def query(self, sql: str, params: Sequence[Any] = (), *,
               count_before_limit: bool = False) -> QueryResult:
         local = self.local
+        if not os.path.exists(self.socket_path):
+            # not started (the log is still small) or restarting: the log answers
+            self.fell_back += 1
+            return local.query(sql, params, count_before_limit=count_before_limit)
         text, fmt = translate(sql, params, dataset=local.dataset, now=local.now(),
                               portable=True, format="JSON")  # invalid SQL raises here
         if text.startswith("SHOW "):

@@ -15,9 +15,11 @@ import logging
 import os
 import signal
 import socketserver
+import sqlite3
 import sys
 import threading
 import time
+import urllib.parse
 
 from . import supervisor
 from .config import Config
@@ -25,10 +27,12 @@ from .mirror import _TIMEOUT_CODES, MAX_TAIL_EVENTS, MirrorStore
 
 log = logging.getLogger("analytics_worker")
 
+# How often the feed asks the log whether anything was committed (one pragma; the log
+# is read only when something was).
 FEED_EVERY_S = 0.5
-# How often the mirror looks for events retention pruned (a count per day of the days
-# retention can touch); an event pruned shows in answers at most this much longer.
-RECONCILE_EVERY_S = 10.0
+# A query waits this long at most for a feed in progress before the log's own engine
+# answers it instead (a long feed must not hold answers up).
+CATCH_UP_WAIT_S = 2.0
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -52,26 +56,43 @@ class MirrorServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(path, _Handler)
 
     def catch_up(self, through: int) -> bool:
-        """Feed up to `through` unless that tail is too long for a query."""
-        with self._feeding:
+        """Feed up to `through` unless that tail is too long for a query, or a feed in
+        progress holds the copy for longer than a query should wait."""
+        if through == self.store.seq:
+            return True
+        if not self._feeding.acquire(timeout=CATCH_UP_WAIT_S):
+            return False
+        try:
             if through - self.store.seq > MAX_TAIL_EVENTS:
                 return False
             if through != self.store.seq:  # behind it, or a log started over
                 self.store.feed()
             return self.store.seq >= through
+        finally:
+            self._feeding.release()
 
-    def feed_forever(self, parent: int, retention_days: int) -> None:
-        reconciled = 0.0
+    def feed_forever(self, parent: int, retention_days: int, pruned: float | None) -> None:
+        """Wait for work: each round asks the log whether anything was committed (one
+        pragma) and reads it only then; reconciles only when retention pruned events
+        (the log's counter of them moved from `pruned`)."""
         while os.getppid() == parent:
             try:
-                with self._feeding:
-                    self.store.feed(limit=MAX_TAIL_EVENTS)
-                    if time.monotonic() - reconciled > RECONCILE_EVERY_S:
-                        # a day of margin: retention's cutoff moves while it runs
-                        self.store.reconcile(int(time.time()) - (retention_days - 1) * 86400)
-                        reconciled = time.monotonic()
+                if self.store.log_changed():
+                    # A long tail in chunks, the lock let go between them so that a
+                    # query can take its turn.
+                    copied = MAX_TAIL_EVENTS
+                    while copied == MAX_TAIL_EVENTS:
+                        with self._feeding:
+                            copied = self.store.feed(limit=MAX_TAIL_EVENTS)
+                    now_pruned = self.store.pruned()
+                    if now_pruned != pruned:
+                        with self._feeding:
+                            self.store.reconcile(reconcile_before(retention_days))
+                        pruned = now_pruned
             except Exception:  # the log busy or absent for now: the next round retries
                 log.exception("the mirror could not read the log")
+                self.store.recheck()
+                pruned = None
             time.sleep(FEED_EVERY_S)
         os.kill(os.getpid(), signal.SIGTERM)  # orphaned: the service is gone
 
@@ -93,24 +114,61 @@ class MirrorServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def serve(socket_path: str, config: Config) -> None:
     store = MirrorStore(config.db_path, config.mirror_path, config.dataset)
     try:
-        os.unlink(socket_path)
+        os.unlink(socket_path)  # a socket left by an earlier mirror
     except FileNotFoundError:
         pass
+    # Caught up before the socket exists: until then the workers see no mirror and the
+    # log's engine answers, instead of queries waiting on a copy being made.
+    while store.feed(limit=MAX_TAIL_EVENTS) == MAX_TAIL_EVENTS:
+        pass
+    pruned = store.pruned()
+    store.reconcile(reconcile_before(config.retention_days))
     server = MirrorServer(socket_path, store)
     parent = os.getppid()
-    threading.Thread(target=server.feed_forever, args=(parent, config.retention_days), daemon=True,
-                     name="mirror-feed").start()
+    threading.Thread(target=server.feed_forever, args=(parent, config.retention_days, pruned),
+                     daemon=True, name="mirror-feed").start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever(poll_interval=1.0)
     finally:
         server.server_close()
         store.close()
 
 
+def reconcile_before(retention_days: int) -> int:
+    """Where the days retention can touch end, with a day of margin: retention's cutoff
+    moves while it runs."""
+    return int(time.time()) - (retention_days - 1) * 86400
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s mirror %(message)s")
     serve(sys.argv[1], Config.from_env())
+
+
+def log_events_at_least(db_path: str, events: int) -> bool:
+    """Whether the log spans at least `events` sequence numbers: two steps down its key
+    on a connection opened for the question (the master forks; it keeps none open).
+    Retention's gaps make it an upper bound, which is all a threshold needs."""
+    if events <= 0:
+        return True
+    try:
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(db_path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False  # no log yet
+    try:
+        return seq_span(conn) >= events
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def seq_span(conn: sqlite3.Connection) -> int:
+    """Highest minus lowest sequence number, plus one (0 for an empty log)."""
+    low, high = conn.execute(
+        "SELECT (SELECT min(seq) FROM events), (SELECT max(seq) FROM events)").fetchone()
+    return 0 if high is None else high - low + 1
 
 
 class Supervisor(supervisor.Supervisor):

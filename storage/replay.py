@@ -244,11 +244,18 @@ class Backlog:
 
 
 def backlog(event_log: EventLog, sink: str) -> Backlog:
-    """Events the sink has not confirmed yet, and when the oldest was received."""
+    """Events the sink has not confirmed yet, and when the first of them was received:
+    two lookups by primary key, whatever the size of the log or of the backlog. Every
+    sequence number above the cursor is an event (SQLite gives max + 1, and retention
+    prunes only below the cursor), so the newest minus the cursor is their number."""
     cursor = event_log.replayed_through(sink)
-    count, oldest = event_log.conn.execute(
-        "SELECT count(*), min(received_ms) FROM events WHERE seq > ?", (cursor,)).fetchone()
-    return Backlog(count, oldest)
+    newest, first_ms = event_log.conn.execute(
+        "SELECT (SELECT max(seq) FROM events),"
+        " (SELECT received_ms FROM events WHERE seq > ? ORDER BY seq LIMIT 1)",
+        (cursor,)).fetchone()
+    if first_ms is None:
+        return Backlog(0, None)
+    return Backlog(max(0, (newest or 0) - cursor), first_ms)
 
 
 def lag_ms(event_log: EventLog, sink: str, now_ms: int) -> int:
@@ -314,6 +321,11 @@ class Tick:
     error: str | None = None
 
 
+# The longest pause of an idle replayer: a new event waits at most this long to leave
+# (Analytics Engine shows points tens of seconds after they are written anyway).
+IDLE_MAX_S = 2.0
+
+
 class Replayer:
     """Moves the log to a sink. Call `tick()` repeatedly (the server's `ReplayLoop`) or
     `drain()` (the command line)."""
@@ -332,13 +344,26 @@ class Replayer:
         self.batch_size = batch_size
         self.backoff = backoff or Backoff()
         self.idle_s = idle_s
+        self._idle_rounds = 0
         self._clock = clock
+
+    def _idle_wait(self) -> float:
+        """The pause after a round with nothing to do: `idle_s`, doubling while nothing
+        happens up to IDLE_MAX_S, so that a service at rest wakes up seldom."""
+        self._idle_rounds += 1
+        return max(self.idle_s, min(IDLE_MAX_S, self.idle_s * 2 ** (self._idle_rounds - 1)))
 
     def tick(self) -> Tick:
         """At most one batch (split if the sink refused it)."""
+        tick = self._tick()
+        if tick.outcome not in ("idle", "follower"):
+            self._idle_rounds = 0
+        return tick
+
+    def _tick(self) -> Tick:
         fence = self.lease.hold()
         if fence is None:
-            return Tick("follower", self.idle_s)
+            return Tick("follower", self._idle_wait())
         state = read_state(self.log, self.sink.name)
         now = _ms(self._clock)
         if state.next_attempt_ms > now:
@@ -347,7 +372,7 @@ class Replayer:
                                        self.lease.ttl_ms / 3000.0))
         batch = pending(self.log, state.seq, self.batch_size)
         if not batch:
-            return Tick("idle", self.idle_s)
+            return Tick("idle", self._idle_wait())
         counts = [0, 0]
         try:
             self._deliver(batch, counts)

@@ -43,16 +43,25 @@ def prune(event_log: EventLog, now: float, retention_days: int, *, sink: str,
     # Read once: events confirmed after this moment wait for the next run.
     through = event_log.replayed_through(sink)
     conn = event_log.conn
-    pruned = last = 0
+    pruned = 0
+    # Candidates come in the time index's order, (received second, seq), from where the
+    # last batch ended: only events older than the cutoff are ever read, however large
+    # the log (the sequence number's order would walk every event confirmed so far).
+    last_s, last_seq = -(1 << 62), 0
     while True:
         # Candidates are found outside the write transaction (a WAL reader takes no
         # lock), so the lock is held only for deletions by primary key.
-        seqs = [row[0] for row in conn.execute(
-            "SELECT seq FROM events WHERE seq > ? AND seq <= ? AND received_ms < ?"
+        rows = conn.execute(
+            "SELECT seq, received_ms / 1000 FROM events INDEXED BY events_timestamp"
+            " WHERE received_ms / 1000 BETWEEN ? AND ? AND received_ms < ?"
+            " AND (received_ms / 1000 > ? OR seq > ?) AND seq <= ?"
             " AND seq < (SELECT max(seq) FROM events)"
             " AND NOT EXISTS (SELECT 1 FROM replay_dead_letters d"
             "                 WHERE d.sink = ? AND d.seq = events.seq)"
-            " ORDER BY seq LIMIT ?", (last, through, cutoff, sink, batch))]
+            " ORDER BY received_ms / 1000, seq LIMIT ?",
+            (last_s, cutoff // 1000, cutoff, last_s, last_seq, through, sink, batch)
+        ).fetchall()
+        seqs = [seq for seq, _ in rows]
         if not seqs:
             return pruned
         try:
@@ -65,7 +74,7 @@ def prune(event_log: EventLog, now: float, retention_days: int, *, sink: str,
                 pruned += deleted
         except sqlite3.Error as e:
             raise _translate(e) from e
-        last = seqs[-1]
+        last_seq, last_s = rows[-1]
         if len(seqs) < batch:
             return pruned
         pause(pause_s)

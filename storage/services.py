@@ -196,6 +196,21 @@ class Services:
                       replay_lag_ms=replay_lag_ms, max_lag_ms=config.max_lag_ms,
                       log=log_engine)
 
+    def mirror_status(self) -> dict[str, Any]:
+        """What /status says of the mirror: whether its process answers local queries
+        now, and from what size of log it starts (below it the log's engine answers)."""
+        config = self.config
+        socket_path = os.environ.get(MIRROR_SOCKET_ENV)
+        if config.mirror == "off":
+            state = "off"
+        elif not socket_path:
+            # in process (tests, the command line), or gunicorn found no chdb to run
+            state = "not running"
+        else:
+            state = "running" if os.path.exists(socket_path) else "waiting"
+        return {"mode": config.mirror, "state": state,
+                "startsAtEvents": config.mirror_min_events}
+
     def _client_unlocked(self) -> httpx.Client:
         if self._http is None:
             timeout = httpx.Timeout(self.config.cloudflare_timeout_ms / 1000.0)

@@ -1,10 +1,13 @@
-"""A child process of gunicorn's master, started and started again whenever it exits,
-until `stop()`: the service's writer and its mirror. Runs a thread in the master
-(gunicorn may reap the child itself: `Popen.poll` still tells that it exited)."""
+"""A child process of gunicorn's master, started (at once, or once it is needed) and
+started again whenever it exits, until `stop()`: the service's writer and its mirror.
+Runs a thread in the master (gunicorn may reap the child itself: `Popen.poll` still
+tells that it exited)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -37,10 +40,14 @@ class Supervisor:
         self._proc: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self) -> None:
-        self._spawn()
-        threading.Thread(target=self._watch, name=f"{self.module}-supervisor",
-                         daemon=True).start()
+    def start(self, when: Callable[[], bool] | None = None,
+              check_every_s: float = 5.0) -> None:
+        """Start the child now, or (`when`) once `when()` is true, asked every
+        `check_every_s`: a child the service may never need costs nothing until then."""
+        if when is None:
+            self._spawn()
+        threading.Thread(target=self._watch, args=(when, check_every_s),
+                         name=f"{self.module}-supervisor", daemon=True).start()
 
     @property
     def pid(self) -> int | None:
@@ -60,15 +67,46 @@ class Supervisor:
                 return
             time.sleep(0.02)
 
-    def _watch(self) -> None:
-        while not self._stopping.wait(0.05):
+    def _watch(self, when: Callable[[], bool] | None, check_every_s: float) -> None:
+        if when is not None:
+            while not self._wanted(when):
+                if self._stopping.wait(check_every_s):
+                    return
+            self._spawn()
+        while not self._stopping.is_set():
             proc = self._proc
+            if proc is not None:
+                self._wait_exit(proc)
+            if self._stopping.is_set():
+                return
             if proc is not None and proc.poll() is not None:
                 log.warning("%s exited (%s); starting it again", self.module, proc.returncode)
                 first, later = self._restart_after_s
                 if self._stopping.wait(first if self.starts < 3 else later):
                     return
                 self._spawn()
+
+    def _wait_exit(self, proc: subprocess.Popen) -> None:
+        """Until `proc` exits, or a second passes (to see `stop()`): on a pidfd, which is
+        readable the moment the process ends, so the master sleeps while its children
+        run and restarts one at once (polling every 50 ms cost the master more CPU than
+        the whole service used at rest)."""
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # no pidfd (old kernel), or already reaped
+            self._stopping.wait(0.05)
+            return
+        try:
+            select.select([fd], [], [], 1.0)
+        finally:
+            os.close(fd)
+
+    def _wanted(self, when: Callable[[], bool]) -> bool:
+        try:
+            return when()
+        except Exception:
+            log.exception("%s: could not tell whether it is needed yet", self.module)
+            return False
 
     def stop(self) -> None:
         """Ask the child to finish (SIGTERM), wait for it, and remove its socket."""

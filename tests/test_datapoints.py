@@ -23,7 +23,7 @@ from conftest import AUTH, KEY, FixedClock, api_call, assert_error
 from storage import points, replay, retention, sink
 from storage.aesql import LocalEngine, to_clickhouse
 from storage.aesql.types import AE_COLUMNS
-from storage.log import EventLog
+from storage.log import EventLog, LogError
 from aesql_fixtures import differences
 
 ROUTE = "/track/datapoints"
@@ -261,15 +261,32 @@ def test_points_and_events_commit_through_the_writer_process_exactly_once(
 
 def test_a_group_of_events_and_points_commits_together_with_each_result_its_own(
         db_path: Path) -> None:
+    from storage.events import EventParser
+    from storage.log import event_rows
+
     log = EventLog(db_path)
     try:
         row = points.row("d", "r-1", 1000, points.DataPoint(("a",), (1.0,), ()))
         twice = points.row("d", "r-2", 1000, points.DataPoint(("b",), (), ("i",)))
-        results = log.append_row_groups([[row, twice], [twice], [row]],
-                                        ["points", "points", "points"])
-        assert [(r.accepted, r.duplicates) for r in results] == [(2, 0), (0, 1), (0, 1)]
+        # an event whose request id is a point's: another table, not a duplicate
+        event = event_rows([EventParser(lambda: "unused").one(api_call("r-1"), 1000)],
+                           log.layout)
+        results = log.append_row_groups([[row, twice], event, [twice], event, [row]],
+                                        ["points", "events", "points", "events", "points"])
+        assert [(r.accepted, r.duplicates) for r in results] == [
+            (2, 0), (1, 0), (0, 1), (0, 1), (0, 1)]
         assert [r["request_id"] for r in stored(db_path)] == ["r-1", "r-2"]
+        assert log.count() == 1 and log.contains("r-1")
         assert log.datasets() == {"d": 2}
+        # a group whose transaction fails: each request alone gets its own outcome, and a
+        # request's points are all or nothing
+        broken = [points.row("d", "r-4", 1000, points.DataPoint((), (), ()))[:-1]]
+        good = [points.row("e", "r-3", 1000, points.DataPoint(("c",), (), ()))]
+        results = log.append_row_groups([good, [good[0], *broken], event],
+                                        ["points", "points", "events"])
+        assert (results[0].accepted, results[2].duplicates) == (1, 1)
+        assert isinstance(results[1], LogError)
+        assert log.datasets() == {"d": 2, "e": 1}
     finally:
         log.close()
 
@@ -562,14 +579,19 @@ def test_retention_prunes_points_by_age_alone(make_client: Any, config: Any,
 @pytest.mark.gunicorn
 def test_under_gunicorn_points_from_many_clients_are_committed_once_and_answered(
         gunicorn_server: Any, db_path: Path) -> None:
-    """Two workers, the writer process and (by default) the mirror: points and events
+    """Two workers, the writer process and the mirror: points and events
     from several clients at once, each request sent twice as a retry would be; every
     point is stored once, and FROM <dataset> answers them beside the events' dataset."""
     from concurrent.futures import ThreadPoolExecutor
 
-    server = gunicorn_server()
+    import time
+
+    server = gunicorn_server(ANALYTICS_MIRROR_MIN_EVENTS="0")  # the mirror from the start
     assert server.writer_pid() is not None
-    assert any("storage.mirror_process" in cmd for _, cmd in server._children())
+    deadline = time.monotonic() + 15
+    while not any("storage.mirror_process" in cmd for _, cmd in server._children()):
+        assert time.monotonic() < deadline, "the mirror did not start"
+        time.sleep(0.1)
     clients, requests = 4, 15
 
     def work(c: int) -> list[tuple[int, int]]:

@@ -197,7 +197,8 @@ def test_an_event_committed_before_a_query_is_in_its_answer(own_mirror: Mirror) 
 
 def test_events_pruned_from_the_log_leave_the_mirror(tmp_path: Path,
                                                      records: list[dict]) -> None:
-    from storage.mirror_process import RECONCILE_EVERY_S
+    from storage import counters
+    from storage.mirror_process import FEED_EVERY_S
 
     # a retention of one day: every test record is older than that
     m = Mirror(import_log(tmp_path, records[:500]), tmp_path,
@@ -206,11 +207,13 @@ def test_events_pruned_from_the_log_leave_the_mirror(tmp_path: Path,
     try:
         assert e.query("SELECT count() AS n FROM hoox_telemetry").rows == [{"n": 500}]
         conn = sqlite3.connect(m.db)
-        with conn:  # as retention does: old events, not a prefix of the sequence
-            conn.execute("DELETE FROM events WHERE seq <= 100 OR seq % 7 = 0")
+        with conn:  # as retention does: old events, not a prefix of the sequence, and
+            # their number added to the pruned counter in the same transaction
+            pruned = conn.execute("DELETE FROM events WHERE seq <= 100 OR seq % 7 = 0").rowcount
+            counters.add(conn, {(counters.PRUNED, counters.labels()): pruned})
             left = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         conn.close()
-        deadline = time.monotonic() + RECONCILE_EVERY_S * 2 + 5
+        deadline = time.monotonic() + FEED_EVERY_S * 4 + 5
         while e.query("SELECT count() AS n FROM hoox_telemetry").rows != [{"n": left}]:
             assert time.monotonic() < deadline, "the pruned events stayed in the mirror"
             time.sleep(0.5)

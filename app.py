@@ -21,13 +21,13 @@ import httpx
 
 import dashboard
 import operating
-from resources import (SQL_API_PREFIX, Batch, DashboardFile, Health, Query,
+from resources import (SQL_API_PREFIX, Batch, DashboardFile, DataPoints, Health, Query,
                        RequireInternalKey, SqlApi, SqlApiError, Startup, Status, Track)
 from storage import layouts
 from storage.aesql import InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.cloudflare import CloudflareError
 from storage.config import Config, ConfigError
-from storage.events import EventParser, InvalidInput, Schema, load_schema
+from storage.events import EventParser, InvalidInput, PointParser, Schema, load_schema
 from storage.log import LogError, LogFull, check_layout
 from storage.services import WRITER_SOCKET_ENV, Clock, Services
 
@@ -157,6 +157,7 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     for type_ in layout.types:
         app.add_route(f"/track/{type_}", Track(services, parser, type_))
     app.add_route("/track/batch", Batch(services, parser))
+    app.add_route("/track/datapoints", DataPoints(services, PointParser(new_id, config.dataset)))
     app.add_route("/query", Query(services, Schema(load_schema("query"))))
     app.add_route(SQL_API_PREFIX + "accounts/{account_id}/analytics_engine/sql",
                   SqlApi(services))

@@ -328,7 +328,7 @@ def query(db_path: str | None, sql: str, params: tuple[str, ...], source: str,
                         breaker=Breaker(config.cloudflare_cooldown_ms / 1000.0, clock),
                         replay_lag_ms=lambda: replay.lag_ms(
                             event_log, "relay", int(clock() * 1000)),
-                        max_lag_ms=config.max_lag_ms)
+                        max_lag_ms=config.max_lag_ms, log=local)
         answer = router.query(sql, values, source)
     except (InvalidQuery, ParamsMismatch, QueryTimeout, CloudflareError) as e:
         raise click.ClickException(getattr(e, "message", None) or str(e)) from None

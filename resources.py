@@ -18,7 +18,8 @@ from storage.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.config import VERSION
-from storage.events import EventParser, InvalidInput, Schema, idempotency_key, parse_json
+from storage.events import (EventParser, InvalidInput, PointParser, Schema, idempotency_key,
+                            parse_json)
 from storage.interchange import format_time
 from storage.log import LogError
 from storage.services import Services, now_ms
@@ -143,6 +144,23 @@ class Batch:
             resp.media["ignored"] = ignored
 
 
+class DataPoints:
+    """POST /track/datapoints: raw data points of any dataset (SPEC §3.6), as a Worker
+    wrote them through the relay's AnalyticsEngineDataset entrypoint."""
+
+    def __init__(self, services: Services, parser: PointParser):
+        self._services = services
+        self._parser = parser
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        doc = await read_json(req, self._services.config.max_batch_bytes)
+        batch = self._parser.parse(doc, now_ms(self._services.clock),
+                                   idempotency_key(req.get_header("Idempotency-Key")))
+        result = await self._services.append_points(batch.rows)
+        resp.media = {"success": True, "accepted": result.accepted,
+                      "duplicates": result.duplicates}
+
+
 class Query:
     def __init__(self, services: Services, schema: Schema):
         self._services = services
@@ -256,13 +274,22 @@ class Status:
         event_log = self._services.log
         config = self._services.config
         breaker = self._services.router.breaker
+        events = event_log.kept_count()
         return {
             "success": True,
             "version": VERSION,
             "layout": config.layout,
             "dataset": config.dataset,
             "database": str(event_log.path),
-            "events": event_log.kept_count(),
+            "events": events,
+            # The configured dataset (the events) is the one replay sends; the raw points
+            # of the others (POST /track/datapoints) stay in the log.
+            "datasets": [{"dataset": config.dataset, "rows": events, "replayed": True},
+                         *({"dataset": name, "rows": rows, "replayed": False}
+                           for name, rows in event_log.datasets().items()
+                           if name != config.dataset)],
+            "datasetsNote": f"Only {config.dataset} is replayed (sink {config.sink}); the "
+                            "data points of the other datasets stay in the local log",
             "logBytes": event_log.size_bytes(),
             "replay": replay.status(event_log, config.sink, now_ms(self._services.clock)),
             "mirror": self._services.mirror_status(),

@@ -39,6 +39,10 @@ log = logging.getLogger("analytics_worker")
 ACCEPTED = "events_accepted_total"
 DUPLICATE = "events_duplicate_total"
 PRUNED = "log_pruned_events_total"
+# Raw data points (`points.py`), per dataset: what a dataset holds is accepted minus pruned.
+POINTS_ACCEPTED = "datapoints_accepted_total"
+POINTS_DUPLICATE = "datapoints_duplicate_total"
+POINTS_PRUNED = "log_pruned_datapoints_total"
 REJECTED = "requests_rejected_total"
 REQUEST_DURATION = "request_duration_seconds"
 QUERIES = "queries_total"
@@ -121,6 +125,30 @@ def log_events(conn: sqlite3.Connection) -> int:
         " - (SELECT coalesce(sum(value), 0) FROM counters WHERE name = ?)",
         (ACCEPTED, PRUNED)).fetchone()
     return int(row[0])
+
+
+def add_points(conn: sqlite3.Connection, accepted: Mapping[str, int],
+               duplicates: Mapping[str, int]) -> None:
+    """The insert path's counts of raw points, per dataset, in the points' transaction."""
+    increments: dict[Key, float] = {}
+    for dataset, n in accepted.items():
+        increments[(POINTS_ACCEPTED, labels(dataset=dataset))] = n
+    for dataset, n in duplicates.items():
+        increments[(POINTS_DUPLICATE, labels(dataset=dataset))] = n
+    if increments:
+        add(conn, increments)
+
+
+def points_held(conn: sqlite3.Connection) -> dict[str, int]:
+    """{dataset: points it holds}: accepted minus pruned, read by the counters' key (no
+    scan of the points)."""
+    held: dict[str, float] = {}
+    for name, lab, value in conn.execute(
+            "SELECT name, labels, value FROM counters WHERE name IN (?, ?)",
+            (POINTS_ACCEPTED, POINTS_PRUNED)):
+        dataset = orjson.loads(lab)["dataset"]
+        held[dataset] = held.get(dataset, 0.0) + (value if name == POINTS_ACCEPTED else -value)
+    return {dataset: int(n) for dataset, n in held.items()}
 
 
 def read(conn: sqlite3.Connection) -> list[tuple[str, dict[str, str], float]]:

@@ -94,12 +94,12 @@ def api_call(request_id: str, received_ms: int, payload: Mapping[str, Any]) -> D
     return DataPoint(
         blobs=(payload["worker"], payload["endpoint"], "1" if payload["success"] else "0"),
         # float() of a huge JSON integer overflows: report it as not finite.
-        doubles=(_as_float(payload["latencyMs"]), received_ms / 1000.0),
+        doubles=(as_float(payload["latencyMs"]), received_ms / 1000.0),
         indexes=(request_id,),
     )
 
 
-def _as_float(value: Any) -> float:
+def as_float(value: Any) -> float:
     try:
         return float(value)
     except OverflowError:
@@ -137,8 +137,8 @@ def hoox_trade(request_id: str, received_ms: int, body: Mapping[str, Any]) -> Da
     return DataPoint(
         blobs=_blobs("trade", "trade-worker", _outcome(result["success"]), exchange,
                      order["symbol"]),
-        doubles=(_as_float(order["quantity"]), _as_float(order.get("price", 0)),
-                 _as_float(body.get("latencyMs", 0)), received_ms / 1000.0, 0.0),
+        doubles=(as_float(order["quantity"]), as_float(order.get("price", 0)),
+                 as_float(body.get("latencyMs", 0)), received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -146,7 +146,7 @@ def hoox_api_call(request_id: str, received_ms: int, payload: Mapping[str, Any])
     return DataPoint(
         blobs=_blobs("api-call", payload["worker"], _outcome(payload["success"]),
                      payload["endpoint"], ""),
-        doubles=(_as_float(payload["latencyMs"]), 0.0, 0.0, received_ms / 1000.0, 0.0),
+        doubles=(as_float(payload["latencyMs"]), 0.0, 0.0, received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -155,8 +155,8 @@ def hoox_worker_perf(request_id: str, received_ms: int, body: Mapping[str, Any])
     return DataPoint(
         blobs=_blobs("worker-perf", data["worker"],
                      "degraded" if data["errors"] > 0 else "success", "", ""),
-        doubles=(_as_float(data["requests"]), _as_float(data["errors"]),
-                 _as_float(data["duration"]), received_ms / 1000.0, 0.0),
+        doubles=(as_float(data["requests"]), as_float(data["errors"]),
+                 as_float(data["duration"]), received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -164,7 +164,7 @@ def hoox_signal(request_id: str, received_ms: int, body: Mapping[str, Any]) -> D
     data = body["data"]
     return DataPoint(
         blobs=_blobs("signal", data["source"], "pending", data["type"], data["symbol"]),
-        doubles=(_as_float(data["confidence"]), 0.0, 0.0, received_ms / 1000.0, 0.0),
+        doubles=(as_float(data["confidence"]), 0.0, 0.0, received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -188,8 +188,8 @@ def hoox_housekeeping(request_id: str, received_ms: int, body: Mapping[str, Any]
     return DataPoint(
         blobs=_blobs("housekeeping", body["worker"],
                      "degraded" if body["unhealthy"] > 0 else "success", "", ""),
-        doubles=(_as_float(body["checks"]), _as_float(body["healthy"]),
-                 _as_float(body["unhealthy"]), received_ms / 1000.0, 0.0),
+        doubles=(as_float(body["checks"]), as_float(body["healthy"]),
+                 as_float(body["unhealthy"]), received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -198,7 +198,7 @@ def hoox_trailing_stop(request_id: str, received_ms: int, body: Mapping[str, Any
     return DataPoint(
         blobs=_blobs("trailing-stop", AGENT_WORKER, body["side"], body["exchange"],
                      body["symbol"]),
-        doubles=(_as_float(body["watermark"]), _as_float(body["currentPrice"]), 0.0,
+        doubles=(as_float(body["watermark"]), as_float(body["currentPrice"]), 0.0,
                  received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
@@ -208,8 +208,8 @@ def hoox_take_profit(request_id: str, received_ms: int, body: Mapping[str, Any]
     return DataPoint(
         blobs=_blobs("take-profit", AGENT_WORKER, body["side"], body["exchange"],
                      body["symbol"]),
-        doubles=(_as_float(body["entryPrice"]), _as_float(body["currentPrice"]),
-                 _as_float(body["scaledQuantity"]), received_ms / 1000.0, 0.0),
+        doubles=(as_float(body["entryPrice"]), as_float(body["currentPrice"]),
+                 as_float(body["scaledQuantity"]), received_ms / 1000.0, 0.0),
         indexes=(request_id,))
 
 
@@ -219,7 +219,7 @@ def hoox_kill_switch(request_id: str, received_ms: int, body: Mapping[str, Any]
     # only a number or such a string, so float() cannot fail here.
     return DataPoint(
         blobs=_blobs("kill-switch", AGENT_WORKER, body["trigger"], "", ""),
-        doubles=(_as_float(body["pnlPercent"]), _as_float(body["limit"]),
-                 _as_float(body["totalUnrealizedPnl"]), received_ms / 1000.0,
-                 _as_float(body["accountValue"])),
+        doubles=(as_float(body["pnlPercent"]), as_float(body["limit"]),
+                 as_float(body["totalUnrealizedPnl"]), received_ms / 1000.0,
+                 as_float(body["accountValue"])),
         indexes=(request_id,))

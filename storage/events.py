@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import fastjsonschema
 import jsonschema
 
-from . import datapoint, layouts
+from . import datapoint, layouts, points
 from .datapoint import DataPoint
 from .layouts import EventType, Layout, ignored_keys
 
@@ -237,3 +237,59 @@ def is_plain_envelope(doc: Any) -> bool:
     return (type(worker) is str and worker != "" and type(endpoint) is str and endpoint != ""
             and type(payload.get("success")) is bool
             and type(latency) in (int, float) and latency >= 0)
+
+
+# -- raw data points of any dataset (SPEC §3.6) ----------------------------------------------
+
+class PointBatch(NamedTuple):
+    dataset: str
+    rows: list[tuple]
+
+
+class PointParser:
+    """Validates a /track/datapoints body (its JSON Schema, then Analytics Engine's limits,
+    checked by `datapoint.problems` as for every event) and makes the table's rows."""
+
+    def __init__(self, new_id: Callable[[], str], own_dataset: str):
+        self._new_id = new_id
+        self._own_dataset = own_dataset
+        self.schema = Schema(load_schema("datapoints"))
+
+    def parse(self, doc: Any, received_ms: int, idempotency_key: str | None = None
+              ) -> PointBatch:
+        """With `idempotency_key`, point i gets the request id `<key>:<i>`, so a body sent
+        again is all duplicates; without it each point gets a fresh id."""
+        details = self.schema.check(doc)
+        if not details and doc["dataset"] == self._own_dataset:
+            details.append({"path": "$.dataset",
+                            "message": f"{self._own_dataset} is this service's own dataset "
+                                       "(ANALYTICS_DATASET): its events come through the "
+                                       "other /track routes"})
+        if details:
+            raise InvalidInput("The data points are not valid; nothing was stored", details)
+        dataset = doc["dataset"]
+        rows = []
+        for i, item in enumerate(doc["points"]):
+            point = DataPoint(tuple("" if b is None else b for b in item.get("blobs", ())),
+                              tuple(datapoint.as_float(v) for v in item.get("doubles", ())),
+                              tuple(item.get("indexes", ())))
+            for slot, reason in datapoint.problems(point):
+                details.append({"path": f"$.points[{i}]{_slot_path(slot)}",
+                                "message": reason})
+            request_id = self._new_id() if idempotency_key is None \
+                else f"{idempotency_key}:{i}"
+            rows.append(points.row(dataset, request_id, received_ms, point))
+        if details:
+            raise InvalidInput("The data points are not valid; nothing was stored", details)
+        return PointBatch(dataset, rows)
+
+
+def _slot_path(slot: str) -> str:
+    """The JSON path under a point of what `datapoint.problems` names a slot."""
+    if slot.startswith("blob") and slot[4:].isdigit():
+        return f".blobs[{int(slot[4:]) - 1}]"
+    if slot.startswith("double") and slot[6:].isdigit():
+        return f".doubles[{int(slot[6:]) - 1}]"
+    if slot == "index1":
+        return ".indexes[0]"
+    return f".{slot}"

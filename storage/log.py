@@ -46,7 +46,7 @@ finally:
     for _name in _KEPT_OUT:
         del sys.modules[_name]
 
-from . import counters, layouts
+from . import counters, layouts, points
 from .datapoint import DataPoint
 from .events import Event
 from .layouts import Layout
@@ -312,6 +312,79 @@ def _insert_groups(conn: sqlite3.Connection, insert: str,
     return results
 
 
+@functools.lru_cache(maxsize=64)
+def _select_existing_points(ids: int) -> str:
+    return (f"SELECT request_id FROM {points.TABLE} WHERE dataset = ? AND request_id IN "
+            f"({', '.join('?' * ids)})")
+
+
+def _insert_point_groups(conn: sqlite3.Connection,
+                         groups: Sequence[Sequence[Sequence[Any]]]) -> list[AppendResult]:
+    """`_insert_groups` for raw data points (`points.COLUMNS`: row[0] the request id,
+    row[1] the dataset): a request id is a duplicate within its dataset."""
+    by_dataset: dict[str, set[str]] = {}
+    for rows in groups:
+        for row in rows:
+            by_dataset.setdefault(row[1], set()).add(row[0])
+    seen: set[tuple[str, str]] = set()
+    for dataset, id_set in by_dataset.items():
+        ids = list(id_set)
+        for i in range(0, len(ids), MAX_VARIABLES - 1):
+            chunk = ids[i:i + MAX_VARIABLES - 1]
+            seen.update((dataset, r[0]) for r in
+                        conn.execute(_select_existing_points(len(chunk)), [dataset, *chunk]))
+    new_rows: list[Sequence[Any]] = []
+    results = []
+    accepted_by: dict[str, int] = {}
+    duplicate_by: dict[str, int] = {}
+    for rows in groups:
+        accepted = 0
+        for row in rows:
+            key = (row[1], row[0])
+            if key not in seen:
+                seen.add(key)
+                new_rows.append(row)
+                accepted += 1
+                accepted_by[row[1]] = accepted_by.get(row[1], 0) + 1
+            else:
+                duplicate_by[row[1]] = duplicate_by.get(row[1], 0) + 1
+        results.append(AppendResult(accepted, len(rows) - accepted))
+    if new_rows:
+        inserted = 0
+        per = MAX_VARIABLES // len(points.COLUMNS)
+        for i in range(0, len(new_rows), per):
+            chunk = new_rows[i:i + per]
+            inserted += conn.execute(_insert_many(points.INSERT, len(chunk)),
+                                     [v for row in chunk for v in row]).rowcount
+        if inserted != len(new_rows):
+            raise sqlite3.DatabaseError("a point expected to be new was not inserted")
+    counters.add_points(conn, accepted_by, duplicate_by)
+    return results
+
+
+# What a request's rows are: events of the log's layout, or raw data points.
+EVENTS, POINTS = "events", points.TABLE
+
+
+def _insert_mixed(conn: sqlite3.Connection, insert: str,
+                  groups: Sequence[Sequence[Sequence[Any]]], tables: Sequence[str]
+                  ) -> list[AppendResult]:
+    """Requests of events and of raw points in one transaction, each result in its
+    request's place."""
+    if all(t == EVENTS for t in tables):
+        return _insert_groups(conn, insert, groups)
+    results: list[AppendResult | None] = [None] * len(groups)
+    for table, inserter in ((EVENTS, functools.partial(_insert_groups, conn, insert)),
+                            (POINTS, functools.partial(_insert_point_groups, conn))):
+        places = [i for i, t in enumerate(tables) if t == table]
+        if places:
+            for i, result in zip(places, inserter([groups[i] for i in places])):
+                results[i] = result
+    if any(r is None for r in results):
+        raise ValueError(f"rows of an unknown table: {set(tables) - {EVENTS, POINTS}}")
+    return results  # type: ignore[return-value]
+
+
 def _translate(error: sqlite3.Error) -> LogError:
     code = getattr(error, "sqlite_errorcode", 0) & 0xFF
     if code == sqlite3.SQLITE_FULL:
@@ -473,30 +546,39 @@ class EventLog:
         still a duplicate, a full disk still LogFull) and a batch stays all or nothing."""
         return self.append_row_groups([event_rows(events, self.layout) for events in groups])
 
-    def append_row_groups(self, rows: Sequence[Sequence[Sequence[Any]]]
+    def append_row_groups(self, rows: Sequence[Sequence[Sequence[Any]]],
+                          tables: Sequence[str] | None = None
                           ) -> list[AppendResult | LogError]:
-        """`append_groups` for requests already made rows (`event_rows`): what the
+        """`append_groups` for requests already made rows (`event_rows`, or `points.row`
+        where `tables` says POINTS for that request; default all EVENTS): what the
         service's writer process receives from the workers."""
+        tables = [EVENTS] * len(rows) if tables is None else list(tables)
         if len(rows) > 1 or (rows and len(rows[0]) > 1):
             try:
                 with self.transaction() as conn:
-                    return _insert_groups(conn, self._insert, rows)
+                    return _insert_mixed(conn, self._insert, rows, tables)
             except sqlite3.Error:
                 pass  # rolled back; each request alone below says what went wrong
         outcomes: list[AppendResult | LogError] = []
-        for request_rows in rows:
+        for request_rows, table in zip(rows, tables):
             try:
-                outcomes.append(self._append_rows(request_rows))
+                outcomes.append(self._append_rows(request_rows, table))
             except LogError as e:
                 outcomes.append(e)
         return outcomes
 
-    def _append_rows(self, rows: Sequence[Sequence[Any]]) -> AppendResult:
+    def append_points(self, rows: Sequence[Sequence[Any]]) -> AppendResult:
+        """Commit one request's raw data points (`points.row`) in one transaction; a
+        request id already stored for the dataset is a duplicate."""
+        return self._append_rows(rows, POINTS)
+
+    def _append_rows(self, rows: Sequence[Sequence[Any]], table: str = EVENTS
+                     ) -> AppendResult:
         # One transaction for the events and their counters (SPEC §12), even for one
         # event: a count is never committed without its events, nor the other way round.
         try:
             with self.transaction() as conn:
-                return _insert_groups(conn, self._insert, [rows])[0]
+                return _insert_mixed(conn, self._insert, [rows], [table])[0]
         except sqlite3.Error as e:
             raise _translate(e) from e
 
@@ -528,6 +610,12 @@ class EventLog:
         """The events in the log as the counters keep it: accepted minus pruned, both
         counted in the transactions that changed the log (a range of the counters' key)."""
         return counters.log_events(self.conn)
+
+    def datasets(self) -> dict[str, int]:
+        """{dataset: points it holds} for every dataset of raw points in the log: the names
+        a few steps down the index, the counts from the counters (no scan of the points)."""
+        held = counters.points_held(self.conn)
+        return {name: held.get(name, 0) for name in points.datasets(self.conn)}
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in
@@ -633,3 +721,11 @@ def _whole_datapoint(db: sqlite_utils.Database) -> None:
 def _counters(db: sqlite_utils.Database) -> None:
     # The service's durable counters (SPEC §12), updated in the events' transactions.
     counters.create_table(db.conn)
+
+
+@MIGRATIONS(name="0005_points")
+def _points(db: sqlite_utils.Database) -> None:
+    # Raw data points of any dataset (SPEC §3.6, `points.py`): a table of their own, since
+    # an event row's index1 is its unique request id and a layout's received-time double
+    # has no column. Same file, same writer, same group commits.
+    points.create_table(db.conn)

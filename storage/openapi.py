@@ -139,6 +139,19 @@ def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
         "tags": ["ingest"], "parameters": [_IDEMPOTENCY_KEY], "requestBody": _body("batch"),
         "responses": {"200": _json(_BATCH_ANSWER, "Committed"),
                       **_errors("400", "401", "413", "415", "503", "507")}}}
+    ops["/track/datapoints"] = {"post": {
+        "summary": "Store up to 1,000 raw data points of one dataset, all or nothing",
+        "description": "What a Worker passed to writeDataPoint (through the relay's "
+                       "AnalyticsEngineDataset entrypoint), stored under its dataset with "
+                       "the time it was received and answered by `FROM <dataset>`. Never "
+                       "replayed. Each point must fit Analytics Engine's limits.",
+        "tags": ["ingest"],
+        "parameters": [{**_IDEMPOTENCY_KEY,
+                        "description": "Point i gets the request id `<key>:<i>`, so a "
+                                       "body sent again is all duplicates"}],
+        "requestBody": _body("datapoints"),
+        "responses": {"200": _json(_BATCH_ANSWER, "Committed"),
+                      **_errors("400", "401", "413", "415", "503", "507")}}}
     ops["/query"] = {"post": {
         "summary": "Analytics Engine SQL, from Cloudflare or the local log",
         "tags": ["query"], "requestBody": _body("query"),
@@ -216,7 +229,7 @@ def build(routes: Mapping[str, list[str]], layout: str) -> dict[str, Any]:
     """The document for `routes` ({template: [methods]}, the app's router) in `layout`."""
     the_layout = layouts.get(layout)
     known = _operations(the_layout)
-    names = sorted({"batch", "query", *(t.schema for t in the_layout.types.values())})
+    names = sorted({"batch", "datapoints", "query", *(t.schema for t in the_layout.types.values())})
     paths: dict[str, Any] = {}
     for template, methods in sorted(routes.items()):
         described = known.get(template, {})

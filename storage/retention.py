@@ -1,5 +1,6 @@
 """Retention (SPEC §4): prune events older than ANALYTICS_RETENTION_DAYS that were
-replayed.
+replayed, and raw data points (SPEC §3.6) older than that, by age alone (they are never
+replayed, so there is nothing to wait for).
 
 Only events at or before the replay cursor are candidates — an event the sink has not
 confirmed is never pruned, however old, and neither is one held in the dead-letter table
@@ -15,7 +16,7 @@ import sqlite3
 import time
 from typing import Callable
 
-from . import counters
+from . import counters, points
 from .log import EventLog, _translate
 
 DAY_MS = 86_400_000
@@ -77,3 +78,40 @@ def prune(event_log: EventLog, now: float, retention_days: int, *, sink: str,
         if len(seqs) < batch:
             return pruned
         pause(pause_s)
+
+
+def prune_points(event_log: EventLog, now: float, retention_days: int, *,
+                 batch: int = BATCH, pause: Callable[[float], None] = time.sleep,
+                 pause_s: float = PAUSE_S) -> int:
+    """Delete raw data points received before `now - retention_days`, dataset by dataset
+    over the (dataset, received_ms / 1000) index, in small transactions; returns how many
+    were deleted. Whole seconds: a point of the cutoff's own second is kept."""
+    if retention_days <= 0:
+        raise ValueError("retention must be at least one day")
+    if batch <= 0:
+        raise ValueError("batch must be positive")
+    cutoff_s = cutoff_ms(now, retention_days) // 1000
+    conn = event_log.conn
+    pruned = 0
+    for dataset in points.datasets(conn):
+        while True:
+            seqs = [row[0] for row in conn.execute(
+                f"SELECT seq FROM {points.TABLE} WHERE dataset = ? AND received_ms / 1000 < ?"
+                " LIMIT ?", (dataset, cutoff_s, batch))]
+            if not seqs:
+                break
+            try:
+                with event_log.transaction() as tx:
+                    deleted = tx.execute(
+                        f"DELETE FROM {points.TABLE} WHERE seq IN "
+                        f"({','.join('?' * len(seqs))})", seqs).rowcount
+                    # With the deletion: what a dataset holds is accepted minus pruned.
+                    counters.add(tx, {(counters.POINTS_PRUNED,
+                                       counters.labels(dataset=dataset)): deleted})
+                    pruned += deleted
+            except sqlite3.Error as e:
+                raise _translate(e) from e
+            if len(seqs) < batch:
+                break
+            pause(pause_s)
+    return pruned

@@ -11,6 +11,11 @@
 
 An answer from Cloudflare says how far replay lagged when it was asked (`replay_lag_ms`).
 Invalid SQL is invalid from either source: it is never retried elsewhere.
+
+The raw data points of other datasets (SPEC §3.6) are only in the log: they are never
+replayed, and the mirror holds the configured dataset only. So a query that reads one
+(`LogEngine.reads_points`) is answered by the log's own engine, with `auto` and `local`
+alike; `cloudflare` still asks Cloudflare, which knows only what was replayed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from .cloudflare import CloudflareError, CloudflareNotConfigured, CloudflareQuer
 
 class Engine(Protocol):
     def query(self, sql: str, params: Sequence[Any]) -> QueryResult: ...
+
+
+class LogEngine(Engine, Protocol):
+    def reads_points(self, sql: str, params: Sequence[Any]) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -66,10 +75,14 @@ class Breaker:
 
 class Router:
     def __init__(self, *, local: Engine, cloud: Engine | None, breaker: Breaker,
-                 replay_lag_ms: Callable[[], int], max_lag_ms: int):
+                 replay_lag_ms: Callable[[], int], max_lag_ms: int,
+                 log: LogEngine | None = None):
         """`replay_lag_ms()`: the age of the oldest event Cloudflare has not confirmed
-        (0: it has every event); asked only when Cloudflare could answer."""
+        (0: it has every event); asked only when Cloudflare could answer. `log`: the
+        log's own engine, for the datasets only the log holds (`local` may be the mirror
+        in front of it)."""
         self._local = local
+        self._log = log
         self._cloud = cloud
         self.breaker = breaker
         self._replay_lag_ms = replay_lag_ms
@@ -79,6 +92,9 @@ class Router:
               count_before_limit: bool = False) -> Answer:
         """`count_before_limit`: the local engine also counts the rows a LIMIT cut off
         (Cloudflare always says)."""
+        if source in ("auto", "local") and self._log is not None and self._in_log_only(
+                sql, params):
+            return self._from_local(sql, params, count_before_limit, self._log)
         if source == "local":
             return self._from_local(sql, params, count_before_limit)
         if source == "cloudflare":
@@ -97,11 +113,20 @@ class Router:
                     pass  # recorded by the breaker; the log has every event
         return self._from_local(sql, params, count_before_limit)
 
-    def _from_local(self, sql: str, params: Sequence[Any],
-                    count_before_limit: bool = False) -> Answer:
+    def _in_log_only(self, sql: str, params: Sequence[Any]) -> bool:
+        assert self._log is not None
         try:
-            result = self._local.query(sql, list(params), count_before_limit=True) \
-                if count_before_limit else self._local.query(sql, list(params))
+            return self._log.reads_points(sql, list(params))
+        except Exception:  # invalid: the usual path raises it, tagged with its source
+            return False
+
+    def _from_local(self, sql: str, params: Sequence[Any],
+                    count_before_limit: bool = False, engine: Engine | None = None
+                    ) -> Answer:
+        engine = self._local if engine is None else engine
+        try:
+            result = engine.query(sql, list(params), count_before_limit=True) \
+                if count_before_limit else engine.query(sql, list(params))
             return Answer(result, "local")
         except Exception as e:
             e.source = "local"  # type: ignore[attr-defined]  # for the error body

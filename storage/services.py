@@ -21,11 +21,11 @@ from typing import Any, Callable
 
 import httpx
 
-from . import replay, retention, sink
+from . import replay, retention, sink, wire
 from .aesql import LocalEngine
 from .cloudflare import CloudflareSQL
 from .config import Config
-from .log import AppendResult, EventLog, LogError, event_rows
+from .log import POINTS, AppendResult, EventLog, LogError, event_rows
 from .mirror import MIRROR_SOCKET_ENV, MirroredEngine
 from .router import Breaker, Router
 from .writer import Outcome, Writer
@@ -112,6 +112,20 @@ class Services:
             raise outcome
         return outcome
 
+    async def append_points(self, rows: list) -> AppendResult:
+        """Commit raw data points (`points.row`) through the same writer and group commit
+        as events: returns once committed, or raises what committing them alone would."""
+        self.log  # noqa: B018 — opens this process's services first
+        if self._client is not None:
+            return await self._client.append(rows, wire.APPEND_POINTS)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self.writer.submit(rows, waiter, self._notifier(loop), POINTS)
+        outcome = await waiter
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
     async def writable(self) -> bool:
         """Whether the log takes writes now, asked of the writer thread: it alone uses
         the write connection."""
@@ -167,6 +181,7 @@ class Services:
                             max_rows=config.query_max_rows, now=self.clock)
         # Set by gunicorn's master once it has started the mirror (`gunicorn_conf`).
         mirror_socket = os.environ.get(MIRROR_SOCKET_ENV)
+        log_engine = local  # the raw points of other datasets are in the log only
         if mirror_socket and config.mirror != "off":
             local = MirroredEngine(local, mirror_socket, event_log.last_seq)
         cloud = None
@@ -179,7 +194,8 @@ class Services:
 
         return Router(local=local, cloud=cloud,
                       breaker=Breaker(config.cloudflare_cooldown_ms / 1000.0, self.clock),
-                      replay_lag_ms=replay_lag_ms, max_lag_ms=config.max_lag_ms)
+                      replay_lag_ms=replay_lag_ms, max_lag_ms=config.max_lag_ms,
+                      log=log_engine)
 
     def mirror_status(self) -> dict[str, Any]:
         """What /status says of the mirror: whether its process answers local queries
@@ -229,6 +245,7 @@ class Services:
 
         def prune(event_log: EventLog) -> None:
             retention.prune(event_log, clock(), config.retention_days, sink=config.sink)
+            retention.prune_points(event_log, clock(), config.retention_days)
 
         return replay.ReplayLoop(
             lambda: EventLog(config.db_path, layout=config.layout, sync=config.sync),

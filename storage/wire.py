@@ -1,8 +1,8 @@
 """The frames between a worker and the service's writer process, over a Unix socket.
 
 A worker sends each request's events as rows (`log.event_rows`: the worker does the
-parsing, validating and row building, the writer only stores), tagged with a number of
-its own; the writer answers each tag once its transaction committed, or with the error
+parsing, validating and row building, the writer only stores), or its raw data points
+(`points.row`, kind APPEND_POINTS), tagged with a number of its own; the writer answers each tag once its transaction committed, or with the error
 that storing them alone would have raised. A probe asks whether the log takes writes.
 
     request: length u32 | tag u32 | kind u8   | payload (orjson of the rows)
@@ -21,7 +21,9 @@ import orjson
 REQUEST = struct.Struct("<IIB")
 ANSWER = struct.Struct("<IIBII")
 
-APPEND, PROBE = 0, 1
+APPEND, PROBE, APPEND_POINTS = 0, 1, 2
+# The log's table each kind of request appends to (`log.EVENTS`, `log.POINTS`).
+TABLES = {APPEND: "events", APPEND_POINTS: "points"}
 # Answer codes: stored (or writable, for a probe); the log's errors; the writer's own refusal.
 OK, FULL, UNAVAILABLE, NOT_WRITABLE = 0, 1, 2, 3
 
@@ -35,7 +37,7 @@ class FrameError(Exception):
 
 
 def request(tag: int, kind: int, rows: Sequence[Sequence[Any]] = ()) -> bytes:
-    payload = orjson.dumps(rows) if kind == APPEND else b""
+    payload = orjson.dumps(rows) if kind in TABLES else b""
     return REQUEST.pack(len(payload), tag, kind) + payload
 
 

@@ -22,7 +22,7 @@ import threading
 from typing import Any, Callable, Hashable, Sequence, Union
 
 from .events import Event
-from .log import AppendResult, EventLog, LogUnavailable
+from .log import EVENTS, AppendResult, EventLog, LogUnavailable, event_rows
 
 log = logging.getLogger("analytics_worker")
 
@@ -39,12 +39,14 @@ class WriterClosed(LogUnavailable):
 
 
 class _Pending:
-    __slots__ = ("events", "waiter", "notify")
+    __slots__ = ("events", "waiter", "notify", "table")
 
-    def __init__(self, events: Sequence[Event], waiter: Any, notify: Notify):
+    def __init__(self, events: Sequence[Any] | None, waiter: Any, notify: Notify,
+                 table: str = EVENTS):
         self.events = events
         self.waiter = waiter
         self.notify = notify
+        self.table = table
 
 
 class Writer:
@@ -60,17 +62,18 @@ class Writer:
         self._thread: threading.Thread | None = None
         self.groups = 0  # transactions committed or tried: how well requests are grouped
 
-    def submit(self, events: Sequence[Event] | None, waiter: Hashable | Any,
-               notify: Notify) -> None:
+    def submit(self, events: Sequence[Any] | None, waiter: Hashable | Any,
+               notify: Notify, table: str = EVENTS) -> None:
         """Queue `events`; None queues a probe, whose outcome is whether the log can
-        take a write transaction now (a bool)."""
+        take a write transaction now (a bool). With `table` POINTS, `events` are raw
+        data points already made rows (`points.row`)."""
         with self._cond:
             if self._closing:
                 raise WriterClosed("The service is shutting down; nothing was stored")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
                 self._thread.start()
-            self._queue.append(_Pending(events, waiter, notify))
+            self._queue.append(_Pending(events, waiter, notify, table))
             self._cond.notify()
 
     def append(self, events: Sequence[Event]) -> AppendResult:
@@ -145,7 +148,13 @@ class Writer:
                 continue
             outcomes: list[Outcome]
             try:
-                outcomes = list(self._log.append_groups([p.events for p in group]))
+                if all(p.table == EVENTS for p in group):
+                    outcomes = list(self._log.append_groups([p.events for p in group]))
+                else:  # raw points among them: every request as rows, one transaction
+                    layout = self._log.layout
+                    outcomes = list(self._log.append_row_groups(
+                        [event_rows(p.events, layout) if p.table == EVENTS else p.events
+                         for p in group], [p.table for p in group]))
             except Exception as e:  # not the log's own error: every request hears of it
                 log.exception("group commit failed")
                 outcomes = [e] * len(group)

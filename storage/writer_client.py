@@ -113,8 +113,10 @@ class WriterClient:
         self._in_flight = 0
         self._room: asyncio.Event | None = None
 
-    async def append(self, rows: Sequence[Sequence[Any]]) -> AppendResult:
-        code, accepted, duplicates, message = await self._ask(wire.APPEND, rows)
+    async def append(self, rows: Sequence[Sequence[Any]], kind: int = wire.APPEND
+                     ) -> AppendResult:
+        """`kind`: APPEND for event rows, APPEND_POINTS for raw data points."""
+        code, accepted, duplicates, message = await self._ask(kind, rows)
         if code == wire.OK:
             return AppendResult(accepted, duplicates)
         if code == wire.FULL:

@@ -39,10 +39,10 @@ DRAIN_S = 30.0
 
 
 class _Pending:
-    __slots__ = ("peer", "tag", "rows")
+    __slots__ = ("peer", "tag", "rows", "table")
 
-    def __init__(self, peer: "_Peer", tag: int, rows: list | None):
-        self.peer, self.tag, self.rows = peer, tag, rows
+    def __init__(self, peer: "_Peer", tag: int, rows: list | None, table: str = "events"):
+        self.peer, self.tag, self.rows, self.table = peer, tag, rows, table
 
 
 class _Peer(asyncio.Protocol):
@@ -64,8 +64,13 @@ class _Peer(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             for (tag, kind), payload in self._reader.feed(data):
-                rows = wire.rows_of(payload) if kind == wire.APPEND else None
-                self._server.queue(_Pending(self, tag, rows))
+                if kind == wire.PROBE:
+                    self._server.queue(_Pending(self, tag, None))
+                elif kind in wire.TABLES:
+                    self._server.queue(_Pending(self, tag, wire.rows_of(payload),
+                                                wire.TABLES[kind]))
+                else:
+                    raise wire.FrameError(f"a request of unknown kind {kind}")
         except (wire.FrameError, ValueError) as e:
             log.error("writer: dropping a connection that sent a broken frame: %s", e)
             if self.transport is not None:
@@ -121,7 +126,8 @@ class WriterServer:
         if not appends:
             return
         try:
-            outcomes: list[Any] = self._log.append_row_groups([p.rows for p in appends])
+            outcomes: list[Any] = self._log.append_row_groups([p.rows for p in appends],
+                                                              [p.table for p in appends])
         except Exception as e:  # not the log's own error: every request hears of it
             log.exception("writer: group commit failed")
             outcomes = [e] * len(appends)

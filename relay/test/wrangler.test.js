@@ -48,3 +48,17 @@ test("--env platform is analytics-worker with its queue, dead-letter queue and s
   assert.match(out, /env\.ANALYTICS_SERVICE_URL \("http:\/\/127\.0\.0\.1:8787"\)/);
   assert.match(out, /env\.ANALYTICS_FORWARD_TIMEOUT_MS \("2000"\)/);
 });
+
+test("--env dev is analytics-worker too, with its queue, for any Worker's wrangler dev", () => {
+  const out = dryRunDeploy("--env", "dev");
+  assert.match(out, /env\.ANALYTICS_QUEUE \(analytics-worker-deliveries\)\s+Queue/);
+  assert.match(out, /env\.ANALYTICS_SERVICE_URL \("http:\/\/127\.0\.0\.1:8787"\)/);
+});
+
+test("the example Worker binds its dataset in production and the relay's entrypoint in dev", () => {
+  const config = ["-c", path.join(ROOT, "examples/events/wrangler.jsonc")];
+  assert.match(dryRunDeploy(...config), /env\.EVENTS \(my_events\)\s+Analytics Engine Dataset/);
+  const dev = dryRunDeploy(...config, "--env", "dev");
+  assert.match(dev, /env\.EVENTS \(analytics-worker#AnalyticsEngineDataset\)\s+Worker/);
+  assert.doesNotMatch(dev, /Analytics Engine Dataset/);
+});

@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 
 from sqlglot import exp
 
+from ..points import TABLE as POINTS_TABLE
+from ..points import datasets as point_datasets
 from . import udf as F
 from .errors import InvalidQuery, QueryResult, QueryTimeout
 from .parse import parse
@@ -31,8 +33,10 @@ SOURCE_TABLE = "events"
 SOURCE_TABLE_COLUMNS = frozenset({"", "seq", "request_id", "received_ms",
                                   *(f"blob{i}" for i in range(1, 21)),
                                   *(f"double{i}" for i in range(1, 21))})
-
-
+# The raw points' columns a translation reads (never their request id).
+POINTS_TABLE_COLUMNS = frozenset({"", "dataset", "received_ms", "index1",
+                                  *(f"blob{i}" for i in range(1, 21)),
+                                  *(f"double{i}" for i in range(1, 21))})
 @dataclass
 class Compiled:
     sql: str | None                   # None for SHOW
@@ -45,6 +49,8 @@ class Compiled:
     # has no row to carry it)
     counted_sql: str | None = None
     count_sql: str | None = None
+    tables: tuple[str, ...] = ()      # the dataset tables the query reads
+    kind: str = "select"              # or the SHOW statement's kind
     # at most PROBE_ROWS + 1 of the rows the query's FROM and WHERE select (`reads_few`)
     probe_sql: str | None = None
 
@@ -83,21 +89,25 @@ def _converter(t: str) -> Callable[[Any], Any]:
 
 
 def compile_select(sql: str, params: Sequence[Any] = (), *,
-                   dataset: str = "hoox_telemetry") -> Compiled:
-    """The SQLite text (with :now and :today parameters) and meta of one query."""
+                   dataset: str = "hoox_telemetry", points: tuple[str, ...] = ()) -> Compiled:
+    """The SQLite text (with :now and :today parameters) and meta of one query.
+    `points`: the datasets of raw points the log holds, tables beside `dataset`."""
     parsed = parse(sql, params)
     if parsed.kind != "select":
-        compiled = _show(parsed.kind, dataset)
+        compiled = _show(parsed.kind, dataset, points)
         compiled.format = parsed.format
+        compiled.kind = parsed.kind
         return compiled
     assert parsed.tree is not None
-    tree, columns = Translator(dataset).select(parsed.tree)
+    translator = Translator(dataset, points)
+    tree, columns = translator.select(parsed.tree)
     counted_sql = count_sql = None
     if tree.args.get("limit") is not None or tree.args.get("offset") is not None:
         counted_sql, count_sql = _before_limit(tree)
     return Compiled(tree.sql(dialect="sqlite"),
                     [{"name": n, "type": t} for n, t in columns], format=parsed.format,
-                    counted_sql=counted_sql, count_sql=count_sql, probe_sql=_probe(tree))
+                    counted_sql=counted_sql, count_sql=count_sql,
+                    tables=tuple(translator.tables), probe_sql=_probe(tree))
 
 
 def _probe(tree: exp.Select) -> str:
@@ -142,9 +152,11 @@ def _before_limit(tree: exp.Select) -> tuple[str | None, str]:
     return counted.sql(dialect="sqlite"), f"SELECT count(*) FROM ({whole.sql(dialect='sqlite')})"
 
 
-def _show(kind: str, dataset: str) -> Compiled:
+def _show(kind: str, dataset: str, points: tuple[str, ...] = ()) -> Compiled:
     if kind == "show_tables":
-        return Compiled(None, [{"name": "dataset", "type": "String"}], [{"dataset": dataset}])
+        names = (dataset, *(p for p in points if p != dataset))
+        return Compiled(None, [{"name": "dataset", "type": "String"}],
+                        [{"dataset": name} for name in names])
     if kind == "show_timezone":
         # The reference: "This should always be Etc/UTC".
         return Compiled(None, [{"name": "timezone", "type": "String"}],
@@ -170,6 +182,7 @@ class LocalEngine:
         self.max_rows = max_rows
         self.now = now
         self._conn: sqlite3.Connection | None = None
+        self._listing: sqlite3.Connection | None = None
         self._cache: OrderedDict[tuple, Compiled] = OrderedDict()
         self._lock = threading.Lock()         # the connection
         self._cache_lock = threading.Lock()   # the translation cache
@@ -196,8 +209,9 @@ class LocalEngine:
         if action == sqlite3.SQLITE_READ:
             # the view, and the columns of the table behind it that the view shows
             # (never `payload`); '' is a read without a column, as count(*) does
-            allowed = arg1 == SOURCE_VIEW or (arg1 == SOURCE_TABLE
-                                              and (arg2 or "") in SOURCE_TABLE_COLUMNS)
+            allowed = arg1 == SOURCE_VIEW or (
+                arg1 == SOURCE_TABLE and (arg2 or "") in SOURCE_TABLE_COLUMNS) or (
+                arg1 == POINTS_TABLE and (arg2 or "") in POINTS_TABLE_COLUMNS)
             return sqlite3.SQLITE_OK if allowed and db in ("main", None) \
                 else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION:
@@ -210,21 +224,50 @@ class LocalEngine:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._listing is not None:
+                self._listing.close()
+                self._listing = None
 
     # queries --------------------------------------------------------------------------------
 
+    def point_datasets(self) -> tuple[str, ...]:
+        """The datasets of raw points the log holds now (a few index seeks), read on a
+        connection of their own: the queries' connection runs only queries, under the
+        authorizer."""
+        with self._lock:
+            try:
+                if self._listing is None:
+                    uri = f"file:{urllib.parse.quote(self.db_path)}?mode=ro"
+                    self._listing = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                                    check_same_thread=False)
+                    self._listing.execute("PRAGMA query_only = ON")
+                return point_datasets(self._listing)
+            except sqlite3.DatabaseError as e:
+                raise self._translate(e) from None
+
+    def reads_points(self, sql: str, params: Sequence[Any] = ()) -> bool:
+        """Whether the query reads a dataset of raw points (or lists them: SHOW TABLES
+        while there are any): only the log holds those, so only this engine answers it."""
+        compiled = self.compile(sql, params)
+        if compiled.kind == "show_tables":
+            return len(compiled.static_rows or ()) > 1
+        return any(t != self.dataset for t in compiled.tables)
+
     def compile(self, sql: str, params: Sequence[Any] = ()) -> Compiled:
-        key = (sql, tuple((type(p).__name__, p) for p in (params or ())))
+        # Which datasets exist is part of the key: a query of one that holds nothing is
+        # an unknown table, as Analytics Engine answers it, until points arrive.
+        points = self.point_datasets()
+        key = (sql, tuple((type(p).__name__, p) for p in (params or ())), points)
         try:
             hash(key)
         except TypeError:  # an unhashable param: parse() rejects it
-            return compile_select(sql, params, dataset=self.dataset)
+            return compile_select(sql, params, dataset=self.dataset, points=points)
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        compiled = compile_select(sql, params, dataset=self.dataset)
+        compiled = compile_select(sql, params, dataset=self.dataset, points=points)
         with self._cache_lock:
             self._cache[key] = compiled
             if len(self._cache) > self.CACHE_SIZE:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from . import udf as F
+from ..points import TABLE as POINTS_TABLE
 from .build import _cast, _fn, _infinity, _num, _op, _p, _str
 from .dialect import _EXTRACT, _UNIT_MONTHS, _UNIT_SECONDS, Call, _call, _node_label
 from .errors import InvalidQuery
@@ -18,6 +19,24 @@ from .types import (_INTS, AE_COLUMNS, NULL_TYPE, T, _arith_type, _int_type, _is
                     _is_time, _literal_int_type, supertype, zone_of)
 
 SOURCE_VIEW = "datapoints"   # storage/log.py: the data point columns over `events`
+
+
+def points_source(dataset: str) -> exp.Subquery:
+    """One dataset of the raw points table as Analytics Engine shows a dataset (`dataset`
+    itself is a literal of the translation). SQLite flattens it into the query, so a time
+    range is a range of the (dataset, received_ms / 1000) index."""
+    columns = [exp.Alias(this=_op(exp.Div, exp.column("received_ms"), _num(1000)),
+                         alias=exp.to_identifier("timestamp")),
+               exp.Alias(this=_num(1), alias=exp.to_identifier("_sample_interval")),
+               exp.column("index1"),
+               *(exp.column(f"blob{i}") for i in range(1, 21)),
+               *(exp.column(f"double{i}") for i in range(1, 21))]
+    select = exp.Select(expressions=columns)
+    select.set("from_", exp.From(this=exp.Table(this=exp.to_identifier(POINTS_TABLE))))
+    select.set("where", exp.Where(this=exp.EQ(this=exp.column("dataset"),
+                                               expression=_str(dataset))))
+    return exp.Subquery(this=select)
+
 
 @dataclass
 class Scope:
@@ -77,10 +96,14 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
                  StringFunctions):
     """Rewrites a checked Analytics Engine SELECT into SQLite."""
 
-    def __init__(self, dataset: str):
+    def __init__(self, dataset: str, points: tuple[str, ...] = ()):
+        """`points`: the datasets of raw points the log holds, each a table too; the
+        configured `dataset` reads the events."""
         self.dataset = dataset
         # the output names of each translated SELECT that can be NULL, by id of its node
         self._nullable_outputs: dict[int, set[str]] = {}
+        self.points = tuple(p for p in points if p != dataset)
+        self.tables: list[str] = []  # the dataset tables the query read, in order
 
     # statements ----------------------------------------------------------------------------
 
@@ -157,12 +180,16 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             return Scope(columns={})
         this = source.this
         if isinstance(this, exp.Table):
-            if this.args.get("db") or this.args.get("catalog") or this.name != self.dataset:
-                raise InvalidQuery(f"unknown table {this.sql('clickhouse')}; the only table "
-                                   f"is {self.dataset} (SHOW TABLES)")
-            columns = {name: (T(_str(self.dataset), t) if name == "dataset"
+            if this.args.get("db") or this.args.get("catalog") or (
+                    this.name != self.dataset and this.name not in self.points):
+                tables = (f"the only table is {self.dataset}" if not self.points else
+                          f"the tables are {', '.join((self.dataset, *self.points))}")
+                raise InvalidQuery(f"unknown table {this.sql('clickhouse')}; {tables} "
+                                   "(SHOW TABLES)")
+            self.tables.append(this.name)
+            columns = {name: (T(_str(this.name), t) if name == "dataset"
                               else T(exp.column(name), t)) for name, t in AE_COLUMNS}
-            qualifiers = {self.dataset} | ({this.alias} if this.alias else set())
+            qualifiers = {this.name} | ({this.alias} if this.alias else set())
             return Scope(columns=columns, qualifiers=qualifiers)
         if isinstance(this, exp.Subquery) and isinstance(this.this, exp.Select):
             _, inner_columns = self.select(this.this)
@@ -174,6 +201,8 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
 
     def _from_sql(self, this: exp.Expression) -> exp.Expression:
         if isinstance(this, exp.Table):
+            if this.name != self.dataset:
+                return points_source(this.name)
             return exp.Table(this=exp.to_identifier(SOURCE_VIEW))
         inner, _ = self.select(this.this)
         return exp.Subquery(this=inner)

@@ -657,14 +657,16 @@ def test_with_the_mirror_running_its_dataset_goes_to_the_mirror_and_points_to_th
         mirrored = router._local
         assert mirrored.socket_path == mirror.socket
         own = router.query("SELECT count() AS n FROM hoox_telemetry", [], "auto")
-        assert own.result.rows == [{"n": 0}] and mirrored.answered == 1
+        # the configured dataset goes to the mirrored engine (which lets the log answer
+        # a query of few rows itself)
+        assert own.result.rows == [{"n": 0}] and mirrored.answered + mirrored.few == 1
         answer = router.query("SELECT blob1, count() AS n, sum(double1) AS s FROM my_events "
                               "GROUP BY blob1 ORDER BY blob1", [], "auto")
         assert answer.source == "local"
         assert answer.result.rows == [{"blob1": "b0", "n": 10, "s": 135.0},
                                       {"blob1": "b1", "n": 10, "s": 145.0},
                                       {"blob1": "b2", "n": 10, "s": 155.0}]
-        assert (mirrored.answered, mirrored.fell_back) == (1, 0)
+        assert (mirrored.answered + mirrored.few, mirrored.fell_back) == (1, 0)
     finally:
         services.close()
         mirror.stop()

@@ -12,7 +12,6 @@ Its HTTP protocol (worker.py) closes a connection that takes longer than
 ANALYTICS_HEADER_TIMEOUT_MS to deliver a whole request.
 """
 
-import functools
 import importlib.util
 import os
 import sys
@@ -75,9 +74,10 @@ def when_ready(server) -> None:
 
 def _start_mirror(directory: str, env: dict[str, str]) -> None:
     """The mirror's process, exec'd (chdb is never imported here: a fork after importing
-    it leaves the children's queries hanging), once the log holds
-    ANALYTICS_MIRROR_MIN_EVENTS events: on a smaller log the log's engine answers every
-    query in time, and the copy would cost memory for nothing."""
+    it leaves the children's queries hanging). It loads chdb and copies the log only once
+    the log holds ANALYTICS_MIRROR_MIN_EVENTS events: on a smaller log the log's engine
+    answers every query in time, and the copy would cost memory for nothing. (The
+    master itself never opens the log once workers may fork: see `wait_until_needed`.)"""
     global _mirror
     config = Config.from_env()
     if config.mirror == "off":
@@ -91,8 +91,7 @@ def _start_mirror(directory: str, env: dict[str, str]) -> None:
         return
     path = os.path.join(directory, "mirror.sock")
     _mirror = MirrorSupervisor(path, env=env)
-    _mirror.start(when=functools.partial(log_events_at_least, config.db_path,
-                                         config.mirror_min_events))
+    _mirror.start()  # it waits, without chdb, until the log needs it
     os.environ[MIRROR_SOCKET_ENV] = path  # no socket there yet: the log's engine answers
 
 

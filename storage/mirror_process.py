@@ -1,6 +1,7 @@
 """The mirror's process: the only one that opens the chdb data directory.
 
-It feeds the mirror from the log every `FEED_EVERY_S` and before every query (up to the
+It waits (without chdb) until the log holds ANALYTICS_MIRROR_MIN_EVENTS events. Then it
+feeds the mirror from the log every `FEED_EVERY_S` and before every query (up to the
 newest event the asking worker sees), and answers the workers' queries over a Unix socket
 (`storage.mirror.ask`). gunicorn's master starts it with exec (`Supervisor`), so chdb is
 never imported in a process that forks; it exits when its parent does.
@@ -164,9 +165,29 @@ def reconcile_before(retention_days: int) -> int:
     return int(time.time()) - (retention_days - 1) * 86400
 
 
+# How often a mirror that waits for the log to grow looks at it.
+WAIT_EVERY_S = 5.0
+
+
+def wait_until_needed(config: Config, parent: int) -> bool:
+    """Until the log holds ANALYTICS_MIRROR_MIN_EVENTS events (True), or the service is
+    gone (False). chdb is not imported meanwhile: a waiting mirror is a small process
+    that looks at the log every WAIT_EVERY_S. (It waits here rather than in gunicorn's
+    master, which forks workers: a fork while a thread of the master was inside SQLite
+    leaves the child's SQLite locked.)"""
+    while not log_events_at_least(config.db_path, config.mirror_min_events):
+        if os.getppid() != parent:
+            return False
+        time.sleep(WAIT_EVERY_S)
+    return True
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s mirror %(message)s")
-    serve(sys.argv[1], Config.from_env())
+    config = Config.from_env()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # while waiting
+    if wait_until_needed(config, os.getppid()):
+        serve(sys.argv[1], config)
 
 
 def log_events_at_least(db_path: str, events: int) -> bool:

@@ -1,5 +1,5 @@
-"""A child process of gunicorn's master, started (at once, or once it is needed) and
-started again whenever it exits, until `stop()`: the service's writer and its mirror.
+"""A child process of gunicorn's master, started and started again whenever it exits,
+until `stop()`: the service's writer and its mirror.
 Runs a thread in the master (gunicorn may reap the child itself: `Popen.poll` still
 tells that it exited)."""
 
@@ -40,14 +40,10 @@ class Supervisor:
         self._proc: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self, when: Callable[[], bool] | None = None,
-              check_every_s: float = 5.0) -> None:
-        """Start the child now, or (`when`) once `when()` is true, asked every
-        `check_every_s`: a child the service may never need costs nothing until then."""
-        if when is None:
-            self._spawn()
-        threading.Thread(target=self._watch, args=(when, check_every_s),
-                         name=f"{self.module}-supervisor", daemon=True).start()
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._watch, name=f"{self.module}-supervisor",
+                         daemon=True).start()
 
     @property
     def pid(self) -> int | None:
@@ -67,12 +63,7 @@ class Supervisor:
                 return
             time.sleep(0.02)
 
-    def _watch(self, when: Callable[[], bool] | None, check_every_s: float) -> None:
-        if when is not None:
-            while not self._wanted(when):
-                if self._stopping.wait(check_every_s):
-                    return
-            self._spawn()
+    def _watch(self) -> None:
         while not self._stopping.is_set():
             proc = self._proc
             if proc is not None:
@@ -97,16 +88,11 @@ class Supervisor:
             self._stopping.wait(0.05)
             return
         try:
-            select.select([fd], [], [], 1.0)
+            waiting = select.poll()  # (select() refuses descriptors past 1023)
+            waiting.register(fd, select.POLLIN)
+            waiting.poll(1000)
         finally:
             os.close(fd)
-
-    def _wanted(self, when: Callable[[], bool]) -> bool:
-        try:
-            return when()
-        except Exception:
-            log.exception("%s: could not tell whether it is needed yet", self.module)
-            return False
 
     def stop(self) -> None:
         """Ask the child to finish (SIGTERM), wait for it, and remove its socket."""

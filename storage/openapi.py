@@ -193,6 +193,11 @@ def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
         "responses": {"200": _json({"type": "object", "required": ["success", "events"],
                                     "properties": {"success": {"const": True},
                                                    "events": {"type": "integer"},
+                                                   "datasets": {"type": "array", "items": {
+                                                       "type": "object", "properties": {
+                                                           "dataset": {"type": "string"},
+                                                           "rows": {"type": "integer"},
+                                                           "replayed": {"type": "boolean"}}}},
                                                    "logBytes": {"type": "integer"},
                                                    "replay": {"type": "object"},
                                                    "cloudflare": {"type": "object"}}}),

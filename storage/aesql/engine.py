@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -234,6 +235,8 @@ class LocalEngine:
         """The datasets of raw points the log holds now (a few index seeks), read on a
         connection of their own: the queries' connection runs only queries, under the
         authorizer."""
+        if self._listing is None and not os.path.exists(self.db_path):
+            return ()  # no log yet, so no points: a query without FROM still answers
         with self._lock:
             try:
                 if self._listing is None:

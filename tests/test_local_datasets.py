@@ -198,6 +198,8 @@ def clickhouse_of(db_path: Path, dataset: str) -> Any:
     conn.close()
     s = session.Session()
     columns = ", ".join(f"`{name}` {ctype}" for name, ctype in AE_COLUMNS)
+    # one ClickHouse per process: a table of an earlier test of the same name goes first
+    s.query(f"DROP TABLE IF EXISTS `{dataset}`")
     s.query(f"CREATE TABLE `{dataset}` ({columns}) ENGINE = Memory")
     by_name = []
     for ts, index1, *values in rows:

@@ -200,6 +200,12 @@ def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
                                                            "replayed": {"type": "boolean"}}}},
                                                    "logBytes": {"type": "integer"},
                                                    "replay": {"type": "object"},
+                                                   "mirror": {"type": "object", "properties": {
+                                                       "mode": {"enum": ["chdb", "off"]},
+                                                       "state": {"enum": [
+                                                           "waiting", "running", "off",
+                                                           "not running", "not installed"]},
+                                                       "startsAtEvents": {"type": "integer"}}},
                                                    "cloudflare": {"type": "object"}}}),
                       **_errors("401")}}}
     ops["/metrics"] = {"get": {

@@ -58,8 +58,8 @@ class Compiled:
 
 # `LocalEngine.reads_few`: how many source rows a query may select for the log's own
 # engine to answer it at once, and the VM instructions the probe may take to find out.
-PROBE_ROWS = 50_000
-PROBE_OPS = 3_000_000
+PROBE_ROWS = 10_000
+PROBE_OPS = 1_000_000
 
 
 # -- results -------------------------------------------------------------------------------------------

@@ -389,3 +389,31 @@ def test_the_mirror_loads_only_once_the_log_holds_enough_events(gunicorn_server)
             time.sleep(0.5)
         assert len(_mirror_with_chdb(server)) == 1
         assert client.post("/query", json=query).json()["results"] == [{"n": 40}]
+
+
+# -- which engine answers: few rows stay with the log -------------------------------------
+
+def test_a_query_of_few_rows_is_the_logs_and_a_query_of_many_the_mirrors(
+        own_mirror: Mirror, tmp_path: Path) -> None:
+    from aesql_fixtures import bulk_log
+    from storage.aesql.engine import PROBE_ROWS
+
+    e = MirroredEngine(LocalEngine(own_mirror.db, now=lambda: NOW), own_mirror.socket,
+                       own_mirror.log.last_seq)
+    try:
+        answer = e.query("SELECT count() AS n FROM hoox_telemetry")
+        assert answer.rows == [{"n": 500}] and (e.few, e.answered) == (1, 0)
+    finally:
+        e.close()
+    # the probe, on a log of more rows than it lets the log's engine answer
+    big = LocalEngine(bulk_log(tmp_path / "big.db", PROBE_ROWS + 2000, days=10),
+                      now=lambda: NOW)
+    try:
+        assert not big.reads_few("SELECT count() AS n FROM hoox_telemetry")
+        assert not big.reads_few("SELECT blob1 FROM hoox_telemetry WHERE double1 > 0")
+        assert big.reads_few("SELECT count() AS n FROM hoox_telemetry "
+                             "WHERE timestamp > now() - INTERVAL '1' HOUR")
+        assert big.reads_few("SELECT count() AS n FROM hoox_telemetry WHERE blob1 = 'none' "
+                             "AND timestamp > now() - INTERVAL '1' DAY")
+    finally:
+        big.close()

@@ -172,7 +172,7 @@ class MirrorStore:
         """Follow retention: it deletes old events (never a prefix of the sequence: it
         keeps what replay has not confirmed). For each day before `before_s` whose count
         differs from the log's, that day is copied again; returns the days redone."""
-        day = f"intDiv(toUInt32(timestamp), 86400) * 86400"
+        day = "intDiv(toUInt32(timestamp), 86400) * 86400"
         with self._lock:
             mine = dict(
                 tuple(map(int, line.split(","))) for line in self._run(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from pathlib import Path
 from typing import Callable
 
 import pytest

@@ -56,6 +56,8 @@ async function signIn(key) {
   state.key = key;
   state.layout = status.layout === "hoox" ? "hoox" : "profile";  // no field: profile
   state.dataset = status.dataset || state.dataset;
+  // a setting of the service: read once, as the dataset is
+  state.cloudflareConfigured = !(status.cloudflare && status.cloudflare.configured === false);
   $("signin").hidden = true;
   $("signin-message").textContent = "";
   delete notices.signin;
@@ -571,9 +573,8 @@ function renderService(samples) {
         "(ANALYTICS_SINK=stdout); nothing is sent to Cloudflare."
       : "Replay is off (ANALYTICS_SINK=none): events stay in the local log only.";
   }
-  const configured = one("cloudflare_configured");
   const reachable = one("cloudflare_reachable");
-  if (configured && configured.value !== 1) {
+  if (!state.cloudflareConfigured) {
     set("service-cloudflare", "not configured", "neutral");
     $("service-cloudflare-hint").textContent = "Set CLOUDFLARE_API_TOKEN and " +
       "CLOUDFLARE_ACCOUNT_ID to query Cloudflare; until then the local log answers.";

@@ -48,7 +48,6 @@ class Snapshot:
     rows: list[tuple[str, dict[str, str], float]]
     log_bytes: int
     sinks: list[SinkFigures] = field(default_factory=list)
-    cloudflare_configured: bool = False
 
     def total(self, name: str) -> float:
         return sum(value for row, _, value in self.rows if row == name)
@@ -77,8 +76,7 @@ def snapshot(event_log: EventLog, config: Config, now_ms: int) -> Snapshot:
                                  else state.last_success_ms / 1000.0))
     return Snapshot(layout=config.layout, dataset=config.dataset,
                     types=tuple(event_log.layout.types), rows=rows,
-                    log_bytes=event_log.size_bytes(), sinks=sinks,
-                    cloudflare_configured=config.cloudflare_configured)
+                    log_bytes=event_log.size_bytes(), sinks=sinks)
 
 
 class _Figures(Collector):
@@ -151,11 +149,6 @@ class _Figures(Collector):
                       ["source", "outcome"])
         yield self._histogram(counters.QUERY_DURATION, "Time to answer a query, per source.",
                               "source")
-        gauge = GaugeMetricFamily(PREFIX + "cloudflare_configured",
-                                  "1 when an API token and an account are set for the SQL "
-                                  "API, 0 when not.")
-        gauge.add_metric([], 1.0 if snap.cloudflare_configured else 0.0)
-        yield gauge
         gauge = GaugeMetricFamily(PREFIX + "cloudflare_reachable",
                                   "1 when the SQL API answered the last call, 0 when not; "
                                   "no sample until a call was made.")

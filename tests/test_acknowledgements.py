@@ -184,3 +184,42 @@ def test_the_platforms_routes_are_committed_while_readers_poll(gunicorn_server, 
     tally = run_load(server.url, "hoox-analytics", send, seconds=5, per_client=5_000)
     assert_every_acknowledgement_holds(tally, stored_ids(db_path))
     assert stored_types(db_path) == tally.acked_by_type
+
+
+def test_events_and_raw_points_mixed_are_committed_once_while_readers_poll(
+        gunicorn_server, db_path):
+    """Raw data points share the writer and its group commits with the events: both kinds
+    at once, each acknowledgement checked against its own table."""
+    server = gunicorn_server()
+    points_acked: list[str] = []
+
+    def send(http: httpx.Client, i: int, tally: Tally) -> None:
+        key = str(uuid.uuid4())
+        if i % 2:
+            answer = http.post("/track/api-call", json=api_call(key))
+            with tally.lock:
+                if answer.status_code != 200:
+                    tally.errors.append(f"api-call {answer.status_code} {answer.text}")
+                elif answer.json().get("duplicate"):
+                    tally.false_duplicates.append(key)
+                else:
+                    tally.acked.append(key)
+            return
+        body = {"dataset": "my_events", "points": [
+            {"blobs": ["/home", f"c{i}"], "doubles": [i], "indexes": [f"u{i % 7}"]}]}
+        answer = http.post("/track/datapoints", json=body, headers={"Idempotency-Key": key})
+        with tally.lock:
+            if answer.status_code != 200:
+                tally.errors.append(f"datapoints {answer.status_code} {answer.text}")
+            elif answer.json() != {"success": True, "accepted": 1, "duplicates": 0}:
+                tally.false_duplicates.append(key)
+            else:
+                points_acked.append(f"{key}:0")
+
+    tally = run_load(server.url, "hoox_telemetry", send, seconds=6, per_client=20_000)
+    assert_every_acknowledgement_holds(tally, stored_ids(db_path))
+    stored_points = collections.Counter(row[0] for row in read_log(
+        db_path, "SELECT request_id FROM points WHERE dataset = 'my_events'"))
+    assert points_acked, "no point was sent"
+    assert [rid for rid in points_acked if stored_points[rid] != 1] == []
+    assert sum(stored_points.values()) == len(points_acked)

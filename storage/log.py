@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import os
 import sqlite3
 import sys
@@ -279,20 +280,34 @@ def _insert_groups(conn: sqlite3.Connection, insert: str,
     Within the group, the first request to bring a requestId stores it; later ones are
     duplicates, as they would be one after the other."""
     ids = list({row[0] for rows in groups for row in rows})  # row[0]: request_id
-    seen: set[str] = set()
+    seen: set[Any] = set()
     for i in range(0, len(ids), MAX_VARIABLES):
         chunk = ids[i:i + MAX_VARIABLES]
         seen.update(r[0] for r in conn.execute(_select_existing(len(chunk)), chunk))
+    # Per event type (row[1]), for the service's counters, committed with the events.
+    results, accepted_by, duplicate_by = _insert_new(conn, insert, groups, seen,
+                                                     operator.itemgetter(0), "an event")
+    counters.add_events(conn, accepted_by, duplicate_by)
+    return results
+
+
+def _insert_new(conn: sqlite3.Connection, insert: str,
+                groups: Sequence[Sequence[Sequence[Any]]], seen: set[Any],
+                key: Callable[[Sequence[Any]], Any], what: str
+                ) -> tuple[list[AppendResult], dict[str, int], dict[str, int]]:
+    """Insert the rows whose `key` is not in `seen` (the keys already stored), the first
+    of each key only; each request's result, and the rows accepted and duplicate per
+    row[1] (an event's type, a point's dataset) for the counters."""
     new_rows: list[Sequence[Any]] = []
     results = []
-    # Per event type (row[1]), for the service's counters, committed with the events.
     accepted_by: dict[str, int] = {}
     duplicate_by: dict[str, int] = {}
     for rows in groups:
         accepted = 0
         for row in rows:
-            if row[0] not in seen:
-                seen.add(row[0])
+            k = key(row)
+            if k not in seen:
+                seen.add(k)
                 new_rows.append(row)
                 accepted += 1
                 accepted_by[row[1]] = accepted_by.get(row[1], 0) + 1
@@ -307,9 +322,8 @@ def _insert_groups(conn: sqlite3.Connection, insert: str,
             inserted += conn.execute(_insert_many(insert, len(chunk)),
                                      [v for row in chunk for v in row]).rowcount
         if inserted != len(new_rows):
-            raise sqlite3.DatabaseError("a row expected to be new was not inserted")
-    counters.add_events(conn, accepted_by, duplicate_by)
-    return results
+            raise sqlite3.DatabaseError(f"{what} expected to be new was not inserted")
+    return results, accepted_by, duplicate_by
 
 
 @functools.lru_cache(maxsize=64)
@@ -326,38 +340,15 @@ def _insert_point_groups(conn: sqlite3.Connection,
     for rows in groups:
         for row in rows:
             by_dataset.setdefault(row[1], set()).add(row[0])
-    seen: set[tuple[str, str]] = set()
+    seen: set[Any] = set()
     for dataset, id_set in by_dataset.items():
         ids = list(id_set)
         for i in range(0, len(ids), MAX_VARIABLES - 1):
             chunk = ids[i:i + MAX_VARIABLES - 1]
             seen.update((dataset, r[0]) for r in
                         conn.execute(_select_existing_points(len(chunk)), [dataset, *chunk]))
-    new_rows: list[Sequence[Any]] = []
-    results = []
-    accepted_by: dict[str, int] = {}
-    duplicate_by: dict[str, int] = {}
-    for rows in groups:
-        accepted = 0
-        for row in rows:
-            key = (row[1], row[0])
-            if key not in seen:
-                seen.add(key)
-                new_rows.append(row)
-                accepted += 1
-                accepted_by[row[1]] = accepted_by.get(row[1], 0) + 1
-            else:
-                duplicate_by[row[1]] = duplicate_by.get(row[1], 0) + 1
-        results.append(AppendResult(accepted, len(rows) - accepted))
-    if new_rows:
-        inserted = 0
-        per = MAX_VARIABLES // len(points.COLUMNS)
-        for i in range(0, len(new_rows), per):
-            chunk = new_rows[i:i + per]
-            inserted += conn.execute(_insert_many(points.INSERT, len(chunk)),
-                                     [v for row in chunk for v in row]).rowcount
-        if inserted != len(new_rows):
-            raise sqlite3.DatabaseError("a point expected to be new was not inserted")
+    results, accepted_by, duplicate_by = _insert_new(
+        conn, points.INSERT, groups, seen, operator.itemgetter(1, 0), "a point")
     counters.add_points(conn, accepted_by, duplicate_by)
     return results
 

@@ -2,8 +2,9 @@
 
 A worker sends each request's events as rows (`log.event_rows`: the worker does the
 parsing, validating and row building, the writer only stores), or its raw data points
-(`points.row`, kind APPEND_POINTS), tagged with a number of its own; the writer answers each tag once its transaction committed, or with the error
-that storing them alone would have raised. A probe asks whether the log takes writes.
+(`points.row`, kind APPEND_POINTS), tagged with a number of its own; the writer answers
+each tag once its transaction committed, or with the error that storing them alone would
+have raised. A probe asks whether the log takes writes.
 
     request: length u32 | tag u32 | kind u8   | payload (orjson of the rows)
     answer:  length u32 | tag u32 | code u8 | accepted u32 | duplicates u32 | message

@@ -23,12 +23,12 @@ import dashboard
 import operating
 from resources import (SQL_API_PREFIX, Batch, DashboardFile, DataPoints, Health, Query,
                        RequireInternalKey, SqlApi, SqlApiError, Startup, Status, Track)
-from storage import layouts
-from storage.aesql import InvalidQuery, ParamsMismatch, QueryTimeout
-from storage.cloudflare import CloudflareError
 from storage.config import Config, ConfigError
-from storage.events import EventParser, InvalidInput, PointParser, Schema, load_schema
+from storage.intake import layouts
+from storage.intake.events import EventParser, InvalidInput, PointParser, Schema, load_schema
 from storage.log import LogError, LogFull, check_layout
+from storage.query.aesql import InvalidQuery, ParamsMismatch, QueryTimeout
+from storage.query.cloudflare import CloudflareError
 from storage.services import WRITER_SOCKET_ENV, Clock, Services
 
 log = logging.getLogger("analytics_worker")

@@ -3,10 +3,10 @@
 Each worker is uvicorn's (an event loop with uvloop and httptools) running the ASGI app:
 slow or idle connections wait on the loop instead of holding a worker, keep-alive
 connections are served. The master also starts the service's writer, one process that
-commits the events of every worker (`storage/writer_process.py`), before the workers, and
+commits the events of every worker (`storage/writer/process.py`), before the workers, and
 starts it again if it dies; it stops it after the workers have exited. With
 `ANALYTICS_MIRROR=chdb` (the default, when chdb is installed) it starts the mirror's
-process the same way (`storage/mirror_process.py`): the columnar copy that answers local
+process the same way (`storage/query/mirror_process.py`): the columnar copy that answers local
 queries.
 Its HTTP protocol (worker.py) closes a connection that takes longer than
 ANALYTICS_HEADER_TIMEOUT_MS to deliver a whole request.
@@ -19,11 +19,11 @@ import tempfile
 
 from storage.config import Config, ConfigError
 from storage.log import LayoutMismatch, check_layout
-from storage.mirror import MIRROR_SOCKET_ENV
-from storage.mirror_process import Supervisor as MirrorSupervisor
-from storage.mirror_process import log_events_at_least
+from storage.query.mirror import MIRROR_SOCKET_ENV
+from storage.query.mirror_process import Supervisor as MirrorSupervisor
+from storage.query.mirror_process import log_events_at_least
 from storage.services import WRITER_SOCKET_ENV
-from storage.writer_process import Supervisor
+from storage.writer.process import Supervisor
 
 bind = "127.0.0.1:8787"
 workers = 2

@@ -1,5 +1,5 @@
 """Operating the service (SPEC §12), over HTTP: the middleware that counts every answer,
-`GET /metrics` and `GET /openapi.json`. The figures live in the log (`storage/counters.py`,
+`GET /metrics` and `GET /openapi.json`. The figures live in the log (`storage/log/counters.py`,
 `storage/metrics.py`); the description is built from `schemas/` (`storage/openapi.py`)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import falcon.asgi
 import falcon.inspect
 
 from resources import Query, SqlApi
-from storage import counters, metrics, openapi
-from storage.counters import Flusher, Tally
-from storage.log import EventLog
+from storage import metrics, openapi
+from storage.log import EventLog, counters
+from storage.log.counters import Flusher, Tally
 from storage.services import Services, now_ms
 
 # Counted answers of routes no template matched share one label value.

@@ -14,14 +14,14 @@ import falcon.asgi
 
 import dashboard
 from storage import replay
-from storage.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
-from storage.aesql.output import CONTENT_TYPES, json_rows, render
-from storage.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.config import VERSION
-from storage.events import (EventParser, InvalidInput, PointParser, Schema, idempotency_key,
-                            parse_json)
-from storage.interchange import format_time
+from storage.intake.events import (EventParser, InvalidInput, PointParser, Schema, idempotency_key,
+                                   parse_json)
+from storage.intake.timestamps import format_time
 from storage.log import LogError
+from storage.query.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
+from storage.query.aesql.output import CONTENT_TYPES, json_rows, render
+from storage.query.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.services import Services, now_ms
 
 log = logging.getLogger("analytics_worker")

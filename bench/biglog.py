@@ -21,8 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from storage import counters  # noqa: E402
-from storage.log import EventLog  # noqa: E402
+from storage.log import EventLog, counters  # noqa: E402
 from tests.aesql_fixtures import ENDPOINTS, NOW, WORKERS  # noqa: E402
 
 CHUNK = 1_000_000

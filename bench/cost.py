@@ -131,9 +131,9 @@ def role(pid: int, master: int) -> str:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return "?"
-    if "storage.writer_process" in cmd:
+    if "storage.writer.process" in cmd:
         return "writer"
-    if "storage.mirror_process" in cmd:
+    if "storage.query.mirror_process" in cmd:
         return "mirror"
     return "worker"
 

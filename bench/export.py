@@ -41,8 +41,8 @@ def peak_rss_mb() -> float:
 
 
 def build(path: Path, events: int) -> None:
-    from storage import datapoint
-    from storage.events import Event
+    from storage.intake import datapoint
+    from storage.intake.events import Event
     from storage.log import EventLog
 
     log = EventLog(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from storage.events import EventParser  # noqa: E402
+from storage.intake.events import EventParser  # noqa: E402
 from storage.log import EventLog  # noqa: E402
 
 WORKERS = ["trade-worker", "hoox", "d1-worker", "web3-wallet-worker", "telegram-worker"]

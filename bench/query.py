@@ -15,7 +15,7 @@ without it (target ≤ 1.2×).
 once by SQLite itself, `bench/biglog.py`, and kept at `--db`), every dashboard query
 (profile layout, every range) and every reference example of the conformance corpus,
 answered as the service answers them (the mirror process, over its socket, fed from the
-log; `storage/mirror.py`), by the log's own SQLite engine (dashboard queries only, one run:
+log; `storage/query/mirror.py`), by the log's own SQLite engine (dashboard queries only, one run:
 its long ranges take tens of seconds), and by chdb in this process on the same rows
 copied into a MergeTree table. Reports the mirror's rebuild time and memory.
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from storage.aesql import udf as F  # noqa: E402
-from storage.aesql import LocalEngine, to_clickhouse  # noqa: E402
+from storage.query.aesql import LocalEngine, to_clickhouse  # noqa: E402
+from storage.query.aesql import udf as F  # noqa: E402
 from tests.aesql_fixtures import NOW, bulk_log  # noqa: E402
 
 T = "hoox_telemetry"
@@ -125,7 +125,7 @@ def scale(args: argparse.Namespace) -> None:
     import dashboard
     from bench.biglog import build
     from storage.log import EventLog
-    from storage.mirror import MirroredEngine, ask
+    from storage.query.mirror import MirroredEngine, ask
     from tests.aesql_corpus import REFERENCE
 
     path = Path(args.db or f"/tmp/aesql-{args.events // 1_000_000}m.db")
@@ -143,7 +143,7 @@ def scale(args: argparse.Namespace) -> None:
         print(f"mirror-rebuild: {time.perf_counter() - started:.1f} s (process included)")
     sock = str(Path(tempfile.mkdtemp()) / "mirror.sock")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "storage.mirror_process", sock], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "storage.query.mirror_process", sock], env=env,
                             cwd=ROOT)
     event_log = EventLog(path, write=False)
     while True:

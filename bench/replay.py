@@ -39,7 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from bench.ingest import KEY, Gunicorn, free_port, wrk  # noqa: E402
 from storage.log import EventLog  # noqa: E402
 from storage.replay import Replayer, backlog  # noqa: E402
-from storage.sink import RelaySink  # noqa: E402
+from storage.replay.sink import RelaySink  # noqa: E402
 
 RELAY_KEY = "bench-relay-key"
 

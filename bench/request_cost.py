@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from app import create_app  # noqa: E402
 from bench import noop_app  # noqa: E402
 from storage.config import Config  # noqa: E402
-from storage.writer_process import Supervisor  # noqa: E402
+from storage.writer.process import Supervisor  # noqa: E402
 
 KEY = "bench-key"
 ASGIApp = Callable[..., Awaitable[None]]

@@ -25,9 +25,10 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from storage import layouts, wire  # noqa: E402
-from storage.events import EventParser, parse_json  # noqa: E402
+from storage.intake import layouts
+from storage.intake.events import EventParser, parse_json  # noqa: E402
 from storage.log import EventLog, event_rows  # noqa: E402
+from storage.writer import wire  # noqa: E402
 
 PAYLOAD = {"worker": "trade-worker", "endpoint": "/webhook", "latencyMs": 24.5,
            "success": True}

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .layouts import DEFAULT as DEFAULT_LAYOUT
-from .layouts import LAYOUTS
+from .intake.layouts import DEFAULT as DEFAULT_LAYOUT
+from .intake.layouts import LAYOUTS
 
 VERSION = "0.1.0"
 # Which source answers a /query (the router decides for "auto").

@@ -1,7 +1,7 @@
 """`GET /metrics` (SPEC §12): the service's figures in Prometheus's text format.
 
 Everything comes from the log, never from one process's memory: the counters table
-(`counters.py`), the replay tables, and the file's size. A scrape reads a few hundred
+(`log/counters.py`), the replay tables, and the file's size. A scrape reads a few hundred
 rows by key and stats two files; it never scans the events:
 
 - the event count is accepted minus pruned, both counted in the log's transactions;
@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily, Metric)
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+                                    Metric)
 from prometheus_client.registry import Collector
 
-from . import counters, replay
+from . import replay
 from .config import VERSION, Config
-from .log import EventLog
+from .log import EventLog, counters
 
 PREFIX = "analytics_worker_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

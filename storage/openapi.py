@@ -16,9 +16,9 @@ import json
 import re
 from typing import Any, Mapping
 
-from . import layouts
 from .config import VERSION
-from .events import load_schema
+from .intake import layouts
+from .intake.events import load_schema
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 SQL_API = "/client/v4/accounts/{account_id}/analytics_engine/sql"

@@ -21,15 +21,17 @@ from typing import Any, Callable
 
 import httpx
 
-from . import replay, retention, sink, wire
-from .aesql import LocalEngine
-from .cloudflare import CloudflareSQL
+from . import replay
 from .config import Config
-from .log import POINTS, AppendResult, EventLog, LogError, event_rows
-from .mirror import MIRROR_SOCKET_ENV, MirroredEngine
-from .router import Breaker, Router
-from .writer import Outcome, Writer
-from .writer_client import WriterClient
+from .log import POINTS, AppendResult, EventLog, LogError, event_rows, retention
+from .query.aesql import LocalEngine
+from .query.cloudflare import CloudflareSQL
+from .query.mirror import MIRROR_SOCKET_ENV, MirroredEngine
+from .query.router import Breaker, Router
+from .replay import sink
+from .writer import wire
+from .writer.client import WriterClient
+from .writer.group import Outcome, Writer
 
 # Set by gunicorn's master (`gunicorn_conf`) once it has started the service's writer
 # process; without it (in process, in tests) each process commits through a thread.

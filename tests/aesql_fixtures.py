@@ -16,7 +16,7 @@ from typing import Any
 from click.testing import CliRunner
 
 import cli
-from storage.aesql import AE_COLUMNS, QueryResult
+from storage.query.aesql import AE_COLUMNS, QueryResult
 
 # Tuesday 2026-11-24 17:56:30 UTC: the pinned now() of every engine in these tests.
 NOW = 1_795_542_990

@@ -156,11 +156,11 @@ class Server:
                 (line.partition(" ") for line in out.splitlines())]
 
     def worker_pids(self) -> list[int]:
-        return [pid for pid, cmd in self._children() if "storage.writer_process" not in cmd]
+        return [pid for pid, cmd in self._children() if "storage.writer.process" not in cmd]
 
     def writer_pid(self) -> int | None:
         """The service's writer process, started by the master."""
-        pids = [pid for pid, cmd in self._children() if "storage.writer_process" in cmd]
+        pids = [pid for pid, cmd in self._children() if "storage.writer.process" in cmd]
         return pids[0] if pids else None
 
     def stop(self) -> None:
@@ -201,7 +201,7 @@ def gunicorn_server(tmp_path: Path, db_path: Path) -> Iterator[Callable[..., Ser
 def writer_process(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
     """Starts the service's writer process for a log, as gunicorn's master does; returns
     its socket, for create_app(writer_socket=...)."""
-    from storage.writer_process import Supervisor
+    from storage.writer.process import Supervisor
 
     started: list[Supervisor] = []
 

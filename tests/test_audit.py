@@ -11,14 +11,14 @@ from typing import Any, Iterator
 import httpx
 import pytest
 from click.testing import CliRunner
+from standin import StandIn
 
 from cli import main
-from standin import StandIn
-from storage import datapoint
-from storage.events import Event
+from storage.intake import datapoint
+from storage.intake.events import Event
 from storage.log import EventLog
 from storage.replay import Replayer
-from storage.sink import RelaySink
+from storage.replay.sink import RelaySink
 
 pytestmark = pytest.mark.e2e
 

@@ -11,14 +11,14 @@ from typing import Any, Iterator
 import httpx
 import pytest
 from click.testing import CliRunner
+from standin import StandIn
 
 from cli import main
-from standin import StandIn
-from storage import datapoint
-from storage.events import Event
+from storage.intake import datapoint
+from storage.intake.events import Event
 from storage.log import EventLog
 from storage.replay import Replayer
-from storage.sink import RelaySink, StdoutSink
+from storage.replay.sink import RelaySink, StdoutSink
 
 T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
 NOW = T0 / 1000 + 600
@@ -103,7 +103,7 @@ def test_query_outside_the_dialect_fails_clearly(seeded):
 
 
 def test_query_refuses_with_the_message_of_the_http_routes(seeded):
-    from storage.aesql import InvalidQuery, parse
+    from storage.query.aesql import InvalidQuery, parse
 
     sql = "SELECT CASE WHEN double1 > 1 THEN 'a' ELSE 'b' END FROM hoox_telemetry"
     result = invoke("query", "--db", str(seeded), "--source", "local", sql)

@@ -8,13 +8,13 @@ from typing import Iterator
 
 import httpx
 import pytest
-
 from standin import StandIn
-from storage.aesql import InvalidQuery, ParamsMismatch
-from storage.cloudflare import (CloudflareBadResponse, CloudflareQueryRejected, CloudflareSQL,
-                                CloudflareTimeout, CloudflareUnreachable, coerce)
-from storage.datapoint import DataPoint
-from storage.sink import RelaySink
+
+from storage.intake.datapoint import DataPoint
+from storage.query.aesql import InvalidQuery, ParamsMismatch
+from storage.query.cloudflare import (CloudflareBadResponse, CloudflareQueryRejected, CloudflareSQL,
+                                      CloudflareTimeout, CloudflareUnreachable, coerce)
+from storage.replay.sink import RelaySink
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
+from aesql_fixtures import (NOW, ClickHouse, differences, hoox_point, import_log, make_hoox_records,
+                            make_records)
 
 import dashboard
-from aesql_fixtures import (NOW, ClickHouse, differences, hoox_point, import_log,
-                            make_hoox_records, make_records)
-from storage.aesql import LocalEngine, to_clickhouse
+from storage.query.aesql import LocalEngine, to_clickhouse
 
 QUERIES = dashboard.load_queries()
 RANGES = QUERIES["ranges"]

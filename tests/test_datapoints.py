@@ -16,15 +16,17 @@ from typing import Any, Iterator
 import falcon.testing
 import httpx
 import pytest
+from aesql_fixtures import differences
 from click.testing import CliRunner
+from conftest import AUTH, KEY, FixedClock, api_call, assert_error
 
 import cli
-from conftest import AUTH, KEY, FixedClock, api_call, assert_error
-from storage import points, replay, retention, sink
-from storage.aesql import LocalEngine, to_clickhouse
-from storage.aesql.types import AE_COLUMNS
-from storage.log import EventLog, LogError
-from aesql_fixtures import differences
+from storage import replay
+from storage.intake import points
+from storage.log import EventLog, LogError, retention
+from storage.query.aesql import LocalEngine, to_clickhouse
+from storage.query.aesql.types import AE_COLUMNS
+from storage.replay import sink
 
 ROUTE = "/track/datapoints"
 SQL_API = "/client/v4/accounts/any/analytics_engine/sql"
@@ -261,7 +263,7 @@ def test_points_and_events_commit_through_the_writer_process_exactly_once(
 
 def test_a_group_of_events_and_points_commits_together_with_each_result_its_own(
         db_path: Path) -> None:
-    from storage.events import EventParser
+    from storage.intake.events import EventParser
     from storage.log import event_rows
 
     log = EventLog(db_path)
@@ -582,14 +584,13 @@ def test_under_gunicorn_points_from_many_clients_are_committed_once_and_answered
     """Two workers, the writer process and the mirror: points and events
     from several clients at once, each request sent twice as a retry would be; every
     point is stored once, and FROM <dataset> answers them beside the events' dataset."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     server = gunicorn_server(ANALYTICS_MIRROR_MIN_EVENTS="0")  # the mirror from the start
     assert server.writer_pid() is not None
     deadline = time.monotonic() + 15
-    while not any("storage.mirror_process" in cmd for _, cmd in server._children()):
+    while not any("storage.query.mirror_process" in cmd for _, cmd in server._children()):
         assert time.monotonic() < deadline, "the mirror did not start"
         time.sleep(0.1)
     clients, requests = 4, 15
@@ -638,9 +639,10 @@ def test_with_the_mirror_running_its_dataset_goes_to_the_mirror_and_points_to_th
         ) -> None:
     """The mirror holds the configured dataset only: a query of raw points is answered
     by the log's engine (right, and without a round trip to the mirror)."""
-    from storage.mirror import MIRROR_SOCKET_ENV
-    from storage.services import Services
     from test_mirror import Mirror
+
+    from storage.query.mirror import MIRROR_SOCKET_ENV
+    from storage.services import Services
 
     log = EventLog(config.db_path)
     try:

@@ -15,15 +15,15 @@ from typing import Any, Iterator
 import falcon.testing
 import httpx
 import pytest
-
-from app import create_app
 from conftest import AUTH, KEY, FixedClock
 from hoox_callers import CALLERS, DASHBOARD_QUERIES
 from standin import StandIn
+
+from app import create_app
 from storage.config import Config
 from storage.log import EventLog
 from storage.replay import Backoff, Replayer
-from storage.sink import RelaySink
+from storage.replay.sink import RelaySink
 
 # Inside the dashboard queries' time window (2026-08-12 10:00 to 2026-08-19 10:00).
 T0 = datetime(2026, 8, 15, 12, 0, 0, tzinfo=timezone.utc).timestamp()
@@ -178,7 +178,7 @@ def test_dashboard_queries_give_the_same_rows_locally_as_clickhouse(fed, hoox_st
 
 
 def test_audit_finds_every_event_by_the_received_time_in_double4(fed, hoox_standin):
-    from storage.audit import Auditor
+    from storage.replay.audit import Auditor
 
     _, log = fed
     auditor = Auditor(log, lambda sql: hoox_standin.query(sql)["data"], DATASET)

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cli import main
-from storage import datapoint
-from storage import export as export_
-from storage.events import Event
-from storage.interchange import to_line
+from storage.intake import datapoint
+from storage.intake.events import Event
+from storage.interchange import export as export_
+from storage.interchange.ndjson import to_line
 from storage.log import EventLog
 
 T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z in ms

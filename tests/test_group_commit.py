@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from conftest import api_call
-from storage.events import Event, EventParser
+
+from storage.intake.events import Event, EventParser
 from storage.log import AppendResult, EventLog, LogFull
-from storage.writer import Writer, WriterClosed
+from storage.writer.group import Writer, WriterClosed
 
 PARSER = EventParser(lambda: "unused")
 

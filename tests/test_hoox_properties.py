@@ -8,15 +8,15 @@ import math
 
 import falcon.testing
 import jsonschema
+from conftest import FixedClock
+from hoox_callers import CALLERS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
-from conftest import FixedClock
-from hoox_callers import CALLERS
 from storage.config import Config
-from storage.events import Schema, load_schema
-from storage.layouts import HOOX
+from storage.intake.events import Schema, load_schema
+from storage.intake.layouts import HOOX
 from storage.log import EventLog
 
 edge = st.sampled_from(["", "x", "é" * 200, 0, -1, 0.5, 1.5, 1e15, 1e15 + 2, -1e15 - 2, 2**70,

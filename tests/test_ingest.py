@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import api_call, assert_error
 
-from conftest import AUTH, api_call, assert_error
 from storage.config import Config
-from storage.datapoint import MAX_BLOB_BYTES
+from storage.intake.datapoint import MAX_BLOB_BYTES
 
 
 def stored(event_log) -> list[dict]:

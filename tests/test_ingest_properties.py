@@ -9,13 +9,13 @@ from pathlib import Path
 
 import falcon.testing
 import jsonschema
+from conftest import FixedClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
-from conftest import AUTH, FixedClock
 from storage.config import Config
-from storage.events import Schema, is_plain_envelope, load_schema
+from storage.intake.events import Schema, is_plain_envelope, load_schema
 from storage.log import EventLog
 
 json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2**70, 2**70)

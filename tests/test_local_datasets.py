@@ -15,18 +15,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
 
 import httpx
 import pytest
-
 from aesql_fixtures import differences
 from conftest import KEY, ROOT, Server, service_env
-from storage.aesql import AE_COLUMNS, to_clickhouse
 from wrangler_dev import RELAY, WranglerDev
+
+from storage.query.aesql import AE_COLUMNS, to_clickhouse
 
 pytestmark = [pytest.mark.gunicorn]
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import KEY, ROOT
+from hoox_callers import CALLERS
 
 from app import create_app
 from cli import main
-from conftest import KEY, ROOT
-from hoox_callers import CALLERS
 from storage import replay
 from storage.config import Config
 from storage.log import MIGRATIONS, EventLog, LayoutMismatch
@@ -77,7 +77,7 @@ def test_a_log_of_version_0_1_0_upgrades_in_place_keeping_events_and_cursor(old_
 
 
 def _event(log: EventLog, request_id: str) -> Any:
-    from storage.events import EventParser
+    from storage.intake.events import EventParser
     body = {"requestId": request_id, "payload": {"worker": "w", "endpoint": "/e",
                                                 "latencyMs": 1, "success": True}}
     return EventParser(lambda: "x", log.layout).one(body, 1_764_000_100_000)

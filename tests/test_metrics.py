@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import AUTH, KEY, ROOT, api_call, assert_error
 from hoox_callers import CALLERS
-from storage import counters, metrics, replay, retention, sink
-from storage.counters import Flusher, Tally
-from storage.log import EventLog
+from prometheus_client.parser import text_string_to_metric_families
+
+from storage import metrics, replay
+from storage.log import EventLog, counters, retention
+from storage.log.counters import Flusher, Tally
+from storage.replay import sink
 
 SPEC = (ROOT / "docs" / "SPEC.md").read_text()
 

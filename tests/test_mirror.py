@@ -1,4 +1,4 @@
-"""The columnar mirror (storage/mirror.py): its answers equal ClickHouse's on the whole
+"""The columnar mirror (storage/query/mirror.py): its answers equal ClickHouse's on the whole
 conformance corpus and every dashboard query, it holds every committed event when it
 answers, follows retention, stands aside for the log's engine when it cannot answer, and
 is rebuilt from the log by a command."""
@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from aesql_corpus import CORPUS, DASHBOARD
+from aesql_fixtures import NOW, ClickHouse, differences, import_log, make_hoox_records, make_records
 
 import dashboard
-from aesql_corpus import CORPUS, DASHBOARD
-from aesql_fixtures import (NOW, ClickHouse, differences, import_log, make_hoox_records,
-                            make_records)
-from storage.aesql import InvalidQuery, LocalEngine, to_clickhouse
 from storage.log import EventLog
-from storage.mirror import MirroredEngine, ask
+from storage.query.aesql import InvalidQuery, LocalEngine, to_clickhouse
+from storage.query.mirror import MirroredEngine, ask
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = dashboard.load_queries()
@@ -42,7 +41,7 @@ class Mirror:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                            os.environ.get("PYTHONPATH")])),
                **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "storage.mirror_process",
+        self.proc = subprocess.Popen([sys.executable, "-m", "storage.query.mirror_process",
                                       self.socket], env=env, cwd=ROOT)
         deadline = time.monotonic() + 30
         while True:
@@ -199,8 +198,8 @@ def test_an_event_committed_before_a_query_is_in_its_answer(own_mirror: Mirror) 
 
 def test_events_pruned_from_the_log_leave_the_mirror(tmp_path: Path,
                                                      records: list[dict]) -> None:
-    from storage import counters
-    from storage.mirror_process import FEED_EVERY_S, FEED_LOOK_S
+    from storage.log import counters
+    from storage.query.mirror_process import FEED_EVERY_S, FEED_LOOK_S
 
     # a retention of one day: every test record is older than that
     m = Mirror(import_log(tmp_path, records[:500]), tmp_path,
@@ -241,7 +240,7 @@ def test_the_logs_engine_answers_while_the_mirror_is_down(own_mirror: Mirror) ->
 
 
 def test_a_mirror_too_far_behind_lets_the_log_answer(own_mirror: Mirror) -> None:
-    from storage.mirror import MAX_TAIL_EVENTS
+    from storage.query.mirror import MAX_TAIL_EVENTS
 
     e = own_mirror.engine()
     try:
@@ -358,7 +357,7 @@ def test_mirror_equals_clickhouse_on_the_platforms_queries(
 
 def _mirror_with_chdb(server: Any) -> list[int]:
     """The service's mirror processes that have loaded chdb (ClickHouse's library)."""
-    pids = [pid for pid, cmd in server._children() if "storage.mirror_process" in cmd]
+    pids = [pid for pid, cmd in server._children() if "storage.query.mirror_process" in cmd]
     assert len(pids) == 1
     return [pid for pid in pids if "chdb" in Path(f"/proc/{pid}/maps").read_text()]
 
@@ -366,7 +365,6 @@ def _mirror_with_chdb(server: Any) -> list[int]:
 @pytest.mark.gunicorn
 def test_the_mirror_loads_only_once_the_log_holds_enough_events(gunicorn_server) -> None:
     import httpx
-
     from conftest import AUTH
 
     server = gunicorn_server(ANALYTICS_MIRROR_MIN_EVENTS="40")
@@ -396,7 +394,8 @@ def test_the_mirror_loads_only_once_the_log_holds_enough_events(gunicorn_server)
 def test_a_query_of_few_rows_is_the_logs_and_a_query_of_many_the_mirrors(
         own_mirror: Mirror, tmp_path: Path) -> None:
     from aesql_fixtures import bulk_log
-    from storage.aesql.engine import PROBE_ROWS
+
+    from storage.query.aesql.engine import PROBE_ROWS
 
     e = MirroredEngine(LocalEngine(own_mirror.db, now=lambda: NOW), own_mirror.socket,
                        own_mirror.log.last_seq)

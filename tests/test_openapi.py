@@ -12,15 +12,15 @@ from typing import Any
 
 import jsonschema
 import pytest
+from conftest import ROOT
+from hoox_callers import CALLERS
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from conftest import ROOT
-from hoox_callers import CALLERS
 from operating import app_routes
-from storage import layouts
-from storage.events import load_schema
+from storage.intake import layouts
+from storage.intake.events import load_schema
 from storage.openapi import _path
 
 README = (ROOT / "README.md").read_text()

@@ -8,19 +8,18 @@ import sqlite3
 from typing import Any, Iterator
 
 import pytest
-
 import sqlglot
+from aesql_corpus import CONSTRUCTS, CORPUS, DASHBOARD, REFERENCE, Q
+from aesql_fixtures import (NOW, ClickHouse, differences, hoox_point, import_log, make_hoox_records,
+                            make_records)
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
-from storage import aesql
-from storage.aesql import udf as F
-from storage.aesql.build import _cast, _fn, _num, _op
-from storage.aesql.types import T
-from storage.aesql import InvalidQuery, LocalEngine, to_clickhouse
-from aesql_corpus import CONSTRUCTS, CORPUS, DASHBOARD, REFERENCE, Q
-from aesql_fixtures import (NOW, ClickHouse, differences, hoox_point, import_log,
-                            make_hoox_records, make_records)
+from storage.query import aesql
+from storage.query.aesql import InvalidQuery, LocalEngine, to_clickhouse
+from storage.query.aesql import udf as F
+from storage.query.aesql.build import _cast, _fn, _num, _op
+from storage.query.aesql.types import T
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from storage.aesql import LocalEngine
 from aesql_fixtures import NOW, bulk_log
+
+from storage.query.aesql import LocalEngine
 
 T = "hoox_telemetry"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 import sqlglot
+from aesql_fixtures import NOW, import_log, make_records
 from sqlglot import exp
 
-from storage.aesql import InvalidQuery, LocalEngine, ParamsMismatch, to_clickhouse
-from storage.aesql.dialect import NODES, _check
-from aesql_fixtures import NOW, import_log, make_records
+from storage.query.aesql import InvalidQuery, LocalEngine, ParamsMismatch, to_clickhouse
+from storage.query.aesql.dialect import NODES, _check
 
 T = "hoox_telemetry"
 

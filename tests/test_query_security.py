@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from storage.aesql import InvalidQuery, LocalEngine, QueryTimeout
 from aesql_fixtures import NOW, bulk_log, import_log, make_records
+
+from storage.query.aesql import InvalidQuery, LocalEngine, QueryTimeout
 
 T = "hoox_telemetry"
 
@@ -182,7 +182,7 @@ def test_hostile_sql_gets_the_same_answer_from_the_sql_api_route_as_from_query(
                                    headers={"Authorization": f"Bearer {KEY}"})
     if via_query.status_code == 200:  # harmless after all: the same rows either way
         assert via_api.status_code == 200
-        from storage.cloudflare import coerce  # 64-bit integers come quoted, as from Cloudflare
+        from storage.query.cloudflare import coerce  # 64-bit integers come quoted, as from Cloudflare
 
         types = {m["name"]: m["type"] for m in via_api.json["meta"]}
         assert [{k: coerce(types[k], v) for k, v in row.items()}

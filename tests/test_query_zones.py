@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
-
-from storage.aesql import LocalEngine, to_clickhouse
 from aesql_fixtures import DST_2026, NOW, ClickHouse, differences, import_log, records_at
+
+from storage.query.aesql import LocalEngine, to_clickhouse
 
 DATASET = "dst_telemetry"
 ZONES = sorted(DST_2026)

@@ -7,10 +7,10 @@ import re
 from typing import Iterator
 
 import pytest
-
 from aesql_fixtures import NOW, ClickHouse, differences, import_log, make_records
-from real_queries import REAL_QUERIES, T, RealQuery
-from storage.aesql import InvalidQuery, LocalEngine, parse, to_clickhouse
+from real_queries import REAL_QUERIES, RealQuery, T
+
+from storage.query.aesql import InvalidQuery, LocalEngine, parse, to_clickhouse
 
 ANSWERED = [q for q in REAL_QUERIES if q.refused is None and not q.sql.startswith("SHOW")]
 REFUSED = [q for q in REAL_QUERIES if q.refused is not None]

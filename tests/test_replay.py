@@ -13,15 +13,16 @@ from typing import Any, Iterator
 import httpx
 import pytest
 from click.testing import CliRunner
-
-import cli
 from conftest import FixedClock, api_call, service_env
 from standin import StandIn
-from storage import datapoint, replay
-from storage.events import Event, EventParser
+
+import cli
+from storage import replay
+from storage.intake import datapoint
+from storage.intake.events import Event, EventParser
 from storage.log import EventLog
 from storage.replay import Backoff, Replayer, ReplayLoop
-from storage.sink import NoneSink, RelaySink, SinkRejected, SinkUnavailable, StdoutSink
+from storage.replay.sink import NoneSink, RelaySink, SinkRejected, SinkUnavailable, StdoutSink
 
 PARSER = EventParser(lambda: "unused")
 T0_MS = 1_764_000_000_000
@@ -180,7 +181,7 @@ def test_retry_after_as_an_http_date_is_understood() -> None:
 
 
 def replay_sink_retry(value: str, now: float) -> float | None:
-    from storage.sink import parse_retry_after
+    from storage.replay.sink import parse_retry_after
     return parse_retry_after(value, lambda: now)
 
 

@@ -8,13 +8,13 @@ from typing import Any, Sequence
 
 import pytest
 
-from storage import datapoint
-from storage.datapoint import DataPoint
-from storage.events import Event
+from storage.intake import datapoint
+from storage.intake.datapoint import DataPoint
+from storage.intake.events import Event
 from storage.log import EventLog, LogUnavailable
+from storage.log.retention import DAY_MS, prune
 from storage.replay import Replayer
-from storage.retention import DAY_MS, prune
-from storage.sink import SinkRejected, StdoutSink
+from storage.replay.sink import SinkRejected, StdoutSink
 
 NOW = 1_764_000_000.0
 NOW_MS = int(NOW * 1000)

@@ -10,14 +10,14 @@ from typing import Any, Callable, Iterator
 import falcon.testing
 import httpx
 import pytest
-
 from conftest import KEY, FixedClock, api_call, assert_error, strict_json
 from standin import StandIn
+
 from storage.config import Config
 from storage.log import EventLog
+from storage.query.router import Breaker
 from storage.replay import Replayer
-from storage.router import Breaker
-from storage.sink import RelaySink
+from storage.replay.sink import RelaySink
 
 COUNT = "SELECT count() AS n FROM hoox_telemetry"
 # Queries that must give the same answer from either source (no `timestamp`: on
@@ -324,8 +324,9 @@ def test_auto_follows_cloudflare_and_replay_under_steady_traffic(
     import threading
     import time
 
-    from app import create_app
     from conftest import AUTH
+
+    from app import create_app
 
     config = cloud_config.replace(max_lag_ms=1500, cloudflare_cooldown_ms=300,
                                   cloudflare_timeout_ms=500, replay_backoff_max_ms=200,

@@ -12,10 +12,10 @@ import time
 
 import httpx
 import pytest
-
 from conftest import AUTH, KEY, api_call
-from storage.log import EventLog
 from test_gunicorn import post_events
+
+from storage.log import EventLog
 
 pytestmark = pytest.mark.gunicorn
 
@@ -155,7 +155,7 @@ def test_sigterm_under_load_loses_no_acknowledged_event(gunicorn_server, db_path
 
 def test_a_slow_local_query_does_not_stall_ingestion_in_the_same_worker(gunicorn_server,
                                                                         db_path):
-    from storage.events import EventParser
+    from storage.intake.events import EventParser
 
     parser = EventParser(lambda: "unused")
     log = EventLog(db_path)

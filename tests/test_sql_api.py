@@ -14,14 +14,14 @@ import falcon.testing
 import httpx
 import pytest
 import uvicorn
-
-from app import create_app
 from conftest import KEY, FixedClock, api_call
 from standin import StandIn
+
+from app import create_app
 from storage.config import Config
 from storage.log import EventLog
 from storage.replay import Replayer
-from storage.sink import RelaySink
+from storage.replay.sink import RelaySink
 
 ROUTE = "/client/v4/accounts/any-account/analytics_engine/sql"
 BEARER = {"Authorization": f"Bearer {KEY}"}
@@ -258,7 +258,7 @@ def test_the_cloudflare_client_reads_a_second_instance_as_its_cloudflare(
 def test_rows_before_limit_cost_one_pass_for_groups_and_a_count_of_the_where_for_rows(
         filled: falcon.testing.TestClient, db_path: Path, sql: str, page: list,
         before: int, statements: int) -> None:
-    from storage.aesql import LocalEngine
+    from storage.query.aesql import LocalEngine
 
     engine = LocalEngine(str(db_path))
     ran: list[str] = []

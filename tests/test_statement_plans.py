@@ -23,17 +23,21 @@ import sqlite3
 from typing import Callable
 
 import pytest
-
 from aesql_fixtures import NOW, bulk_log
-from storage import counters, metrics, mirror, points, replay, retention, sink
+
+from storage import metrics, replay
 from storage.config import Config
-from storage.log import EventLog
-from storage.mirror_process import seq_span
+from storage.intake import points
+from storage.log import EventLog, counters, retention
+from storage.log.points import TABLE as POINTS_TABLE
+from storage.query import mirror
+from storage.query.mirror_process import seq_span
+from storage.replay import sink
 
 EVENTS = 40_000
 REPLAYED = EVENTS // 2
 POINTS = 20_000
-TABLES = ("events", points.TABLE)
+TABLES = ("events", POINTS_TABLE)
 SINK = "stdout"
 CONFIG = Config(internal_keys=("k",), sink=SINK)
 

@@ -13,10 +13,11 @@ import io
 import sqlite3
 from typing import IO, Callable, Iterator
 
-from . import layouts
-from .interchange import format_time, to_line
-from .layouts import Layout
-from .log import BLOBS, DOUBLES, range_sql, stored_doubles
+from ..intake import layouts
+from ..intake.layouts import Layout
+from ..intake.timestamps import format_time
+from ..log import BLOBS, DOUBLES, range_sql, stored_doubles
+from .ndjson import to_line
 
 FORMATS = ("ndjson", "csv")
 CSV_HEADER = ("requestId", "type", "receivedAt", "worker", "endpoint", "latencyMs", "success")

@@ -39,7 +39,7 @@ log = logging.getLogger("analytics_worker")
 ACCEPTED = "events_accepted_total"
 DUPLICATE = "events_duplicate_total"
 PRUNED = "log_pruned_events_total"
-# Raw data points (`points.py`), per dataset: what a dataset holds is accepted minus pruned.
+# Raw data points (`intake/points.py`), per dataset: what a dataset holds is accepted minus pruned.
 POINTS_ACCEPTED = "datapoints_accepted_total"
 POINTS_DUPLICATE = "datapoints_duplicate_total"
 POINTS_PRUNED = "log_pruned_datapoints_total"

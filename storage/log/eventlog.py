@@ -20,384 +20,30 @@ backstop with a large threshold.
 
 from __future__ import annotations
 
-import functools
-import json
-import operator
 import os
 import sqlite3
-import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import orjson
+from ..intake import layouts
+from ..intake.events import Event
+from . import counters, points
+from .columns import event_rows, insert_sql, range_sql
+from .errors import LayoutMismatch, LogError, LogUnavailable
+from .errors import translate as _translate
+from .inserts import EVENTS, POINTS, AppendResult, insert_mixed
 
-# sqlite-utils imports pandas and numpy whenever they are installed (chdb-core requires
-# them): about 65 MB resident in every process of the service, for conversions the log
-# never asks of it. They are kept out while it loads, unless something loaded them first.
-_KEPT_OUT = [name for name in ("pandas", "numpy") if name not in sys.modules]
-sys.modules.update(dict.fromkeys(_KEPT_OUT))
-try:
-    import sqlite_utils
-    from sqlite_utils.migrations import Migrations
-finally:
-    for _name in _KEPT_OUT:
-        del sys.modules[_name]
-
-from . import counters, layouts, points
-from .datapoint import DataPoint
-from .events import Event
-from .layouts import Layout
+# sqlite-utils as the schema loaded it, with pandas and numpy kept out
+from .schema import (MIGRATIONS, add_slot_columns, check_layout, datapoints_view, recorded_layout,
+                     sqlite_utils)
 
 BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 # Pages (4 KiB) the WAL may reach before a writer checkpoints it itself; normally the
 # background checkpoint keeps it far below this.
 AUTOCHECKPOINT_PAGES = 16384
-
-
-BLOBS = tuple(f"blob{i}" for i in range(1, 21))
-DOUBLES = tuple(f"double{i}" for i in range(1, 21))
-
-
-_STORED_DOUBLES: dict[str, tuple[int, ...]] = {}
-
-
-def stored_doubles(layout: Layout) -> tuple[int, ...]:
-    """Positions (0-based) of the doubles of `layout` that the log stores: all but the
-    received time, which it derives from `received_ms` (so it costs no bytes)."""
-    kept = _STORED_DOUBLES.get(layout.name)
-    if kept is None:  # worked out once: this is on every insert's path
-        kept = _STORED_DOUBLES[layout.name] = tuple(
-            i for i in range(layout.doubles) if i != layout.received_double - 1)
-    return kept
-
-
-def insert_sql(layout: Layout) -> str:
-    """The INSERT of an event of `layout`. It names the slots the layout's data points use;
-    every other slot of the whole data point takes its column's default, '' or 0, as
-    Analytics Engine shows an unset slot."""
-    columns = ["request_id", "type", "received_ms", "payload", *BLOBS[:layout.blobs],
-               *(DOUBLES[i] for i in stored_doubles(layout))]
-    return (f"INSERT INTO events ({', '.join(columns)}) VALUES "
-            f"({', '.join('?' * len(columns))}) ON CONFLICT (request_id) DO NOTHING")
-
-
-def event_rows(events: Sequence[Event], layout: Layout) -> list[tuple]:
-    """The rows of `insert_sql(layout)` for `events`: the one place an event becomes a row."""
-    kept = stored_doubles(layout)
-    if kept == (0,):  # the profile layout: its busiest path, spelt out
-        return [(e.request_id, e.type, e.received_ms, _payload_json(e.payload),
-                 *e.point.blobs, e.point.doubles[0]) for e in events]
-    return [(e.request_id, e.type, e.received_ms, _payload_json(e.payload),
-             *e.point.blobs, *(e.point.doubles[i] for i in kept)) for e in events]
-
-
-def point_columns(layout: Layout) -> str:
-    """The columns `point_of` reads, after request_id and received_ms (the received-time
-    double has no column: `point_of` derives it)."""
-    doubles = ["NULL" if i == layout.received_double - 1 else DOUBLES[i]
-               for i in range(layout.doubles)]
-    return ", ".join((*BLOBS[:layout.blobs], *doubles))
-
-
-def point_of(layout: Layout, request_id: str, received_ms: int, values: Sequence[Any]
-             ) -> DataPoint:
-    """The data point of a log row, from its columns (`point_columns`): what replay sends."""
-    doubles = list(values[layout.blobs:])
-    doubles[layout.received_double - 1] = received_ms / 1000.0
-    return DataPoint(tuple(values[:layout.blobs]), tuple(doubles), (request_id,))
-
-
-def _payload_json(payload: Any) -> str:
-    """Compact JSON, non-ASCII kept as is. orjson is several times faster than json here;
-    json takes over for what orjson cannot write (integers past 64 bits)."""
-    try:
-        return orjson.dumps(payload).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-
-
-class LogError(Exception):
-    """The log cannot be written or read right now; nothing was committed."""
-
-
-class LogUnavailable(LogError):
-    """Locked for too long, read-only, or an I/O error."""
-
-
-class LogFull(LogError):
-    """The disk (or the database's size limit) is full."""
-
-
-class LayoutMismatch(LogError):
-    """The log was created with another layout than the one it is opened with."""
-
-    def __init__(self, path: str | os.PathLike, recorded: str, wanted: str):
-        super().__init__(
-            f"The event log {path} holds the {recorded} layout; it cannot be opened with "
-            f"ANALYTICS_LAYOUT={wanted}: set ANALYTICS_LAYOUT={recorded}, or point "
-            f"ANALYTICS_DB at a log of the {wanted} layout")
-        self.recorded, self.wanted = recorded, wanted
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    accepted: int
-    duplicates: int
-
-
-MIGRATIONS = Migrations("analytics-worker")
-
-
-@MIGRATIONS(name="0001_events")
-def _events(db: sqlite_utils.Database) -> None:
-    # A sequence number is never given twice — the replay cursor relies on that. SQLite
-    # gives max(seq) + 1, and retention never prunes the newest event, so the maximum never
-    # goes back. (AUTOINCREMENT would also do it, at the cost of one more page written to
-    # the WAL by every commit.)
-    db.execute("""
-        CREATE TABLE IF NOT EXISTS events (
-            seq INTEGER PRIMARY KEY,
-            request_id TEXT NOT NULL UNIQUE,
-            type TEXT NOT NULL,
-            received_ms INTEGER NOT NULL,
-            payload TEXT NOT NULL,
-            blob1 TEXT NOT NULL,
-            blob2 TEXT NOT NULL,
-            blob3 TEXT NOT NULL,
-            double1 REAL NOT NULL
-        )""")
-    # The same expression as the view's `timestamp`, so time filters use it.
-    db.execute("CREATE INDEX IF NOT EXISTS events_timestamp ON events (received_ms / 1000)")
-    blobs = ",\n".join(f"''  AS blob{i}" for i in range(4, 21))
-    doubles = ",\n".join(f"0.0 AS double{i}" for i in range(3, 21))
-    # The data point columns of SPEC §4 as Analytics Engine shows them; unset slots are
-    # empty strings and zeros there too.
-    db.execute(f"""
-        CREATE VIEW IF NOT EXISTS datapoints AS SELECT
-            seq,
-            received_ms / 1000 AS timestamp,
-            1 AS _sample_interval,
-            request_id AS index1,
-            blob1, blob2, blob3,
-            {blobs},
-            double1,
-            received_ms / 1000.0 AS double2,
-            {doubles}
-        FROM events""")
-
-
-def _add_columns(db: sqlite_utils.Database, names: Sequence[str]) -> None:
-    """Add each data point slot column that `events` lacks ('' and 0 for every row)."""
-    have = {c.name for c in db["events"].columns}
-    for name in names:
-        if name not in have:
-            kind = "TEXT NOT NULL DEFAULT ''" if name.startswith("blob") else \
-                "REAL NOT NULL DEFAULT 0"
-            db.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
-
-
-def add_slot_columns(db: sqlite_utils.Database, layout: Layout) -> None:
-    """Every slot column of `layout`'s logs: all but the double derived from the received
-    time. Safe to run again."""
-    received = DOUBLES[layout.received_double - 1]
-    _add_columns(db, [name for name in (*BLOBS, *DOUBLES) if name != received])
-
-
-def datapoints_view(layout: Layout) -> str:
-    """The data point columns as Analytics Engine shows them (unset slots are '' and 0
-    there too); the received time is derived from `received_ms`."""
-    doubles = [f"received_ms / 1000.0 AS {name}" if i == layout.received_double - 1
-               else name for i, name in enumerate(DOUBLES)]
-    return f"""
-        CREATE VIEW IF NOT EXISTS datapoints AS SELECT
-            seq,
-            received_ms / 1000 AS timestamp,
-            1 AS _sample_interval,
-            request_id AS index1,
-            {", ".join(BLOBS)},
-            {", ".join(doubles)}
-        FROM events"""
-
-
-def recorded_layout(conn: sqlite3.Connection) -> str | None:
-    """The layout a log holds: as recorded, or the profile layout for a log with events
-    written before layouts were recorded; None for a new log. Reads only."""
-    tables = {row[0] for row in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('log_meta', 'events')")}
-    if "log_meta" in tables:
-        row = conn.execute("SELECT value FROM log_meta WHERE key = 'layout'").fetchone()
-        if row:
-            return row[0]
-    if "events" in tables and conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
-        return layouts.PROFILE.name
-    return None
-
-
-def check_layout(path: str | os.PathLike, layout: str) -> None:
-    """Raise LayoutMismatch when the log at `path` holds another layout. Opens it read-only
-    (nothing is created or changed), so a service can refuse to start on it."""
-    if not Path(path).exists():
-        return
-    try:
-        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5)
-        try:
-            recorded = recorded_layout(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return  # unreadable now: opening the log reports it
-    if recorded is not None and recorded != layout:
-        raise LayoutMismatch(path, recorded, layout)
-
-
-# SQLite's default limit of bound parameters in one statement (3.32 and later).
-MAX_VARIABLES = 32766
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_many(insert: str, rows: int) -> str:
-    """`insert` (of `insert_sql`) with `rows` rows of values: one statement, one step."""
-    head, _, tail = insert.partition(" VALUES ")
-    values, _, conflict = tail.partition(" ON CONFLICT ")
-    return f"{head} VALUES {', '.join([values] * rows)} ON CONFLICT {conflict}"
-
-
-@functools.lru_cache(maxsize=64)
-def _select_existing(ids: int) -> str:
-    return f"SELECT request_id FROM events WHERE request_id IN ({', '.join('?' * ids)})"
-
-
-def _insert_groups(conn: sqlite3.Connection, insert: str,
-                   groups: Sequence[Sequence[Sequence[Any]]]) -> list[AppendResult]:
-    """Insert the rows of several requests inside the caller's transaction, with a few
-    statements whatever their number: one lookup of the requestIds already stored and
-    one multi-row INSERT of the rest. (Every statement step hands Python's GIL to the
-    event loop and waits to get it back, so a statement per row is slow under load.)
-    Within the group, the first request to bring a requestId stores it; later ones are
-    duplicates, as they would be one after the other."""
-    ids = list({row[0] for rows in groups for row in rows})  # row[0]: request_id
-    seen: set[Any] = set()
-    for i in range(0, len(ids), MAX_VARIABLES):
-        chunk = ids[i:i + MAX_VARIABLES]
-        seen.update(r[0] for r in conn.execute(_select_existing(len(chunk)), chunk))
-    # Per event type (row[1]), for the service's counters, committed with the events.
-    results, accepted_by, duplicate_by = _insert_new(conn, insert, groups, seen,
-                                                     operator.itemgetter(0), "an event")
-    counters.add_events(conn, accepted_by, duplicate_by)
-    return results
-
-
-def _insert_new(conn: sqlite3.Connection, insert: str,
-                groups: Sequence[Sequence[Sequence[Any]]], seen: set[Any],
-                key: Callable[[Sequence[Any]], Any], what: str
-                ) -> tuple[list[AppendResult], dict[str, int], dict[str, int]]:
-    """Insert the rows whose `key` is not in `seen` (the keys already stored), the first
-    of each key only; each request's result, and the rows accepted and duplicate per
-    row[1] (an event's type, a point's dataset) for the counters."""
-    new_rows: list[Sequence[Any]] = []
-    results = []
-    accepted_by: dict[str, int] = {}
-    duplicate_by: dict[str, int] = {}
-    for rows in groups:
-        accepted = 0
-        for row in rows:
-            k = key(row)
-            if k not in seen:
-                seen.add(k)
-                new_rows.append(row)
-                accepted += 1
-                accepted_by[row[1]] = accepted_by.get(row[1], 0) + 1
-            else:
-                duplicate_by[row[1]] = duplicate_by.get(row[1], 0) + 1
-        results.append(AppendResult(accepted, len(rows) - accepted))
-    if new_rows:
-        inserted = 0
-        per = MAX_VARIABLES // len(new_rows[0])
-        for i in range(0, len(new_rows), per):
-            chunk = new_rows[i:i + per]
-            inserted += conn.execute(_insert_many(insert, len(chunk)),
-                                     [v for row in chunk for v in row]).rowcount
-        if inserted != len(new_rows):
-            raise sqlite3.DatabaseError(f"{what} expected to be new was not inserted")
-    return results, accepted_by, duplicate_by
-
-
-@functools.lru_cache(maxsize=64)
-def _select_existing_points(ids: int) -> str:
-    return (f"SELECT request_id FROM {points.TABLE} WHERE dataset = ? AND request_id IN "
-            f"({', '.join('?' * ids)})")
-
-
-def _insert_point_groups(conn: sqlite3.Connection,
-                         groups: Sequence[Sequence[Sequence[Any]]]) -> list[AppendResult]:
-    """`_insert_groups` for raw data points (`points.COLUMNS`: row[0] the request id,
-    row[1] the dataset): a request id is a duplicate within its dataset."""
-    by_dataset: dict[str, set[str]] = {}
-    for rows in groups:
-        for row in rows:
-            by_dataset.setdefault(row[1], set()).add(row[0])
-    seen: set[Any] = set()
-    for dataset, id_set in by_dataset.items():
-        ids = list(id_set)
-        for i in range(0, len(ids), MAX_VARIABLES - 1):
-            chunk = ids[i:i + MAX_VARIABLES - 1]
-            seen.update((dataset, r[0]) for r in
-                        conn.execute(_select_existing_points(len(chunk)), [dataset, *chunk]))
-    results, accepted_by, duplicate_by = _insert_new(
-        conn, points.INSERT, groups, seen, operator.itemgetter(1, 0), "a point")
-    counters.add_points(conn, accepted_by, duplicate_by)
-    return results
-
-
-# What a request's rows are: events of the log's layout, or raw data points.
-EVENTS, POINTS = "events", points.TABLE
-
-
-def _insert_mixed(conn: sqlite3.Connection, insert: str,
-                  groups: Sequence[Sequence[Sequence[Any]]], tables: Sequence[str]
-                  ) -> list[AppendResult]:
-    """Requests of events and of raw points in one transaction, each result in its
-    request's place."""
-    if all(t == EVENTS for t in tables):
-        return _insert_groups(conn, insert, groups)
-    results: list[AppendResult | None] = [None] * len(groups)
-    for table, inserter in ((EVENTS, functools.partial(_insert_groups, conn, insert)),
-                            (POINTS, functools.partial(_insert_point_groups, conn))):
-        places = [i for i, t in enumerate(tables) if t == table]
-        if places:
-            for i, result in zip(places, inserter([groups[i] for i in places])):
-                results[i] = result
-    if any(r is None for r in results):
-        raise ValueError(f"rows of an unknown table: {set(tables) - {EVENTS, POINTS}}")
-    return results  # type: ignore[return-value]
-
-
-def _translate(error: sqlite3.Error) -> LogError:
-    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
-    if code == sqlite3.SQLITE_FULL:
-        return LogFull(f"The event log is full: {error}")
-    return LogUnavailable(f"The event log cannot be written: {error}")
-
-
-def range_sql(columns: str, since_ms: int | None, until_ms: int | None
-              ) -> tuple[str, list[int]]:
-    """SELECT `columns` of the events received in [since_ms, until_ms), in sequence order.
-    A plain scan of the table in `seq` order: rows stream with no temporary sort that
-    would grow with the range."""
-    where, args = [], []
-    if since_ms is not None:
-        where.append("received_ms >= ?")
-        args.append(since_ms)
-    if until_ms is not None:
-        where.append("received_ms < ?")
-        args.append(until_ms)
-    sql = (f"SELECT {columns} FROM events"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq")
-    return sql, args
 
 
 class EventLog:
@@ -547,7 +193,7 @@ class EventLog:
         if len(rows) > 1 or (rows and len(rows[0]) > 1):
             try:
                 with self.transaction() as conn:
-                    return _insert_mixed(conn, self._insert, rows, tables)
+                    return insert_mixed(conn, self._insert, rows, tables)
             except sqlite3.Error:
                 pass  # rolled back; each request alone below says what went wrong
         outcomes: list[AppendResult | LogError] = []
@@ -569,7 +215,7 @@ class EventLog:
         # event: a count is never committed without its events, nor the other way round.
         try:
             with self.transaction() as conn:
-                return _insert_mixed(conn, self._insert, [rows], [table])[0]
+                return insert_mixed(conn, self._insert, [rows], [table])[0]
         except sqlite3.Error as e:
             raise _translate(e) from e
 
@@ -646,77 +292,3 @@ class EventLog:
     def last_seq(self) -> int:
         """The highest sequence number ever given (retention keeps the newest event)."""
         return self.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-
-
-@MIGRATIONS(name="0002_replay")
-def _replay(db: sqlite_utils.Database) -> None:
-    # One row per sink: the cursor (last sequence number the sink confirmed or that was
-    # dead-lettered) and what /status reports. Keyed by sink so that switching from the
-    # development sink (stdout) to the relay starts the relay from the beginning.
-    db.execute("""
-        CREATE TABLE IF NOT EXISTS replay_state (
-            sink TEXT PRIMARY KEY,
-            seq INTEGER NOT NULL DEFAULT 0,
-            sent INTEGER NOT NULL DEFAULT 0,
-            dead INTEGER NOT NULL DEFAULT 0,
-            last_success_ms INTEGER,
-            last_error_ms INTEGER,
-            last_error TEXT,
-            failures INTEGER NOT NULL DEFAULT 0,
-            next_attempt_ms INTEGER NOT NULL DEFAULT 0
-        )""")
-    # One row per database: whoever holds it (unexpired) is the only replayer. `fence`
-    # grows with every change of holder; the cursor only moves for the current fence, so
-    # a holder that stalled past its expiry cannot move it back or skip ahead.
-    db.execute("""
-        CREATE TABLE IF NOT EXISTS replay_lease (
-            name TEXT PRIMARY KEY,
-            holder TEXT NOT NULL,
-            fence INTEGER NOT NULL,
-            acquired_ms INTEGER NOT NULL,
-            expires_ms INTEGER NOT NULL
-        )""")
-    # Events the sink refused as invalid, one by one after splitting the batch; the
-    # event itself stays in the log (it is never rewritten).
-    db.execute("""
-        CREATE TABLE IF NOT EXISTS replay_dead_letters (
-            sink TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            request_id TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            failed_ms INTEGER NOT NULL,
-            PRIMARY KEY (sink, seq)
-        )""")
-
-
-@MIGRATIONS(name="0003_whole_datapoint")
-def _whole_datapoint(db: sqlite_utils.Database) -> None:
-    # Every slot of the data point (SPEC §9). Added columns cost existing rows nothing:
-    # SQLite reads a column missing from an old record as its default. Each is added only
-    # when missing, so running this twice changes nothing.
-    # The doubles that some layout derives from the received time are added by
-    # `add_slot_columns` once the log's layout is known: a log stores only the slots it
-    # does not derive (each column costs every row a byte).
-    derived = {DOUBLES[layout.received_double - 1] for layout in layouts.LAYOUTS.values()}
-    _add_columns(db, [name for name in (*BLOBS, *DOUBLES) if name not in derived])
-    # Which layout the log holds. A log written before layouts existed holds the profile
-    # layout; an empty one takes the layout of whoever opens it first.
-    db.execute("CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    if db.execute("SELECT 1 FROM events LIMIT 1").fetchone():
-        db.execute("INSERT OR IGNORE INTO log_meta (key, value) VALUES ('layout', 'profile')")
-    # The view of 0001 knew only the profile's slots; the log's opener recreates it.
-    db.execute("DROP VIEW IF EXISTS datapoints")
-
-
-@MIGRATIONS(name="0004_counters")
-def _counters(db: sqlite_utils.Database) -> None:
-    # The service's durable counters (SPEC §12), updated in the events' transactions.
-    counters.create_table(db.conn)
-
-
-@MIGRATIONS(name="0005_points")
-def _points(db: sqlite_utils.Database) -> None:
-    # Raw data points of any dataset (SPEC §3.6, `points.py`): a table of their own, since
-    # an event row's index1 is its unique request id and a layout's received-time double
-    # has no column. Same file, same writer, same group commits.
-    points.create_table(db.conn)

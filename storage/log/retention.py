@@ -17,7 +17,8 @@ import time
 from typing import Callable
 
 from . import counters, points
-from .log import EventLog, _translate
+from .errors import translate as _translate
+from .eventlog import EventLog
 
 DAY_MS = 86_400_000
 BATCH = 500

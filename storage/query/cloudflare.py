@@ -2,7 +2,7 @@
 
 `POST {api_base}/accounts/{account}/analytics_engine/sql` with a Bearer token and the raw
 SQL as the body. The API has no placeholders, so `?` parameters are bound on our side by
-`storage.aesql.to_clickhouse`, which checks the query against the Analytics Engine dialect and
+`storage.query.aesql.to_clickhouse`, which checks the query against the Analytics Engine dialect and
 writes each parameter as a ClickHouse literal into the parsed tree — never by pasting
 strings. Answers: JSON with 64-bit integers as strings (coerced here to numbers), 422
 with `Input was invalid: …` for SQL Cloudflare refuses (passed on as a 422), and
@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import httpx
 
+from ..config import Config
 from .aesql import QueryResult
 from .aesql.clickhouse import translate
-from .config import Config
 
 
 class CloudflareError(Exception):

@@ -8,7 +8,7 @@ ClickHouse is what Analytics Engine runs, so a query sent there as the Cloudflar
 
 Two facts of chdb shape where it lives: one process only may open a data directory, and
 a process that imported chdb and then forks gets children whose queries hang. So the
-mirror has a process of its own (`storage/mirror_process.py`, started by gunicorn's master
+mirror has a process of its own (`storage/query/mirror_process.py`, started by gunicorn's master
 with exec, never forked from a process holding chdb); workers ask it over a Unix socket
 (`MirroredEngine`), and nothing on the workers' side imports chdb.
 
@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from typing import Any, Callable, Sequence
 
-from . import counters
+from ..log import counters
 from .aesql import LocalEngine, QueryResult, QueryTimeout
 from .aesql.clickhouse import translate
 from .aesql.types import AE_COLUMNS

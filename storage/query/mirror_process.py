@@ -3,10 +3,10 @@
 It waits (without chdb) until the log holds ANALYTICS_MIRROR_MIN_EVENTS events. Then it
 feeds the mirror from the log every `FEED_EVERY_S` and before every query (up to the
 newest event the asking worker sees), and answers the workers' queries over a Unix socket
-(`storage.mirror.ask`). gunicorn's master starts it with exec (`Supervisor`), so chdb is
+(`storage.query.mirror.ask`). gunicorn's master starts it with exec (`Supervisor`), so chdb is
 never imported in a process that forks; it exits when its parent does.
 
-    python -m storage.mirror_process SOCKET   # with the service's ANALYTICS_* settings
+    python -m storage.query.mirror_process SOCKET   # with the service's ANALYTICS_* settings
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import threading
 import time
 import urllib.parse
 
-from . import supervisor
-from .config import Config
+from .. import supervisor
+from ..config import Config
 from .mirror import _TIMEOUT_CODES, MAX_TAIL_EVENTS, MirrorStore
 
 log = logging.getLogger("analytics_worker")
@@ -220,7 +220,7 @@ class Supervisor(supervisor.Supervisor):
     for it: while it is down the log's engine answers them."""
 
     def __init__(self, socket_path: str, env: dict[str, str] | None = None):
-        super().__init__("storage.mirror_process", socket_path, env,
+        super().__init__("storage.query.mirror_process", socket_path, env,
                          restart_after_s=(1.0, 10.0))
 
 

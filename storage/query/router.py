@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
+from ..config import SOURCES
 from .aesql import QueryResult
-from .config import SOURCES
 from .cloudflare import CloudflareError, CloudflareNotConfigured, CloudflareQueryRejected
 
 

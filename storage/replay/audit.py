@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .datapoint import MAX_POINTS_PER_CALL, DataPoint
-from .log import EventLog, point_columns, point_of
+from ..intake.datapoint import MAX_POINTS_PER_CALL, DataPoint
+from ..log import EventLog, point_columns, point_of
 
 RunSQL = Callable[[str], Sequence[dict[str, Any]]]
 SendPoints = Callable[[list[DataPoint]], Any]

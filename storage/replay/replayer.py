@@ -31,39 +31,19 @@ reason, and the cursor moves past them.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
-import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
-from . import counters
-from .datapoint import MAX_POINTS_PER_CALL, DataPoint
-from .interchange import format_time
-from .log import EventLog, point_columns, point_of, range_sql
+from ..intake.datapoint import MAX_POINTS_PER_CALL
+from ..log import EventLog, counters
+from .lease import Clock, Lease, LeaseLost, clock_ms, new_holder
 from .sink import Sink, SinkRejected, SinkUnavailable
+from .state import Pending, pending, read_state
 
 log = logging.getLogger("analytics_worker.replay")
-
-Clock = Callable[[], float]
-LEASE_NAME = "replay"
-
-
-class LeaseLost(Exception):
-    """Another replayer holds the lease now; this one must stop sending."""
-
-
-def new_holder() -> str:
-    """Who holds a lease: readable in /status (host and pid), unique across restarts."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _ms(clock: Clock) -> int:
-    return int(clock() * 1000)
 
 
 # -- backoff ------------------------------------------------------------------------------
@@ -87,225 +67,6 @@ class Backoff:
         if retry_after_s is not None:
             wait = max(wait, min(retry_after_s, self.retry_after_cap_s))
         return wait
-
-
-# -- the lease ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LeaseInfo:
-    holder: str
-    fence: int
-    acquired_ms: int
-    expires_ms: int
-
-
-class Lease:
-    """The one replay lease of a database, from the point of view of `holder`."""
-
-    def __init__(self, event_log: EventLog, holder: str, *, ttl_ms: int, clock: Clock):
-        self._log = event_log
-        self.holder = holder
-        self.ttl_ms = ttl_ms
-        self._clock = clock
-        self.fence: int | None = None
-        self._expires_ms = 0
-
-    def current(self) -> LeaseInfo | None:
-        return read_lease(self._log)
-
-    def hold(self) -> int | None:
-        """The fencing number if this holder has the lease (taking it when it is free or
-        expired, renewing it when half of it is used), else None."""
-        now = _ms(self._clock)
-        if self.fence is not None and self._expires_ms - now > self.ttl_ms / 2:
-            return self.fence  # nobody can take an unexpired lease: no need to look
-        seen = self.current()
-        if seen is not None and seen.holder != self.holder and seen.expires_ms > now:
-            self.fence = None  # read-only check first: contenders never take the write lock
-            return None
-        with self._log.transaction() as conn:
-            row = conn.execute("SELECT holder, fence, expires_ms FROM replay_lease"
-                               " WHERE name = ?", (LEASE_NAME,)).fetchone()
-            now = _ms(self._clock)
-            if row is None:
-                fence = 1
-                conn.execute("INSERT INTO replay_lease (name, holder, fence, acquired_ms,"
-                             " expires_ms) VALUES (?, ?, ?, ?, ?)",
-                             (LEASE_NAME, self.holder, fence, now, now + self.ttl_ms))
-            elif row[0] == self.holder:
-                fence = row[1]  # still ours: nobody took it in between, the fence stands
-                conn.execute("UPDATE replay_lease SET expires_ms = ? WHERE name = ?",
-                             (now + self.ttl_ms, LEASE_NAME))
-            elif row[2] <= now:
-                fence = row[1] + 1
-                conn.execute("UPDATE replay_lease SET holder = ?, fence = ?, acquired_ms = ?,"
-                             " expires_ms = ? WHERE name = ?",
-                             (self.holder, fence, now, now + self.ttl_ms, LEASE_NAME))
-            else:
-                self.fence = None
-                return None
-        if fence != self.fence:
-            log.info("replay lease taken by %s (fence %d)", self.holder, fence)
-        self.fence, self._expires_ms = fence, now + self.ttl_ms
-        return fence
-
-    def prove(self, conn: sqlite3.Connection) -> None:
-        """Inside a write transaction: fail unless this holder still has the lease, and
-        renew it (the transaction that moves the cursor keeps the lease fresh)."""
-        now = _ms(self._clock)
-        changed = conn.execute(
-            "UPDATE replay_lease SET expires_ms = ? WHERE name = ? AND holder = ? AND fence = ?",
-            (now + self.ttl_ms, LEASE_NAME, self.holder, self.fence)).rowcount
-        if changed != 1:
-            self.fence = None
-            raise LeaseLost(f"{self.holder} lost the replay lease")
-        self._expires_ms = now + self.ttl_ms
-
-    def release(self) -> None:
-        """Let another worker take over at once (on a clean shutdown)."""
-        if self.fence is None:
-            return
-        with self._log.transaction() as conn:
-            conn.execute("UPDATE replay_lease SET expires_ms = 0 WHERE name = ? AND holder = ?"
-                         " AND fence = ?", (LEASE_NAME, self.holder, self.fence))
-        self.fence = None
-
-
-def read_lease(event_log: EventLog) -> LeaseInfo | None:
-    row = event_log.conn.execute("SELECT holder, fence, acquired_ms, expires_ms FROM"
-                                 " replay_lease WHERE name = ?", (LEASE_NAME,)).fetchone()
-    return LeaseInfo(*row) if row else None
-
-
-# -- reading the log ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Pending:
-    seq: int
-    request_id: str
-    point: DataPoint
-
-
-def pending(event_log: EventLog, after_seq: int, limit: int) -> list[Pending]:
-    """The next events after the cursor, as data points (SPEC §4), in sequence order."""
-    layout = event_log.layout
-    rows = event_log.conn.execute(
-        f"SELECT seq, request_id, received_ms, {point_columns(layout)} FROM events"
-        " WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
-    return [Pending(row[0], row[1], point_of(layout, row[1], row[2], row[3:]))
-            for row in rows]
-
-
-def pending_all(event_log: EventLog, sink: str, page: int = 5000) -> Iterator[Pending]:
-    """The whole backlog of `sink`, streamed (for a dry run: nothing is sent)."""
-    after = event_log.replayed_through(sink)
-    while rows := pending(event_log, after, page):
-        yield from rows
-        after = rows[-1].seq
-
-
-def points_between(event_log: EventLog, since_ms: int | None, until_ms: int | None
-                   ) -> Iterator[Pending]:
-    """Every event received in [since_ms, until_ms), cursor or not: for re-sending a
-    time range (audit repair, a lost dataset)."""
-    layout = event_log.layout
-    sql, args = range_sql(f"seq, request_id, received_ms, {point_columns(layout)}",
-                          since_ms, until_ms)
-    cursor = event_log.conn.execute(sql, args)
-    while rows := cursor.fetchmany(5000):
-        for row in rows:
-            yield Pending(row[0], row[1], point_of(layout, row[1], row[2], row[3:]))
-
-
-@dataclass(frozen=True)
-class ReplayState:
-    sink: str
-    seq: int = 0
-    sent: int = 0
-    dead: int = 0
-    last_success_ms: int | None = None
-    last_error_ms: int | None = None
-    last_error: str | None = None
-    failures: int = 0
-    next_attempt_ms: int = 0
-
-
-def read_state(event_log: EventLog, sink: str) -> ReplayState:
-    row = event_log.conn.execute(
-        "SELECT sink, seq, sent, dead, last_success_ms, last_error_ms, last_error, failures,"
-        " next_attempt_ms FROM replay_state WHERE sink = ?", (sink,)).fetchone()
-    return ReplayState(*row) if row else ReplayState(sink)
-
-
-@dataclass(frozen=True)
-class Backlog:
-    events: int
-    oldest_ms: int | None
-
-
-def backlog(event_log: EventLog, sink: str) -> Backlog:
-    """Events the sink has not confirmed yet, and when the first of them was received:
-    two lookups by primary key, whatever the size of the log or of the backlog. Every
-    sequence number above the cursor is an event (SQLite gives max + 1, and retention
-    prunes only below the cursor), so the newest minus the cursor is their number."""
-    cursor = event_log.replayed_through(sink)
-    newest, first_ms = event_log.conn.execute(
-        "SELECT (SELECT max(seq) FROM events),"
-        " (SELECT received_ms FROM events WHERE seq > ? ORDER BY seq LIMIT 1)",
-        (cursor,)).fetchone()
-    if first_ms is None:
-        return Backlog(0, None)
-    return Backlog(max(0, (newest or 0) - cursor), first_ms)
-
-
-def lag_ms(event_log: EventLog, sink: str, now_ms: int) -> int:
-    """How far the sink lags behind the log: the age of the oldest event it has not
-    confirmed yet, 0 when it has every event (SPEC §3.3). Cheap: two lookups by key,
-    for every /query with source auto."""
-    cursor = event_log.replayed_through(sink)
-    row = event_log.conn.execute(
-        "SELECT received_ms FROM events WHERE seq > ? ORDER BY seq LIMIT 1",
-        (cursor,)).fetchone()
-    return 0 if row is None else max(0, now_ms - row[0])
-
-
-def dead_letters(event_log: EventLog, sink: str) -> list[dict[str, Any]]:
-    rows = event_log.conn.execute(
-        "SELECT seq, request_id, reason, failed_ms FROM replay_dead_letters WHERE sink = ?"
-        " ORDER BY seq", (sink,)).fetchall()
-    return [{"seq": s, "requestId": r, "reason": why, "failedMs": t} for s, r, why, t in rows]
-
-
-def status(event_log: EventLog, sink: str, now_ms: int) -> dict[str, Any]:
-    """What /status and `analytics-worker status` report about replay."""
-    state = read_state(event_log, sink)
-    pending_ = backlog(event_log, sink)
-    lease = read_lease(event_log)
-    return {
-        "sink": sink,
-        "backlog": {
-            "events": pending_.events,
-            "oldestReceivedAt": None if pending_.oldest_ms is None
-            else format_time(pending_.oldest_ms),
-            "oldestAgeSeconds": None if pending_.oldest_ms is None
-            else max(0.0, (now_ms - pending_.oldest_ms) / 1000.0),
-        },
-        "replayedThrough": state.seq,
-        "sent": state.sent,
-        "deadLetters": state.dead,
-        "lastSuccessAt": _time(state.last_success_ms),
-        "lastErrorAt": _time(state.last_error_ms),
-        "lastError": state.last_error,
-        "consecutiveFailures": state.failures,
-        "nextAttemptAt": _time(state.next_attempt_ms) if state.next_attempt_ms > now_ms else None,
-        "lease": None if lease is None else {
-            "holder": lease.holder, "fence": lease.fence,
-            "expiresAt": _time(lease.expires_ms), "active": lease.expires_ms > now_ms},
-    }
-
-
-def _time(ms: int | None) -> str | None:
-    return None if not ms else format_time(ms)
 
 
 # -- the replayer -------------------------------------------------------------------------
@@ -365,7 +126,7 @@ class Replayer:
         if fence is None:
             return Tick("follower", self._idle_wait())
         state = read_state(self.log, self.sink.name)
-        now = _ms(self._clock)
+        now = clock_ms(self._clock)
         if state.next_attempt_ms > now:
             # Wake up in time to renew the lease while backing off.
             return Tick("waiting", min((state.next_attempt_ms - now) / 1000.0,
@@ -413,7 +174,7 @@ class Replayer:
     def _advance(self, done: Sequence[Pending], dead: list[tuple[Pending, str]]) -> None:
         """Move the cursor past `done` (confirmed, or dead letters) — only if this
         replayer still holds the lease."""
-        now = _ms(self._clock)
+        now = clock_ms(self._clock)
         name = self.sink.name
         with self.log.transaction() as conn:
             self.lease.prove(conn)
@@ -435,7 +196,7 @@ class Replayer:
 
     def _record_failure(self, failures: int, delay_s: float, error: str,
                         reason: str = "error") -> None:
-        now = _ms(self._clock)
+        now = clock_ms(self._clock)
         with self.log.transaction() as conn:
             self.lease.prove(conn)
             counters.add(conn, {(counters.REPLAY_FAILURES,

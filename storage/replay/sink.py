@@ -16,7 +16,7 @@ from typing import IO, Callable, Protocol, Sequence
 
 import httpx
 
-from .datapoint import DataPoint
+from ..intake.datapoint import DataPoint
 
 
 class SinkError(Exception):

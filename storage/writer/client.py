@@ -14,8 +14,8 @@ import asyncio
 import itertools
 from typing import Any, Sequence
 
+from ..log import AppendResult, LogFull, LogUnavailable
 from . import wire
-from .log import AppendResult, LogFull, LogUnavailable
 
 MAX_EVENTS = 100_000
 WAIT_S = 4.0

@@ -21,8 +21,8 @@ import logging
 import threading
 from typing import Any, Callable, Hashable, Sequence, Union
 
-from .events import Event
-from .log import EVENTS, AppendResult, EventLog, LogUnavailable, event_rows
+from ..intake.events import Event
+from ..log import EVENTS, AppendResult, EventLog, LogUnavailable, event_rows
 
 log = logging.getLogger("analytics_worker")
 

@@ -1,6 +1,6 @@
 """The service's writer: one process that owns the log's only connection for events.
 
-The workers send it rows over a Unix socket (`storage/wire.py`); it reads everything the
+The workers send it rows over a Unix socket (`storage/writer/wire.py`); it reads everything the
 workers sent while it was committing, commits it in one transaction
 (`EventLog.append_row_groups`), and only then answers each request. So groups grow with
 the load, no two processes contend for the file, and an answer still means committed.
@@ -11,7 +11,7 @@ gunicorn's master starts and supervises it (`Supervisor`, from `gunicorn_conf`'s
 if it dies it is started again, and the workers reconnect. It exits when its parent does,
 and on SIGTERM once the workers have hung up (they finish their requests first).
 
-    python -m storage.writer_process SOCKET   # with the service's ANALYTICS_* settings
+    python -m storage.writer.process SOCKET   # with the service's ANALYTICS_* settings
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import sys
 import time
 from typing import Any
 
-from . import supervisor, wire
-from .config import Config
-from .log import EventLog, LogError, LogFull
+from .. import supervisor
+from ..config import Config
+from ..log import EventLog, LogError, LogFull
+from . import wire
 
 log = logging.getLogger("analytics_worker")
 
@@ -178,7 +179,7 @@ class WriterServer:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.exit("usage: python -m storage.writer_process SOCKET")
+        sys.exit("usage: python -m storage.writer.process SOCKET")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s writer %(message)s")
     config = Config.from_env()
     parent = os.getppid()
@@ -205,7 +206,7 @@ class Supervisor(supervisor.Supervisor):
 
     def __init__(self, socket_path: str, env: dict[str, str] | None = None):
         # After the workers have exited, the writer commits what it holds and exits.
-        super().__init__("storage.writer_process", socket_path, env, ready=_answers,
+        super().__init__("storage.writer.process", socket_path, env, ready=_answers,
                          restart_after_s=(0.05, 0.5), stop_timeout_s=DRAIN_S + 5)
 
 

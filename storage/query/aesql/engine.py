@@ -21,8 +21,8 @@ from typing import Any, Callable, Sequence
 
 from sqlglot import exp
 
-from ..points import TABLE as POINTS_TABLE
-from ..points import datasets as point_datasets
+from ...log.points import TABLE as POINTS_TABLE
+from ...log.points import datasets as point_datasets
 from . import udf as F
 from .errors import InvalidQuery, QueryResult, QueryTimeout
 from .parse import parse

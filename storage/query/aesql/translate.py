@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from ...log.points import TABLE as POINTS_TABLE
 from . import udf as F
-from ..points import TABLE as POINTS_TABLE
 from .build import _cast, _fn, _infinity, _num, _op, _p, _str
 from .dialect import _EXTRACT, _UNIT_MONTHS, _UNIT_SECONDS, Call, _call, _node_label
 from .errors import InvalidQuery
@@ -18,7 +18,7 @@ from .names import _OP_NAMES, ch_name
 from .types import (_INTS, AE_COLUMNS, NULL_TYPE, T, _arith_type, _int_type, _is_int, _is_num,
                     _is_time, _literal_int_type, supertype, zone_of)
 
-SOURCE_VIEW = "datapoints"   # storage/log.py: the data point columns over `events`
+SOURCE_VIEW = "datapoints"   # storage/log/schema.py: the data point columns over `events`
 
 
 def points_source(dataset: str) -> exp.Subquery:

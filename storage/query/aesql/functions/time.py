@@ -12,8 +12,7 @@ from ..build import _fn, _int_expr, _num, _op, _str
 from ..dialect import _UNIT_MONTHS, _UNIT_SECONDS, Call
 from ..errors import InvalidQuery
 from ..types import T, _is_int, _is_num, _is_time, datetime_type, zone_of
-from ..zones import (UTC_NAMES, local_sql, start_of_days_sql, utc_of_local,
-                     utc_of_local_sql, zone)
+from ..zones import UTC_NAMES, local_sql, start_of_days_sql, utc_of_local, utc_of_local_sql, zone
 
 if TYPE_CHECKING:
     from ..translate import Scope

@@ -4,6 +4,7 @@ app.py."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -50,8 +51,9 @@ SQL_API_PREFIX = "/client/v4/"
 
 class Startup:
     """Opens the worker's log, writer and background thread when the worker starts, not
-    on its first request. (At exit, after uvicorn has answered every request, the
-    background thread hands the replay lease on: see `_stop_at_exit`.)"""
+    on its first request, and closes them when it stops, after uvicorn has answered every
+    request (a process that exits without a lifespan shutdown closes them at exit: see
+    `_stop_at_exit`)."""
 
     def __init__(self, services: Services):
         self._services = services
@@ -63,6 +65,12 @@ class Startup:
             # Start anyway: requests answer 503/507 and try again, as with a log that
             # fails later (a worker that fails to boot would stop the whole service).
             log.warning("the event log cannot be opened yet: %s", e)
+
+    async def process_shutdown(self, scope: dict, event: dict) -> None:
+        """After the last request: hang up from the service's writer (it drains until its
+        workers have), close the log and hand the replay lease on."""
+        self._services.close()  # on the loop: the writer client's transport is the loop's
+        await asyncio.sleep(0)  # and the loop closes it on its next turn
 
 
 class RequireInternalKey:

@@ -14,7 +14,22 @@ if [ ! -x /usr/bin/prometheus ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
+# Installs are skipped while what they install from is unchanged since the last one that
+# succeeded (the stamp is written after it): a clean clone installs everything.
+stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
-(cd relay && npm ci --no-audit --no-fund --loglevel=error && npm test)
-exec .venv/bin/pytest "$@"
+if [ "$(cat .venv/.installed-from 2>/dev/null)" != "$(stamp setup.cfg pyproject.toml)" ]; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+    stamp setup.cfg pyproject.toml > .venv/.installed-from
+fi
+if [ "$(cat relay/node_modules/.installed-from 2>/dev/null)" != "$(stamp relay/package-lock.json)" ]; then
+    (cd relay && npm ci --no-audit --no-fund --loglevel=error)
+    stamp relay/package-lock.json > relay/node_modules/.installed-from
+fi
+if [ "${1:-}" = "--quick" ]; then
+    # The quick loop: everything but the gunicorn, browser, wrangler and end-to-end tests.
+    shift
+    exec .venv/bin/pytest -m "not gunicorn and not e2e and not browser and not wrangler" "$@"
+fi
+(cd relay && npm test)
+exec .venv/bin/pytest --durations=15 "$@"

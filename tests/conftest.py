@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import falcon.testing
+import falcon.util
 import httpx
 import pytest
 
@@ -87,12 +88,36 @@ def config(db_path: Path) -> Config:
     return Config(internal_keys=(KEY, "rotated-key"), db_path=str(db_path), sink="none")
 
 
+def shut_down(app: Any) -> None:
+    """The ASGI lifespan's shutdown, as uvicorn sends it when a worker stops: the app
+    closes its log and hangs up from the writer, on the loop its requests ran on."""
+    async def lifespan() -> None:
+        messages = [{"type": "lifespan.shutdown"}]
+
+        async def receive() -> dict:
+            return messages.pop(0)
+
+        async def send(message: dict) -> None:
+            assert message["type"] == "lifespan.shutdown.complete", message
+
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+
+    falcon.util.async_to_sync(lifespan)
+
+
 @pytest.fixture
 def make_client(clock: FixedClock) -> Iterator[Callable[..., falcon.testing.TestClient]]:
+    """Apps made by the test, shut down after it (before the fixtures they use, such as
+    the writer process, stop)."""
+    made: list[Any] = []
+
     def make(config: Config, **kwargs: Any) -> falcon.testing.TestClient:
-        return falcon.testing.TestClient(create_app(config, clock=clock, **kwargs),
-                                         headers=AUTH)
+        app = create_app(config, clock=clock, **kwargs)
+        made.append(app)
+        return falcon.testing.TestClient(app, headers=AUTH)
     yield make
+    for app in made:
+        shut_down(app)
 
 
 @pytest.fixture
@@ -119,8 +144,10 @@ def free_port() -> int:
 class Server:
     """The service under real gunicorn, on loopback."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, workers: int = 2):
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], cwd: Path, workers: int = 2,
+                 port: int | None = None):
+        """`port`: a given one (a harness already bound to it), else a free one."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env
         self.cwd = cwd

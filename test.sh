@@ -29,7 +29,8 @@ fi
 if [ "${1:-}" = "--quick" ]; then
     # The quick loop: everything but the gunicorn, browser, wrangler and end-to-end tests.
     shift
-    exec .venv/bin/pytest -m "not gunicorn and not e2e and not browser and not wrangler" "$@"
+    exec .venv/bin/pytest -m "not gunicorn and not e2e and not browser and not wrangler" \
+        --durations=10 "$@"
 fi
 (cd relay && npm test)
 exec .venv/bin/pytest --durations=15 "$@"

@@ -316,6 +316,17 @@ class StandIn:
             self._reload()
         return added
 
+    def keep_one_point_per_index(self) -> int:
+        """Forget every point but the first with each index1 value: Cloudflare's data
+        counted as the service counts it, one point per requestId. Returns how many."""
+        with self._lock:
+            seen: set[str] = set()
+            kept = [p for p in self.points
+                    if p["index1"] not in seen and not seen.add(p["index1"])]
+            removed, self.points = len(self.points) - len(kept), kept
+            self._reload()
+        return removed
+
     def query(self, sql: str) -> dict[str, Any]:
         """Run SQL as the SQL API would and return its JSON (for tests)."""
         status, _, body = self._sql(sql)

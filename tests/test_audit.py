@@ -108,6 +108,7 @@ def test_cloudflare_side_is_bucketed_by_event_time_not_replay_time(standin, repl
     assert int(stamps["points"]) == 40 and int(stamps["n"]) <= 2
     code, report = audit_json(standin, db_path)
     assert code == 0
+    assert len(report["buckets"]) == 4  # the four hours of the events
     assert all(b["cloudflare"]["events"] == PER_HOUR for b in report["buckets"])
 
 

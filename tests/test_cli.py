@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import KEY
 from standin import StandIn
 
 from cli import main
@@ -102,17 +103,19 @@ def test_query_outside_the_dialect_fails_clearly(seeded):
     assert "Traceback" not in result.output
 
 
-def test_query_refuses_with_the_message_of_the_http_routes(seeded):
-    from storage.query.aesql import InvalidQuery, parse
-
+def test_query_refuses_with_the_message_of_the_http_routes(seeded, client):
     sql = "SELECT CASE WHEN double1 > 1 THEN 'a' ELSE 'b' END FROM hoox_telemetry"
     result = invoke("query", "--db", str(seeded), "--source", "local", sql)
-    try:
-        parse(sql)
-    except InvalidQuery as e:
-        expected = str(e)
+    # the same log through the real app: /query, and the SQL API route
+    via_query = client.simulate_post("/query", json={"query": sql, "source": "local"})
+    via_sql_api = client.simulate_post(
+        "/client/v4/accounts/any-account/analytics_engine/sql", body=sql.encode(),
+        headers={"Authorization": f"Bearer {KEY}"})
+    assert via_query.status_code == 422 and via_sql_api.status_code == 422
+    expected = via_query.json["error"]
+    assert expected.startswith("Input was invalid: CASE WHEN"), expected
+    assert via_sql_api.text == expected
     assert result.exit_code == 1 and result.stderr.strip() == f"Error: {expected}"
-    assert expected.startswith("Input was invalid: CASE WHEN")
 
 
 def test_query_format_clause_prints_that_body(seeded):

@@ -1,7 +1,7 @@
 """Every query the dashboard sends (dashboard/queries.json), for each layout and time range,
 is Analytics Engine SQL that the local engine and ClickHouse both accept, with equal
-results; the `hoox` layout's queries also run on a real `hoox`-layout log, equal
-ClickHouse's on the same data points, and mean what the page says."""
+results that are not empty: the profile's on a profile log, the `hoox` layout's on a real
+`hoox`-layout log, where they also mean what the page says."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from storage.query.aesql import LocalEngine, to_clickhouse
 
 QUERIES = dashboard.load_queries()
 RANGES = QUERIES["ranges"]
-CASES = [(layout, name, r) for layout, named in QUERIES["layouts"].items()
-         for name in named for r in RANGES]
+# The profile's queries on the profile's log; the hoox layout's run on a hoox log below
+# (HOOX_CASES), where they have data to find.
+CASES = [(name, r) for name in QUERIES["layouts"]["profile"] for r in RANGES]
 
 
 def sent(layout: str, name: str, r: dict[str, Any], dataset: str) -> str:
@@ -60,16 +61,14 @@ def test_every_layout_has_the_three_views_and_every_range_is_the_selectors() -> 
                                  "minErrorRate": 0.05}
 
 
-@pytest.mark.parametrize("layout,name,r", CASES,
-                         ids=[f"{lay}-{n}-{r['name']}" for lay, n, r in CASES])
+@pytest.mark.parametrize("name,r", CASES, ids=[f"profile-{n}-{r['name']}" for n, r in CASES])
 def test_local_engine_equals_clickhouse(engine: LocalEngine, clickhouse: ClickHouse,
-                                        layout: str, name: str, r: dict[str, Any]) -> None:
-    sql = sent(layout, name, r, "hoox_telemetry")
+                                        name: str, r: dict[str, Any]) -> None:
+    sql = sent("profile", name, r, "hoox_telemetry")
     local = engine.query(sql, [])
     reference = clickhouse.query(to_clickhouse(sql, [], now=NOW, portable=True, format=None))
+    assert local.rows, sql  # the profile's data: every view has something to show
     assert not differences(local, reference, ordered=True), sql
-    if layout == "profile":  # the profile's data: every view has something to show
-        assert local.rows, sql
 
 
 # -- the hoox layout on a real hoox-layout log (SPEC §9) ----------------------------------

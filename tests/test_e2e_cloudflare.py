@@ -1,13 +1,13 @@
-"""End to end under real gunicorn (2 sync workers) against the Cloudflare stand-in: an
-outage of the relay and the SQL API while events arrive, then recovery. Nothing
-acknowledged is lost, ingestion does not notice the outage, /query moves from the log to
-Cloudflare with equal answers, and the replay lease survives the death of its holder."""
+"""End to end under real gunicorn (2 workers) against the Cloudflare stand-in: an outage
+of the relay and the SQL API while events arrive, then recovery. Every request is
+acknowledged during the outage and nothing acknowledged is lost, /query moves from the
+log to Cloudflare with equal answers (one point per requestId, as the service counts
+them), and the replay lease survives the death of its holder."""
 
 from __future__ import annotations
 
 import os
 import signal
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,12 +50,11 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 class Ingest:
-    """Posts events and remembers what was acknowledged, with each request's latency."""
+    """Posts events and remembers what was acknowledged, and what failed."""
 
     def __init__(self, server: Server):
         self.url = server.url
         self.acknowledged: dict[str, dict[str, Any]] = {}
-        self.latencies: list[float] = []
         self.failures: list[str] = []
         self._lock = threading.Lock()
         self._n = 0
@@ -71,15 +70,12 @@ class Ingest:
         with httpx.Client(headers=AUTH, timeout=10) as client:
             for _ in range(count):
                 body = self._next(prefix)
-                started = time.perf_counter()
                 try:
                     result = client.post(self.url + "/track/api-call", json=body)
                     ok = result.status_code == 200
                 except httpx.HTTPError as e:
                     ok, result = False, e
-                elapsed = time.perf_counter() - started
                 with self._lock:
-                    self.latencies.append(elapsed)
                     if ok:
                         self.acknowledged[body["requestId"]] = body["payload"]
                     else:
@@ -92,11 +88,6 @@ class Ingest:
         assert result.status_code == 200, result.text
         with self._lock:
             self.acknowledged.update((e["requestId"], e["payload"]) for e in events)
-
-    def take_latencies(self) -> list[float]:
-        with self._lock:
-            taken, self.latencies = self.latencies, []
-        return taken
 
 
 def concurrently(*jobs: Callable[[], None]) -> None:
@@ -162,32 +153,23 @@ def test_an_outage_loses_nothing_and_query_moves_from_the_log_to_cloudflare(
     server = gunicorn_server(**standin.env(), **SETTINGS)
     ingest = Ingest(server)
 
-    # Before the outage: the baseline latency, and replay under way.
+    # Before the outage: replay under way.
     concurrently(*(lambda: ingest.singles(60, "before") for _ in range(3)))
-    baseline = ingest.take_latencies()
     wait_for(lambda: drained(server), 20, "the first events to replay")
 
-    # The outage: refused connections, then a Cloudflare that hangs, then 500s.
-    outage_latencies: list[float] = []
+    # The outage: refused connections, then a Cloudflare that hangs, then 500s. Every
+    # request is still acknowledged (how fast is bench/outage.py's to measure).
     for mode in ("refuse", "hang", "500"):
         standin.set_mode(mode)
         concurrently(lambda: ingest.singles(60, mode), lambda: ingest.singles(60, mode),
                      lambda: ingest.batch(200, mode))
-        outage_latencies += ingest.take_latencies()
         during = query(server, SAME_EITHER_WAY[0])
         assert during["source"] == "local"
         assert during["results"][0]["n"] == len(ingest.acknowledged)
     replay_status = status(server)["replay"]
     assert replay_status["backlog"]["events"] > 0
     assert replay_status["lastError"] and replay_status["consecutiveFailures"] > 0
-
     assert ingest.failures == []
-    base_p50, outage_p50 = statistics.median(baseline), statistics.median(outage_latencies)
-    record_property("ingest_p50_ms", {"before": round(base_p50 * 1000, 2),
-                                      "outage": round(outage_p50 * 1000, 2)})
-    # Nothing on the ingest path waits for Cloudflare (its timeout is 500 ms).
-    assert outage_p50 < max(2 * base_p50, base_p50 + 0.005), (base_p50, outage_p50)
-    assert max(outage_latencies) < 0.5
 
     # Recovery: the backlog drains, and auto queries go to Cloudflare.
     standin.set_mode("up")
@@ -201,15 +183,20 @@ def test_an_outage_loses_nothing_and_query_moves_from_the_log_to_cloudflare(
           f"{duplicates} duplicate point(s)")
     assert_never_in_flight_twice(standin.calls)
 
+    # Duplicates are visible in Cloudflare (replay is at least once): it counts each
+    # acknowledged event once among its distinct index1 values, and every duplicate more.
+    cloud = query(server, SAME_EITHER_WAY[0])
+    assert cloud["source"] == "cloudflare"
+    assert cloud["results"][0]["ids"] == len(ingest.acknowledged)
+    assert cloud["results"][0]["n"] == len(ingest.acknowledged) + duplicates
+    # Counted as the service counts them, one point per requestId, Cloudflare's answers
+    # are the log's.
+    assert standin.keep_one_point_per_index() == duplicates
     for sql in SAME_EITHER_WAY:
         cloud, local = query(server, sql), query(server, sql, "local")
         assert (cloud["source"], local["source"]) == ("cloudflare", "local")
         assert cloud["meta"] == local["meta"], sql
-        if duplicates == 0:
-            assert cloud["results"] == local["results"], sql
-    if duplicates:  # duplicates are visible in Cloudflare, so compare distinct events
-        cloud = query(server, SAME_EITHER_WAY[0])["results"][0]
-        assert cloud["ids"] == len(ingest.acknowledged)
+        assert cloud["results"] == local["results"], sql
 
 
 def test_killing_the_lease_holder_hands_replay_to_the_other_worker(

@@ -180,11 +180,27 @@ def test_ndjson_chunks_match_the_interchange_line_format(tmp_path):
     db = seeded(tmp_path / "a.db", VARIED)
     conn = EventLog(db).conn
     text = "".join(chunk for chunk, _ in export_.ndjson_chunks(conn))
-    stored = [row[0] for row in conn.execute("SELECT payload FROM events ORDER BY seq")]
-    expected = "".join(to_line(e.request_id, e.type, e.received_ms, payload)
-                       for e, payload in zip(VARIED, stored))
-    assert text == expected
-    assert [json.loads(p) for p in stored] == [e.payload for e in VARIED]
+    # SPEC §7, written out: keys in its order, no spaces, receivedAt in UTC with
+    # milliseconds, text as UTF-8 (not \u escapes), the payload as the log stores it
+    expected = [
+        '{"requestId":"a-1","type":"api-call","receivedAt":"2025-11-24T16:00:00.000Z",'
+        '"payload":{"worker":"trade-worker","endpoint":"/webhook","latencyMs":24,'
+        '"success":true}}',
+        '{"requestId":"a-2","type":"api-call","receivedAt":"2025-11-24T16:00:00.001Z",'
+        '"payload":{"worker":"trade-worker","endpoint":"/webhook","latencyMs":24.0,'
+        '"success":false}}',
+        '{"requestId":"ünï-😀","type":"api-call","receivedAt":"2025-11-24T16:00:00.999Z",'
+        r'"payload":{"worker":"wörker \"quoted\"","endpoint":"/a,b\nc","latencyMs":24.5,'
+        '"success":true}}',
+        '{"requestId":"a-4","type":"api-call","receivedAt":"2025-11-24T17:00:00.000Z",'
+        '"payload":{"worker":"trade-worker","endpoint":"/webhook","latencyMs":1e-7,'
+        '"success":true}}',
+        '{"requestId":"a-5","type":"api-call","receivedAt":"2025-11-24T18:00:00.000Z",'
+        '"payload":{"worker":"trade-worker","endpoint":"/webhook",'
+        '"latencyMs":123456789012345678901234567890,"success":true}}',
+    ]
+    assert text.split("\n") == expected + [""]
+    assert [json.loads(line)["payload"] for line in expected] == [e.payload for e in VARIED]
 
 
 def test_import_reports_bad_lines_by_number_and_imports_the_rest(tmp_path):

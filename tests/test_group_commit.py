@@ -50,7 +50,9 @@ class Gate:
 
 
 def submit_all(writer: Writer, requests: list[list[Event]]) -> list[Any]:
-    """Submit every request at once and wait for all outcomes, in request order."""
+    """Submit every request at once (the writer's queue held until all are in it, so
+    that an idle writer takes them as one group) and wait for all outcomes, in request
+    order."""
     outcomes: dict[int, Any] = {}
     done = threading.Event()
 
@@ -60,8 +62,9 @@ def submit_all(writer: Writer, requests: list[list[Event]]) -> list[Any]:
         if len(outcomes) == len(requests):
             done.set()
 
-    for index, request in enumerate(requests):
-        writer.submit(request, index, notify)
+    with writer._cond:  # reentrant: submit takes it too
+        for index, request in enumerate(requests):
+            writer.submit(request, index, notify)
     assert done.wait(10), "not every request was answered"
     return [outcomes[i] for i in range(len(requests))]
 
@@ -108,20 +111,16 @@ def test_concurrent_requests_store_every_acknowledged_event_exactly_once(writer,
 
 
 def test_a_failed_group_fails_exactly_its_own_requests_with_their_own_errors(
-        writer, db_path, event_log):
+        writer, event_log):
     writer.append(events("already-there"))
     conn = writer._log.db.conn  # the write connection: cap the file's growth
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages + 4}")
     big_batch = events(*[f"big-{i}" for i in range(400)], worker="w" * 200)
     requests = [events("small-1"), big_batch, events("already-there"), events("small-2")]
-    with Gate(db_path):
-        results: list[Any] = []
-        thread = threading.Thread(target=lambda: results.extend(submit_all(writer, requests)))
-        thread.start()
-        time.sleep(0.3)
-    thread.join(10)
-    small_1, big, duplicate, small_2 = results
+    groups = writer.groups
+    small_1, big, duplicate, small_2 = submit_all(writer, requests)
+    assert writer.groups == groups + 1  # the four formed one group, yet each has its own outcome
     assert small_1 == AppendResult(1, 0)
     assert isinstance(big, LogFull) and "full" in str(big)
     assert duplicate == AppendResult(0, 1)
@@ -179,12 +178,21 @@ def test_reads_on_other_threads_never_disturb_the_writers_commits(db_path):
                 continue
             (acked if result == AppendResult(1, 0) else wrong).append(request_id)
 
+    reads: list[int] = []
+    read_errors: list[str] = []
+
     def reader() -> None:
-        while time.monotonic() < deadline:
-            first.count()
-            first.last_seq()
-            first.replayed_through("relay")
-            time.sleep(0.001)
+        done = 0
+        try:
+            while time.monotonic() < deadline and done < 50_000:
+                first.count()
+                first.last_seq()
+                first.replayed_through("relay")
+                done += 1
+                time.sleep(0.001)
+        except Exception as e:  # a thread's exception is lost unless kept
+            read_errors.append(repr(e))
+        reads.append(done)
 
     threads = [threading.Thread(target=client, args=(w, f"{n}{t}"))
                for n, w in enumerate(writers) for t in range(3)]
@@ -193,11 +201,14 @@ def test_reads_on_other_threads_never_disturb_the_writers_commits(db_path):
         thread.start()
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
     for writer in writers:
         writer.close()
     stored = [row["request_id"] for row in first.events()]
     first.close()
     second.close()
     assert wrong == []
-    assert acked
+    assert read_errors == []
+    assert len(reads) == 2 and min(reads) >= 100, reads  # each reader read all along
+    assert len(acked) >= 100, len(acked)
     assert sorted(stored) == sorted(acked)

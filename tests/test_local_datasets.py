@@ -248,6 +248,7 @@ def test_points_over_a_limit_are_refused_and_never_stored(single, service, db_pa
         writes.append({"binding": "EVENTS", "point": ok, "awaited": i % 2 == 0})
         writes.append({"binding": "EVENTS", "point": over, "awaited": i % 2 == 0})
     results = write(single, writes)
+    assert [r["awaited"] for r in results] == [w["awaited"] for w in writes], results
     for i, r in enumerate(results):
         if r["awaited"]:
             assert r["ok"] is (i % 2 == 0), (i, r)

@@ -116,11 +116,16 @@ def test_prometheus_reads_the_services_totals_across_an_outage_and_a_killed_work
     assert reasons == {"unreachable"}
 
     # Whichever worker answered each scrape, and the killed one too: no counter went back.
-    for name in ("analytics_worker_events_accepted_total",
-                 "analytics_worker_replay_sent_events_total",
-                 "analytics_worker_replay_failures_total",
-                 "analytics_worker_request_duration_seconds_count"):
-        for series in prom.api("query", query=f"resets({name}[5m])")["result"]:
+    # Each counter's series, named by the label this test made them differ in.
+    counters = {"analytics_worker_events_accepted_total": ("type", {"api-call"}),
+                "analytics_worker_replay_sent_events_total": ("sink", {"relay"}),
+                "analytics_worker_replay_failures_total": ("reason", {"unreachable"}),
+                "analytics_worker_request_duration_seconds_count": (
+                    "route", {"/track/api-call", "/metrics"})}
+    for name, (label, values) in counters.items():
+        result = prom.api("query", query=f"resets({name}[5m])")["result"]
+        assert {series["metric"].get(label) for series in result} >= values, (name, result)
+        for series in result:
             assert float(series["value"][1]) == 0, (name, series)
     targets = prom.api("targets")["activeTargets"]
     assert [t["health"] for t in targets] == ["up"]

@@ -90,22 +90,36 @@ async function write(writes) {
   return res.json();
 }
 
-// What reached the service, waiting (bounded) until `n` requests have.
-async function received(n, timeoutMs = 10_000) {
+// What reached the service, waiting (bounded) until `until(all so far)` holds.
+async function receivedUntil(until, timeoutMs = 10_000) {
   const service = await mf.getWorker("service");
   const out = [];
   const deadline = Date.now() + timeoutMs;
-  while (out.length < n && Date.now() < deadline) {
+  while (Date.now() < deadline) {
     out.push(...await (await service.fetch("http://service.test/__received")).json());
-    if (out.length < n) await new Promise((r) => setTimeout(r, 50));
+    if (until(out)) break;
+    await new Promise((r) => setTimeout(r, 50));
   }
   return out;
 }
 
-// A short wait for anything that should not arrive, then what did.
-async function nothingMoreArrives() {
-  await new Promise((r) => setTimeout(r, 500));
-  return received(0, 0);
+// What reached the service, waiting (bounded) until `n` requests have.
+function received(n, timeoutMs = 10_000) {
+  return receivedUntil((out) => out.length >= n, timeoutMs);
+}
+
+// What arrived besides a good point written last (awaited, on `binding`), once it has:
+// each point's delivery starts when it is written, in order, so anything written before
+// the sentinel (a refused point wrongly sent among it) has arrived when the sentinel has.
+let sentinels = 0;
+async function nothingMoreArrives(binding = "EVENTS") {
+  const id = `sentinel-${++sentinels}`;
+  assert.deepEqual(await write([{ binding, point: { blobs: [id] }, awaited: true }]),
+    [{ awaited: true, ok: true }]);
+  const isSentinel = (r) => r.body.points?.[0]?.blobs?.[0] === id;
+  const out = await receivedUntil((got) => got.some(isSentinel));
+  assert.ok(out.some(isSentinel), `the sentinel ${id} did not arrive`);
+  return out.filter((r) => !isSentinel(r));
 }
 
 const text = (s) => ({ $text: s });
@@ -248,7 +262,7 @@ describe("Analytics Engine's limits, each at its edge", () => {
     ]);
     const got = await received(1);
     assert.deepEqual(got.map((r) => r.body.points[0]), [{ doubles: [1] }]);
-    assert.deepEqual(await nothingMoreArrives(), []);
+    assert.deepEqual(await nothingMoreArrives("TIMINGS"), []);
     assert.match(logs.slice(before), /writeDataPoint to app_timings refused: Maximum of 20 doubles supported\./);
   });
 

@@ -29,6 +29,7 @@ from storage.intake.events import EventParser, InvalidInput, PointParser, Schema
 from storage.log import LogError, LogFull, check_layout
 from storage.query.aesql import InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.query.cloudflare import CloudflareError
+from storage.query.lanes import QueryBusy
 from storage.services import WRITER_SOCKET_ENV, Clock, Services
 
 log = logging.getLogger("analytics_worker")
@@ -91,9 +92,18 @@ async def _cloudflare_error(req: falcon.asgi.Request, resp: falcon.asgi.Response
     resp.media = {**error_body(exc.message), "source": "cloudflare"}
 
 
+async def _query_busy(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: QueryBusy,
+                      params: dict) -> None:
+    resp.status = falcon.HTTP_503
+    resp.set_header("Retry-After", str(exc.retry_after_s))
+    resp.media = {**error_body(str(exc)), "source": "local"}
+
+
 async def _sql_api_error(req: falcon.asgi.Request, resp: falcon.asgi.Response,
                          exc: SqlApiError, params: dict) -> None:
     resp.status = falcon.code_to_http_status(exc.status)
+    if exc.retry_after_s is not None:
+        resp.set_header("Retry-After", str(exc.retry_after_s))
     if exc.plain:
         resp.content_type = "text/plain; charset=utf-8"
         resp.text = exc.message
@@ -116,6 +126,7 @@ ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
     (InvalidQuery, _query_error(falcon.HTTP_422)),
     (ParamsMismatch, _query_error(falcon.HTTP_400)),
     (QueryTimeout, _query_error(falcon.HTTP_504)),
+    (QueryBusy, _query_busy),
     (CloudflareError, _cloudflare_error),
     (SqlApiError, _sql_api_error),
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 import falcon
@@ -22,6 +23,8 @@ from storage.log import LogError
 from storage.query.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.query.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.query.cloudflare import CloudflareError, CloudflareQueryRejected
+from storage.query.lanes import QueryBusy
+from storage.query.router import Answer
 from storage.services import Services, now_ms
 
 log = logging.getLogger("analytics_worker")
@@ -161,41 +164,62 @@ class DataPoints:
                       "duplicates": result.duplicates}
 
 
+def deadline_of(services: Services) -> float:
+    """A query's deadline (time.monotonic() seconds), counted from its arrival: waiting
+    for a thread or a lane counts (SPEC §3.3)."""
+    return time.monotonic() + services.config.query_timeout_ms / 1000
+
+
 class Query:
     def __init__(self, services: Services, schema: Schema):
         self._services = services
         self._schema = schema
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        deadline = deadline_of(self._services)
         doc = await read_json(req, self._services.config.max_body_bytes)
         details = self._schema.check(doc)
         if details:
             raise InvalidInput("The query is not valid", details)
-        answer = await self._services.run(self._query, doc["query"],
-                                          doc.get("params") or [], doc.get("source", "auto"))
-        result = answer.result
-        resp.set_header("X-Analytics-Source", answer.source)
-        if result.format not in (None, "JSON"):  # the clause picks the body's format
-            resp.content_type = CONTENT_TYPES[result.format]
-            resp.data = render(result, result.format)
-            return
-        resp.media = {"success": True, "results": json_rows(result.rows),
-                      "meta": result.meta, "rows": len(result.rows), "source": answer.source}
-        if answer.replay_lag_ms is not None:
-            resp.media["replayLagMs"] = answer.replay_lag_ms
-        if result.truncated:
-            resp.media["truncated"] = True
+        source, content_type, body = await self._services.query(
+            self._answer, doc["query"], doc.get("params") or [], doc.get("source", "auto"),
+            deadline=deadline)
+        resp.set_header("X-Analytics-Source", source)
+        resp.content_type = content_type
+        resp.data = body
 
-    def _query(self, sql: str, params: list, source: str) -> Any:
-        return self._services.router.query(sql, params, source)
+    def _answer(self, sql: str, params: list, source: str, *, deadline: float
+                ) -> tuple[str, str, bytes]:
+        """The answer and its body, made on the query's thread: a large body is never
+        encoded on the event loop."""
+        answer = self._services.router.query(sql, params, source, deadline=deadline)
+        result = answer.result
+        if result.format not in (None, "JSON"):  # the clause picks the body's format
+            return answer.source, CONTENT_TYPES[result.format], render(result, result.format)
+        return answer.source, falcon.MEDIA_JSON, query_body(answer)
+
+
+def query_body(answer: Answer) -> bytes:
+    """/query's JSON answer, as Falcon's own JSON handler writes it."""
+    result = answer.result
+    media: dict[str, Any] = {"success": True, "results": json_rows(result.rows),
+                             "meta": result.meta, "rows": len(result.rows),
+                             "source": answer.source}
+    if answer.replay_lag_ms is not None:
+        media["replayLagMs"] = answer.replay_lag_ms
+    if result.truncated:
+        media["truncated"] = True
+    return json.dumps(media, ensure_ascii=False).encode()
 
 
 class SqlApiError(Exception):
     """An answer of the SQL API route in Cloudflare's own shapes (SPEC §3.5)."""
 
-    def __init__(self, status: int, message: str, *, plain: bool = False, code: int = 10000):
+    def __init__(self, status: int, message: str, *, plain: bool = False, code: int = 10000,
+                 retry_after_s: int | None = None):
         super().__init__(message)
         self.status, self.message, self.plain, self.code = status, message, plain, code
+        self.retry_after_s = retry_after_s
 
 
 class SqlApi:
@@ -209,6 +233,7 @@ class SqlApi:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
                       account_id: str) -> None:
+        deadline = deadline_of(self._services)
         config = self._services.config
         auth = req.get_header("Authorization") or ""
         scheme, _, token = auth.partition(" ")
@@ -221,7 +246,8 @@ class SqlApi:
         if len(body) > limit:
             raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
         try:
-            answer = await self._services.run(self._query, body.decode("utf-8"))
+            source, content_type, data = await self._services.query(
+                self._answer, body.decode("utf-8"), deadline=deadline)
         except UnicodeDecodeError:
             raise SqlApiError(422, PREFIX + "the body is not UTF-8 text", plain=True) from None
         except (InvalidQuery, ParamsMismatch, CloudflareQueryRejected) as e:
@@ -230,17 +256,21 @@ class SqlApi:
                               plain=True) from None
         except QueryTimeout as e:
             raise SqlApiError(504, str(e)) from None
+        except QueryBusy as e:
+            raise SqlApiError(503, str(e), retry_after_s=e.retry_after_s) from None
         except CloudflareError as e:
             raise SqlApiError(e.status, e.message) from None
         except LogError as e:
             raise SqlApiError(503, str(e)) from None
-        fmt = answer.result.format or "JSON"
-        resp.set_header("X-Analytics-Source", answer.source)
-        resp.content_type = CONTENT_TYPES[fmt]
-        resp.data = render(answer.result, fmt)
+        resp.set_header("X-Analytics-Source", source)
+        resp.content_type = content_type
+        resp.data = data
 
-    def _query(self, sql: str) -> Any:
-        return self._services.router.query(sql, [], "auto", count_before_limit=True)
+    def _answer(self, sql: str, *, deadline: float) -> tuple[str, str, bytes]:
+        answer = self._services.router.query(sql, [], "auto", count_before_limit=True,
+                                             deadline=deadline)
+        fmt = answer.result.format or "JSON"
+        return answer.source, CONTENT_TYPES[fmt], render(answer.result, fmt)
 
 
 class Health:

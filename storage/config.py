@@ -115,6 +115,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest a local /query may run."),
     Setting("ANALYTICS_QUERY_MAX_ROWS", "query_max_rows", _positive_int,
             "Most rows a local /query returns; beyond it the result says truncated."),
+    Setting("ANALYTICS_QUERY_CONCURRENCY", "query_concurrency", _positive_int,
+            "Heavy local queries (those that read many rows of the log) a worker runs at "
+            "once; a few more wait, within their time limit, and past those a query is "
+            "answered 503 at once. Queries of few rows, SHOW, /status and /health have "
+            "lanes of their own and never wait behind them."),
     Setting("ANALYTICS_MIRROR", "mirror", _choice("chdb", "off"),
             "Local queries under gunicorn: chdb keeps a columnar copy of the log (embedded "
             "ClickHouse, in a process of its own) that answers them, the log's own engine "
@@ -161,6 +166,7 @@ class Config:
     retention_days: int = 92
     query_timeout_ms: int = 5000
     query_max_rows: int = 10000
+    query_concurrency: int = 2
     mirror: str = "chdb"
     mirror_dir: str = ""  # empty: beside the log
     mirror_min_events: int = 500_000

@@ -6,7 +6,9 @@ far more work than the short time limits these tests set."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -169,3 +171,39 @@ def test_the_sql_api_route_holds_the_same_deadline(busy_server):
         assert q.response.status_code == 504, q.response.text
         assert q.answered - q.sent <= 2.0 + 1.0, took
 
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_worker_told_to_stop_mid_query_ends_within_the_graceful_timeout(busy_server):
+    """gunicorn's graceful timeout is 10 s (gunicorn_conf); the queries' limit is a minute,
+    and three of them are far more than that on one worker."""
+    server = busy_server(60_000)
+    [worker] = server.worker_pids()
+    start_cpu = cpu_seconds(worker)
+    queries = [heavy(server.url) for _ in range(3)]
+    deadline = time.monotonic() + 30
+    while cpu_seconds(worker) < start_cpu + 1.0:  # the queries are running
+        assert time.monotonic() < deadline and not any(q.done for q in queries)
+        time.sleep(0.05)
+    os.kill(worker, signal.SIGTERM)  # the worker alone, as a reload or a restart does
+    told = time.monotonic()
+    while alive(worker) and time.monotonic() < told + 10.0 + 1.0:
+        time.sleep(0.05)
+    assert not alive(worker), "the worker was still running after its graceful timeout"
+    for q in queries:  # each was answered, and may be retried elsewhere
+        q.join()
+        assert q.response.status_code == 503, q.response.text
+        assert q.response.headers["Retry-After"] == "1"
+        assert "stopping" in q.response.json()["error"]

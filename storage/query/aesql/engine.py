@@ -24,7 +24,7 @@ from sqlglot import exp
 from ...log.points import TABLE as POINTS_TABLE
 from ...log.points import datasets as point_datasets
 from . import udf as F
-from .errors import InvalidQuery, QueryResult, QueryTimeout
+from .errors import AnswerTooLarge, InvalidQuery, QueryResult, QueryTimeout
 from .parse import parse
 from .translate import SOURCE_VIEW, Translator
 from .types import NULL_TYPE, _is_int, zone_of
@@ -166,6 +166,26 @@ def _show(kind: str, dataset: str, points: tuple[str, ...] = ()) -> Compiled:
     return Compiled(None, [{"name": "name", "type": "String"}], [{"name": z} for z in zones])
 
 
+def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int | None) -> list:
+    """At most `max_rows` rows, a few hundred at a time, refused once their values pass
+    `max_bytes`: what any body of the answer holds at least (text as its characters,
+    anything else as one), so that an answer over the cap is never read whole."""
+    if max_bytes is None:
+        return cursor.fetchmany(max_rows)
+    rows: list = []
+    size = 0
+    while len(rows) < max_rows:
+        chunk = cursor.fetchmany(min(256, max_rows - len(rows)))
+        if not chunk:
+            break
+        for row in chunk:
+            size += sum(len(v) if isinstance(v, (str, bytes)) else 1 for v in row)
+        if size > max_bytes:
+            raise AnswerTooLarge(max_bytes)
+        rows.extend(chunk)
+    return rows
+
+
 # -- the engine ------------------------------------------------------------------------------------------
 
 class LocalEngine:
@@ -176,11 +196,15 @@ class LocalEngine:
 
     def __init__(self, db_path: str, *, dataset: str = "hoox_telemetry",
                  timeout_ms: int = 5000, max_rows: int = 10000,
+                 max_answer_bytes: int | None = None,
                  now: Callable[[], float] = time.time):
+        """`max_answer_bytes`: an answer whose values alone pass this many bytes is
+        refused (AnswerTooLarge) while its rows are read, before it is all in memory."""
         self.db_path = str(db_path)
         self.dataset = dataset
         self.timeout_ms = timeout_ms
         self.max_rows = max_rows
+        self.max_answer_bytes = max_answer_bytes
         self.now = now
         # One query connection per thread, so that queries on several threads run side
         # by side (how many at once is the caller's to bound); all of them, to close or
@@ -362,7 +386,7 @@ class LocalEngine:
             carried = counting and compiled.counted_sql is not None
             cursor = conn.execute(compiled.counted_sql if carried else compiled.sql,
                                   self._clock())
-            raw = cursor.fetchmany(self.max_rows + 1)
+            raw = _fetch(cursor, self.max_rows + 1, self.max_answer_bytes)
             cursor.close()
             before_limit = None
             if carried and raw:  # every row carries the count; drop the column

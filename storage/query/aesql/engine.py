@@ -166,9 +166,18 @@ def _show(kind: str, dataset: str, points: tuple[str, ...] = ()) -> Compiled:
     return Compiled(None, [{"name": "name", "type": "String"}], [{"name": z} for z in zones])
 
 
-def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int | None) -> list:
-    """At most `max_rows` rows, a few hundred at a time, refused once their values pass
-    `max_bytes`: what any body of the answer holds at least (text as its characters,
+def _row_bytes(meta: list[dict], fmt: str | None) -> int:
+    """The fewest bytes a row's body takes beside its values: in the JSON formats each
+    value's name, quoted, and a colon; in TabSeparated a separator."""
+    if fmt == "TabSeparated":
+        return len(meta)
+    return sum(len(m["name"]) + 3 for m in meta)
+
+
+def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int | None,
+           row_bytes: int = 0) -> list:
+    """At most `max_rows` rows, a few hundred at a time, refused once the body they make
+    passes `max_bytes`, counted at its least (`row_bytes` a row, text as its characters,
     anything else as one), so that an answer over the cap is never read whole."""
     if max_bytes is None:
         return cursor.fetchmany(max_rows)
@@ -179,7 +188,7 @@ def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int | None) -> list
         if not chunk:
             break
         for row in chunk:
-            size += sum(len(v) if isinstance(v, (str, bytes)) else 1 for v in row)
+            size += row_bytes + sum(len(v) if isinstance(v, (str, bytes)) else 1 for v in row)
         if size > max_bytes:
             raise AnswerTooLarge(max_bytes)
         rows.extend(chunk)
@@ -386,7 +395,8 @@ class LocalEngine:
             carried = counting and compiled.counted_sql is not None
             cursor = conn.execute(compiled.counted_sql if carried else compiled.sql,
                                   self._clock())
-            raw = _fetch(cursor, self.max_rows + 1, self.max_answer_bytes)
+            raw = _fetch(cursor, self.max_rows + 1, self.max_answer_bytes,
+                         _row_bytes(compiled.meta, compiled.format))
             cursor.close()
             before_limit = None
             if carried and raw:  # every row carries the count; drop the column

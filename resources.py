@@ -20,7 +20,8 @@ from storage.intake.events import (EventParser, InvalidInput, PointParser, Schem
                                    parse_json)
 from storage.intake.timestamps import format_time
 from storage.log import LogError
-from storage.query.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
+from storage.query.aesql import (PREFIX, AnswerTooLarge, InvalidQuery, ParamsMismatch,
+                                 QueryTimeout)
 from storage.query.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.query.cloudflare import CloudflareError, CloudflareQueryRejected
 from storage.query.lanes import QueryBusy
@@ -195,8 +196,21 @@ class Query:
         answer = self._services.router.query(sql, params, source, deadline=deadline)
         result = answer.result
         if result.format not in (None, "JSON"):  # the clause picks the body's format
-            return answer.source, CONTENT_TYPES[result.format], render(result, result.format)
-        return answer.source, falcon.MEDIA_JSON, query_body(answer)
+            body = render(result, result.format)
+            content_type = CONTENT_TYPES[result.format]
+        else:
+            body, content_type = query_body(answer), falcon.MEDIA_JSON
+        return answer.source, content_type, capped(body, self._services)
+
+
+def capped(body: bytes, services: Services) -> bytes:
+    """The body of an answer, refused (a 422) when over ANALYTICS_QUERY_MAX_ANSWER_BYTES:
+    the engines stop reading rows well before; this holds every source and format to
+    the exact figure."""
+    cap = services.config.query_max_answer_bytes
+    if len(body) > cap:
+        raise AnswerTooLarge(cap)
+    return body
 
 
 def query_body(answer: Answer) -> bytes:
@@ -270,7 +284,8 @@ class SqlApi:
         answer = self._services.router.query(sql, [], "auto", count_before_limit=True,
                                              deadline=deadline)
         fmt = answer.result.format or "JSON"
-        return answer.source, CONTENT_TYPES[fmt], render(answer.result, fmt)
+        return answer.source, CONTENT_TYPES[fmt], capped(render(answer.result, fmt),
+                                                         self._services)
 
 
 class Health:

@@ -115,6 +115,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest a local /query may run."),
     Setting("ANALYTICS_QUERY_MAX_ROWS", "query_max_rows", _positive_int,
             "Most rows a local /query returns; beyond it the result says truncated."),
+    Setting("ANALYTICS_QUERY_MAX_ANSWER_BYTES", "query_max_answer_bytes", _positive_int,
+            "Largest answer to a /query or the SQL API route, in bytes of its body; a query "
+            "whose answer would be larger gets a 422 that names this limit, found before "
+            "the whole answer is in memory."),
     Setting("ANALYTICS_QUERY_CONCURRENCY", "query_concurrency", _positive_int,
             "Heavy local queries (those that read many rows of the log) a worker runs at "
             "once; a few more wait, within their time limit, and past those a query is "
@@ -167,6 +171,10 @@ class Config:
     query_timeout_ms: int = 5000
     query_max_rows: int = 10000
     query_concurrency: int = 2
+    # `SELECT *` of 10,000 rows (ANALYTICS_QUERY_MAX_ROWS) is 7.6 MB, the public queries
+    # of tests/real_queries.py at most 0.8 MB, the dashboard's under 0.1 MB; a worker
+    # answering 8 MiB peaks about 66 MB above its rest (bench/README.md)
+    query_max_answer_bytes: int = 8_388_608
     mirror: str = "chdb"
     mirror_dir: str = ""  # empty: beside the log
     mirror_min_events: int = 500_000

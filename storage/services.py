@@ -242,7 +242,9 @@ class Services:
         config = self.config
         self._lanes = Lanes(LocalEngine(config.db_path, dataset=config.dataset,
                                         timeout_ms=config.query_timeout_ms,
-                                        max_rows=config.query_max_rows, now=self.clock),
+                                        max_rows=config.query_max_rows,
+                                        max_answer_bytes=config.query_max_answer_bytes,
+                                        now=self.clock),
                             heavy=config.query_concurrency, waiting=HEAVY_WAITING)
         # Set by gunicorn's master once it has started the mirror (`gunicorn_conf`).
         mirror_socket = os.environ.get(MIRROR_SOCKET_ENV)

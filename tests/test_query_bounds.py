@@ -207,3 +207,27 @@ def test_a_worker_told_to_stop_mid_query_ends_within_the_graceful_timeout(busy_s
         assert q.response.status_code == 503, q.response.text
         assert q.response.headers["Retry-After"] == "1"
         assert "stopping" in q.response.json()["error"]
+
+
+def peak_rss_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+
+
+def test_a_worker_refuses_an_answer_over_the_cap_without_building_it(busy_server):
+    """The whole log as rows is a 75 MB answer (ANALYTICS_QUERY_MAX_ROWS lets every row
+    through): before the cap the worker built it, some 600 MB at its peak."""
+    cap = 8 * 1024 * 1024  # the default
+    server = busy_server(60_000, ANALYTICS_QUERY_MAX_ROWS="100000")
+    [worker] = server.worker_pids()
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as http:
+        small = http.post("/query", json={"query": "SELECT count() AS n FROM hoox_telemetry",
+                                          "source": "local"})
+        assert small.json()["results"] == [{"n": 100_000}]
+        before = peak_rss_bytes(worker)
+        answer = http.post("/query", json={"query": "SELECT * FROM hoox_telemetry",
+                                           "source": "local"})
+    assert answer.status_code == 422, answer.text[:200]
+    assert f"{cap} bytes (ANALYTICS_QUERY_MAX_ANSWER_BYTES)" in answer.json()["error"]
+    grown = peak_rss_bytes(worker) - before
+    assert grown < 10 * cap, f"the worker's peak grew by {grown / 2**20:.0f} MiB"

@@ -30,7 +30,7 @@ import urllib.parse
 from typing import Any, Callable, Sequence
 
 from ..log import counters
-from .aesql import LocalEngine, QueryResult, QueryTimeout
+from .aesql import AnswerTooLarge, LocalEngine, QueryResult, QueryTimeout
 from .aesql.clickhouse import translate
 from .aesql.types import AE_COLUMNS
 from .lanes import Lanes
@@ -233,10 +233,15 @@ def _timeout(limit_ms: int) -> QueryTimeout:
 
 
 def ask(socket_path: str, request: dict[str, Any], timeout_s: float,
-        limit_ms: int | None = None) -> dict[str, Any]:
+        limit_ms: int | None = None, max_answer_bytes: int | None = None) -> dict[str, Any]:
     """One request over the mirror's socket: a JSON line out; a JSON line back (the
     status), then for an answer the ClickHouse JSON body. `limit_ms`: the time limit a
-    timeout names (default: `timeout_s`)."""
+    timeout names (default: `timeout_s`). `max_answer_bytes`: the cap of the answer the
+    body becomes; ClickHouse's JSON says more for the same rows (indents, statistics), so
+    reading stops past three times the cap (AnswerTooLarge), and the answer made of it is
+    held to the cap itself."""
+    most = None if max_answer_bytes is None else 3 * max_answer_bytes + 65536
+    received = 0
     deadline = time.monotonic() + timeout_s
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -254,6 +259,10 @@ def ask(socket_path: str, request: dict[str, Any], timeout_s: float,
                 chunk = s.recv(1 << 16)
                 if not chunk:
                     break
+                received += len(chunk)
+                if most is not None and received > most:
+                    assert max_answer_bytes is not None
+                    raise AnswerTooLarge(max_answer_bytes)
                 chunks.append(chunk)
     except socket.timeout:
         raise _timeout(int(timeout_s * 1000) if limit_ms is None else limit_ms) from None
@@ -280,6 +289,8 @@ class MirroredEngine:
         timestamp index it takes a few milliseconds, less than a round trip to the
         mirror's process and ClickHouse's own start of a query."""
         self.local = local
+        engine = local.engine if isinstance(local, Lanes) else local
+        self._max_answer_bytes = engine.max_answer_bytes
         self.socket_path = socket_path
         self._last_seq = last_seq
         self._few_locally = few_locally
@@ -319,7 +330,8 @@ class MirroredEngine:
             status = ask(self.socket_path, {"sql": text, "through": self._last_seq(),
                                             "timeout_ms": remaining_ms,
                                             "max_rows": local.max_rows},
-                         timeout_s=remaining_ms / 1000, limit_ms=local.timeout_ms)
+                         timeout_s=remaining_ms / 1000, limit_ms=local.timeout_ms,
+                         max_answer_bytes=self._max_answer_bytes)
             if status.get("status") == "timeout":
                 raise _timeout(local.timeout_ms)
             if status.get("status") != "ok":

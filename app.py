@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
 import uuid
 from typing import Any, Callable
 
@@ -112,15 +113,50 @@ async def _sql_api_error(req: falcon.asgi.Request, resp: falcon.asgi.Response,
                       "messages": [], "result": None}
 
 
-async def _unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception,
-                      params: dict) -> None:
-    log.exception("unexpected error on %s %s", req.method, req.path)
-    resp.status = falcon.HTTP_500
-    resp.media = error_body("Internal error; nothing was stored")
+# An X-Request-Id a client sends is used in the log as it is: visible ASCII, bounded.
+_REQUEST_ID_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F))
+# Distinct errors a worker remembers having logged the traceback of.
+_MAX_SEEN = 1000
+# Frames of a traceback logged (the innermost): a RecursionError's runs to thousands.
+_TRACEBACK_FRAMES = 40
+
+
+class Unexpected:
+    """The handler of an unexpected error (a fault of the service, not of the request): a
+    500 in the one error shape with the request's id, and one line in the log with that
+    id. The traceback goes with the first of each distinct error (its type and where it
+    was raised) in this process, or every time with ANALYTICS_LOG_TRACEBACKS=always: a
+    request that can make the service fail must not grow its log by a traceback each
+    time."""
+
+    def __init__(self, new_id: Callable[[], str], always: bool = False):
+        self._new_id = new_id
+        self._always = always
+        self._seen: set[tuple[str, str, int]] = set()
+
+    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                       exc: Exception, params: dict) -> None:
+        given = req.get_header("X-Request-Id") or ""
+        request_id = given if 1 <= len(given) <= 64 and _REQUEST_ID_CHARS.issuperset(given) \
+            else self._new_id()
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        line = f"unexpected error on {req.method} {req.path} (request {request_id}): {what}"
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("", 0)
+        signature = (type(exc).__qualname__, *where)
+        if self._always or signature not in self._seen:
+            if len(self._seen) < _MAX_SEEN:
+                self._seen.add(signature)
+            text = "".join(traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES))
+            log.error("%s\n%s", line, text.rstrip())
+        else:
+            log.error("%s (its traceback was logged at its first time)", line)
+        resp.status = falcon.HTTP_500
+        resp.set_header("X-Request-Id", request_id)
+        resp.media = error_body(f"Internal error (request {request_id}); nothing was stored")
 
 
 ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
-    (Exception, _unexpected),
     (InvalidInput, _status_error(falcon.HTTP_400)),
     (LogError, _log_error),
     (InvalidQuery, _query_error(falcon.HTTP_422)),
@@ -162,6 +198,7 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
                                       RequireInternalKey(config.internal_keys)])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_http_error)
+    app.add_error_handler(Exception, Unexpected(new_id, config.log_tracebacks == "always"))
     for exc_type, handler in ERRORS:
         app.add_error_handler(exc_type, handler)
 

@@ -142,6 +142,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANALYTICS_WRITER_QUEUE_EVENTS", "writer_queue_events", _positive_int,
             "Events a worker may have waiting for the service's writer at once; past it, "
             "requests wait up to 4 s for room, then get a 503 with nothing stored."),
+    Setting("ANALYTICS_LOG_TRACEBACKS", "log_tracebacks", _choice("once", "always"),
+            "An unexpected error is logged as one line with the request's id; its traceback "
+            "goes with the first of each distinct error in a worker (once), or with every "
+            "one (always, for debugging)."),
     Setting("ANALYTICS_HEADER_TIMEOUT_MS", "header_timeout_ms", _positive_int,
             "A connection that has not delivered a whole request (head and body) this long "
             "after connecting or after its previous response is closed, with a 408 where "
@@ -182,6 +186,7 @@ class Config:
     max_batch_bytes: int = 1048576
     writer_queue_events: int = 100_000
     header_timeout_ms: int = 10000
+    log_tracebacks: str = "once"
 
     def __post_init__(self) -> None:
         if not self.dataset:

@@ -168,6 +168,58 @@ ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
 ]
 
 
+# -- the app: a request's body is read only when a resource reads it ---------------------
+
+class App(falcon.asgi.App):
+    """Falcon's ASGI app, except that it does not wait for a request's body before
+    handling it. Falcon waits for the body's first bytes (the ASGI spec's first event);
+    uvicorn answers `Expect: 100-continue` with `100 Continue` at that moment. So a request
+    that is refused from its head (no key, a Content-Length over the limit) was answered
+    only once the body flowed, or when the header deadline cut it off (408 after 10 s),
+    and was told to send its body first. Here the first event is an empty part of the
+    body: the refusals from the head are answered at once, the body is asked for (and
+    `100 Continue` sent) only when a resource reads it, and a request answered with its
+    body unread gets `Connection: close`, so that no one reads on a connection carrying
+    a body nobody wants."""
+
+    async def __call__(self, scope: dict, receive: Callable[..., Any],  # type: ignore[override]
+                       send: Callable[..., Any]) -> None:
+        if scope.get("type") != "http":
+            return await super().__call__(scope, receive, send)
+        # The ASGI spec allows any iterables here (falcon.testing's are iterators): read
+        # once, kept as a list of pairs.
+        scope = {**scope, "headers": [tuple(pair) for pair in scope.get("headers", ())]}
+        started = False
+        body_left = _has_body(scope)
+
+        async def receive_when_read() -> dict:
+            nonlocal started, body_left
+            if not started:
+                started = True
+                return {"type": "http.request", "body": b"", "more_body": True}
+            event = await receive()
+            if event["type"] != "http.request" or not event.get("more_body", False):
+                body_left = False
+            return event
+
+        async def send_closing_if_unread(message: dict) -> None:
+            if message["type"] == "http.response.start" and body_left:
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"connection", b"close")]}
+            await send(message)
+
+        await super().__call__(scope, receive_when_read, send_closing_if_unread)
+
+
+def _has_body(scope: dict) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
 # -- the factory -------------------------------------------------------------------------
 
 def create_app(config: Config | None = None, *, clock: Clock = time.time,
@@ -194,8 +246,7 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
     parser = EventParser(new_id, layout)
 
     measure = operating.Measure(services)
-    app = falcon.asgi.App(middleware=[measure, Startup(services),
-                                      RequireInternalKey(config.internal_keys)])
+    app = App(middleware=[measure, Startup(services), RequireInternalKey(config.internal_keys)])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_http_error)
     app.add_error_handler(Exception, Unexpected(new_id, config.log_tracebacks == "always"))

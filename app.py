@@ -27,7 +27,7 @@ from resources import (SQL_API_PREFIX, Batch, DashboardFile, DataPoints, Health,
 from storage.config import Config, ConfigError
 from storage.intake import layouts
 from storage.intake.events import EventParser, InvalidInput, PointParser, Schema, load_schema
-from storage.log import LogError, LogFull, check_layout
+from storage.log import KeyReused, LogError, LogFull, check_layout
 from storage.query.aesql import InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.query.cloudflare import CloudflareError
 from storage.query.lanes import QueryBusy
@@ -158,6 +158,7 @@ class Unexpected:
 
 ERRORS: list[tuple[type[Exception], Callable[..., None]]] = [
     (InvalidInput, _status_error(falcon.HTTP_400)),
+    (KeyReused, _status_error(falcon.HTTP_422)),
     (LogError, _log_error),
     (InvalidQuery, _query_error(falcon.HTTP_422)),
     (ParamsMismatch, _query_error(falcon.HTTP_400)),

@@ -119,9 +119,9 @@ class Track:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_body_bytes)
-        event = self._parser.one(doc, now_ms(self._services.clock), self._type,
-                                 idempotency_key(req.get_header("Idempotency-Key")))
-        result = await self._services.append([event])
+        key = idempotency_key(req.get_header("Idempotency-Key"))
+        event = self._parser.one(doc, now_ms(self._services.clock), self._type, key)
+        result = await self._services.append([event], key=key, single=True)
         if event.ignored:
             resp.media = {"success": True, "ignored": list(event.ignored)}
             if result.duplicates:
@@ -137,9 +137,9 @@ class Batch:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_batch_bytes)
-        events = self._parser.many(doc, now_ms(self._services.clock),
-                                   idempotency_key(req.get_header("Idempotency-Key")))
-        result = await self._services.append(events)
+        key = idempotency_key(req.get_header("Idempotency-Key"))
+        events = self._parser.many(doc, now_ms(self._services.clock), key)
+        result = await self._services.append(events, key=key)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
         ignored = [{"index": i, "keys": list(e.ignored)} for i, e in enumerate(events)
@@ -158,9 +158,9 @@ class DataPoints:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_batch_bytes)
-        batch = self._parser.parse(doc, now_ms(self._services.clock),
-                                   idempotency_key(req.get_header("Idempotency-Key")))
-        result = await self._services.append_points(batch.rows)
+        key = idempotency_key(req.get_header("Idempotency-Key"))
+        batch = self._parser.parse(doc, now_ms(self._services.clock), key)
+        result = await self._services.append_points(batch.rows, key=key)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
 

@@ -57,14 +57,15 @@ def test_a_key_sent_again_with_the_same_body_is_answered_as_a_duplicate(
     for _ in range(2):  # the relay's queue resends the same body
         assert post(client, path, body, "relay-retry-1").json == answer
     table = "points" if path.endswith("datapoints") else "events"
-    assert ids(db_path, table) == [key_id("relay-retry-1", i)
-                                   for i in range(len(body.get("events", body.get("points", [0]))))]
+    items = len(body.get("events", body.get("points", [0])))
+    assert ids(db_path, table) == [key_id("relay-retry-1", i) for i in range(items)]
 
 
 @pytest.mark.parametrize("path, first, other", [
     ("/track/api-call", flat("/a"), flat("/b")),
     ("/track/api-call", flat(latency=1.5), flat(latency=2.5)),
-    ("/track/batch", {"events": [flat("/x"), flat("/y")]}, {"events": [flat("/x"), flat("/z")]}),
+    ("/track/batch", {"events": [flat("/x"), flat("/y")]},
+     {"events": [flat("/x"), flat("/z")]}),
     ("/track/batch", {"events": [flat("/x"), flat("/y")]},
      {"events": [flat("/x"), flat("/y"), flat("/z")]}),
     ("/track/batch", {"events": [flat("/x"), flat("/y")]}, {"events": [flat("/x")]}),

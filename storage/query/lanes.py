@@ -83,8 +83,9 @@ class Lanes:
     def reads_few(self, sql: str, params: Sequence[Any] = (), *,
                   deadline: float | None = None) -> bool:
         budget = self._monotonic() + self._light_budget_s
-        return self.engine.reads_few(sql, params,
-                                     deadline=budget if deadline is None else min(deadline, budget))
+        if deadline is not None:
+            budget = min(deadline, budget)
+        return self.engine.reads_few(sql, params, deadline=budget)
 
     def query(self, sql: str, params: Sequence[Any] = (), *, count_before_limit: bool = False,
               deadline: float | None = None) -> QueryResult:

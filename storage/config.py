@@ -174,7 +174,10 @@ class Config:
     retention_days: int = 92
     query_timeout_ms: int = 5000
     query_max_rows: int = 10000
-    query_concurrency: int = 2
+    # One per worker: the aggregates are Python and hold the GIL, so a second heavy query
+    # in the same worker only halves both (bench/README.md, "Bounded queries"); gunicorn's
+    # workers use the cores.
+    query_concurrency: int = 1
     # `SELECT *` of 10,000 rows (ANALYTICS_QUERY_MAX_ROWS) is 7.6 MB, the public queries
     # of tests/real_queries.py at most 0.8 MB, the dashboard's under 0.1 MB; a worker
     # answering 8 MiB peaks about 66 MB above its rest (bench/README.md)

@@ -188,11 +188,11 @@ def alive(pid: int) -> bool:
 
 def test_a_worker_told_to_stop_mid_query_ends_within_the_graceful_timeout(busy_server):
     """gunicorn's graceful timeout is 10 s (gunicorn_conf); the queries' limit is a minute,
-    and three of them are far more than that on one worker."""
+    and four of them are far more work than that on one worker."""
     server = busy_server(60_000)
     [worker] = server.worker_pids()
     start_cpu = cpu_seconds(worker)
-    queries = [heavy(server.url) for _ in range(3)]
+    queries = [heavy(server.url) for _ in range(4)]
     deadline = time.monotonic() + 30
     while cpu_seconds(worker) < start_cpu + 1.0:  # the queries are running
         assert time.monotonic() < deadline and not any(q.done for q in queries)
@@ -202,11 +202,15 @@ def test_a_worker_told_to_stop_mid_query_ends_within_the_graceful_timeout(busy_s
     while alive(worker) and time.monotonic() < told + 10.0 + 1.0:
         time.sleep(0.05)
     assert not alive(worker), "the worker was still running after its graceful timeout"
-    for q in queries:  # each was answered, and may be retried elsewhere
+    stopped = 0
+    for q in queries:  # each was answered: done in time, or stopped, to be retried elsewhere
         q.join()
-        assert q.response.status_code == 503, q.response.text
-        assert q.response.headers["Retry-After"] == "1"
-        assert "stopping" in q.response.json()["error"]
+        assert q.response.status_code in (200, 503), q.response.text[:200]
+        if q.response.status_code == 503:
+            assert q.response.headers["Retry-After"] == "1"
+            assert "stopping" in q.response.json()["error"]
+            stopped += 1
+    assert stopped, "no query was still running when the worker was told to stop"
 
 
 def peak_rss_bytes(pid: int) -> int:

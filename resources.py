@@ -8,6 +8,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 import falcon
@@ -20,9 +21,12 @@ from storage.intake.events import (EventParser, InvalidInput, PointParser, Schem
                                    parse_json)
 from storage.intake.timestamps import format_time
 from storage.log import LogError
-from storage.query.aesql import PREFIX, InvalidQuery, ParamsMismatch, QueryTimeout
+from storage.query.aesql import (PREFIX, AnswerTooLarge, InvalidQuery, ParamsMismatch,
+                                 QueryTimeout)
 from storage.query.aesql.output import CONTENT_TYPES, json_rows, render
 from storage.query.cloudflare import CloudflareError, CloudflareQueryRejected
+from storage.query.lanes import QueryBusy
+from storage.query.router import Answer
 from storage.services import Services, now_ms
 
 log = logging.getLogger("analytics_worker")
@@ -123,9 +127,9 @@ class Track:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_body_bytes)
-        event = self._parser.one(doc, now_ms(self._services.clock), self._type,
-                                 idempotency_key(req.get_header("Idempotency-Key")))
-        result = await self._services.append([event])
+        key = idempotency_key(req.get_header("Idempotency-Key"))
+        event = self._parser.one(doc, now_ms(self._services.clock), self._type, key)
+        result = await self._services.append([event], key=key, single=True)
         if event.ignored:
             resp.media = {"success": True, "ignored": list(event.ignored)}
             if result.duplicates:
@@ -141,9 +145,9 @@ class Batch:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_batch_bytes)
-        events = self._parser.many(doc, now_ms(self._services.clock),
-                                   idempotency_key(req.get_header("Idempotency-Key")))
-        result = await self._services.append(events)
+        key = idempotency_key(req.get_header("Idempotency-Key"))
+        events = self._parser.many(doc, now_ms(self._services.clock), key)
+        result = await self._services.append(events, key=key)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
         ignored = [{"index": i, "keys": list(e.ignored)} for i, e in enumerate(events)
@@ -162,11 +166,17 @@ class DataPoints:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         doc = await read_json(req, self._services.config.max_batch_bytes)
-        batch = self._parser.parse(doc, now_ms(self._services.clock),
-                                   idempotency_key(req.get_header("Idempotency-Key")))
-        result = await self._services.append_points(batch.rows)
+        key = idempotency_key(req.get_header("Idempotency-Key"))
+        batch = self._parser.parse(doc, now_ms(self._services.clock), key)
+        result = await self._services.append_points(batch.rows, key=key)
         resp.media = {"success": True, "accepted": result.accepted,
                       "duplicates": result.duplicates}
+
+
+def deadline_of(services: Services) -> float:
+    """A query's deadline (time.monotonic() seconds), counted from its arrival: waiting
+    for a thread or a lane counts (SPEC §3.3)."""
+    return time.monotonic() + services.config.query_timeout_ms / 1000
 
 
 class Query:
@@ -175,35 +185,63 @@ class Query:
         self._schema = schema
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        deadline = deadline_of(self._services)
         doc = await read_json(req, self._services.config.max_body_bytes)
         details = self._schema.check(doc)
         if details:
             raise InvalidInput("The query is not valid", details)
-        answer = await self._services.run(self._query, doc["query"],
-                                          doc.get("params") or [], doc.get("source", "auto"))
-        result = answer.result
-        resp.set_header("X-Analytics-Source", answer.source)
-        if result.format not in (None, "JSON"):  # the clause picks the body's format
-            resp.content_type = CONTENT_TYPES[result.format]
-            resp.data = render(result, result.format)
-            return
-        resp.media = {"success": True, "results": json_rows(result.rows),
-                      "meta": result.meta, "rows": len(result.rows), "source": answer.source}
-        if answer.replay_lag_ms is not None:
-            resp.media["replayLagMs"] = answer.replay_lag_ms
-        if result.truncated:
-            resp.media["truncated"] = True
+        source, content_type, body = await self._services.query(
+            self._answer, doc["query"], doc.get("params") or [], doc.get("source", "auto"),
+            deadline=deadline)
+        resp.set_header("X-Analytics-Source", source)
+        resp.content_type = content_type
+        resp.data = body
 
-    def _query(self, sql: str, params: list, source: str) -> Any:
-        return self._services.router.query(sql, params, source)
+    def _answer(self, sql: str, params: list, source: str, *, deadline: float
+                ) -> tuple[str, str, bytes]:
+        """The answer and its body, made on the query's thread: a large body is never
+        encoded on the event loop."""
+        answer = self._services.router.query(sql, params, source, deadline=deadline)
+        result = answer.result
+        if result.format not in (None, "JSON"):  # the clause picks the body's format
+            body = render(result, result.format)
+            content_type = CONTENT_TYPES[result.format]
+        else:
+            body, content_type = query_body(answer), falcon.MEDIA_JSON
+        return answer.source, content_type, capped(body, self._services)
+
+
+def capped(body: bytes, services: Services) -> bytes:
+    """The body of an answer, refused (a 422) when over ANALYTICS_QUERY_MAX_ANSWER_BYTES:
+    the engines stop reading rows well before; this holds every source and format to
+    the exact figure."""
+    cap = services.config.query_max_answer_bytes
+    if len(body) > cap:
+        raise AnswerTooLarge(cap)
+    return body
+
+
+def query_body(answer: Answer) -> bytes:
+    """/query's JSON answer, as Falcon's own JSON handler writes it."""
+    result = answer.result
+    media: dict[str, Any] = {"success": True, "results": json_rows(result.rows),
+                             "meta": result.meta, "rows": len(result.rows),
+                             "source": answer.source}
+    if answer.replay_lag_ms is not None:
+        media["replayLagMs"] = answer.replay_lag_ms
+    if result.truncated:
+        media["truncated"] = True
+    return json.dumps(media, ensure_ascii=False).encode()
 
 
 class SqlApiError(Exception):
     """An answer of the SQL API route in Cloudflare's own shapes (SPEC §3.5)."""
 
-    def __init__(self, status: int, message: str, *, plain: bool = False, code: int = 10000):
+    def __init__(self, status: int, message: str, *, plain: bool = False, code: int = 10000,
+                 retry_after_s: int | None = None):
         super().__init__(message)
         self.status, self.message, self.plain, self.code = status, message, plain, code
+        self.retry_after_s = retry_after_s
 
 
 class SqlApi:
@@ -217,6 +255,7 @@ class SqlApi:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
                       account_id: str) -> None:
+        deadline = deadline_of(self._services)
         config = self._services.config
         auth = req.get_header("Authorization") or ""
         scheme, _, token = auth.partition(" ")
@@ -229,7 +268,8 @@ class SqlApi:
         if len(body) > limit:
             raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
         try:
-            answer = await self._services.run(self._query, body.decode("utf-8"))
+            source, content_type, data = await self._services.query(
+                self._answer, body.decode("utf-8"), deadline=deadline)
         except UnicodeDecodeError:
             raise SqlApiError(422, PREFIX + "the body is not UTF-8 text", plain=True) from None
         except (InvalidQuery, ParamsMismatch, CloudflareQueryRejected) as e:
@@ -238,17 +278,22 @@ class SqlApi:
                               plain=True) from None
         except QueryTimeout as e:
             raise SqlApiError(504, str(e)) from None
+        except QueryBusy as e:
+            raise SqlApiError(503, str(e), retry_after_s=e.retry_after_s) from None
         except CloudflareError as e:
             raise SqlApiError(e.status, e.message) from None
         except LogError as e:
             raise SqlApiError(503, str(e)) from None
-        fmt = answer.result.format or "JSON"
-        resp.set_header("X-Analytics-Source", answer.source)
-        resp.content_type = CONTENT_TYPES[fmt]
-        resp.data = render(answer.result, fmt)
+        resp.set_header("X-Analytics-Source", source)
+        resp.content_type = content_type
+        resp.data = data
 
-    def _query(self, sql: str) -> Any:
-        return self._services.router.query(sql, [], "auto", count_before_limit=True)
+    def _answer(self, sql: str, *, deadline: float) -> tuple[str, str, bytes]:
+        answer = self._services.router.query(sql, [], "auto", count_before_limit=True,
+                                             deadline=deadline)
+        fmt = answer.result.format or "JSON"
+        return answer.source, CONTENT_TYPES[fmt], capped(render(answer.result, fmt),
+                                                         self._services)
 
 
 class Health:

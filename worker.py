@@ -1,5 +1,5 @@
 """The gunicorn worker: uvicorn's (uvloop, httptools) with a deadline for each request's
-head and body (SPEC §11, slow clients).
+head and body (SPEC §11, slow clients), and a stop that holds even mid-query.
 
 uvicorn puts no time limit on reading a request, and any byte cancels its keep-alive
 timer, so a client that trickles its headers or its body, or connects and says nothing,
@@ -7,18 +7,31 @@ would hold a socket for as long as it likes. ASGI middleware cannot help: the ap
 called only once the head has been parsed. The deadline therefore lives in the HTTP
 protocol: armed when the connection is made and after each response, disarmed when a
 request's body is complete.
+
+On SIGTERM uvicorn stops accepting and waits for the requests it has, for as long as they
+take: a worker answering a long query lived on until the query ended, and gunicorn's
+master kills a worker only when the master itself stops. So this worker ends within
+gunicorn's graceful timeout: its local queries are stopped two seconds before it (each
+answered 503, to be retried elsewhere), and uvicorn cancels whatever is left a second
+before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import time
+from types import FrameType
 from typing import Any
 
+from gunicorn.arbiter import Arbiter
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from storage.config import Config
+from storage.services import stop_all
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -120,9 +133,24 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self.transport.write(b"".join(content))
 
 
+class StoppingServer(Server):
+    """uvicorn's server, which on a signal to stop also tells the app's queries when to
+    end: `grace_s` from now."""
+
+    def __init__(self, *args: Any, grace_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._grace_s = grace_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            stop_all(time.monotonic() + self._grace_s)
+        super().handle_exit(sig, frame)
+
+
 class HeaderDeadlineWorker(UvicornWorker):
     """uvicorn's gunicorn worker (uvloop, httptools) serving through
-    HeaderDeadlineProtocol, with the deadline set by ANALYTICS_HEADER_TIMEOUT_MS."""
+    HeaderDeadlineProtocol, with the deadline set by ANALYTICS_HEADER_TIMEOUT_MS, that ends
+    within gunicorn's graceful timeout after SIGTERM whatever its requests are doing."""
 
     CONFIG_KWARGS: dict[str, Any] = {"loop": "uvloop", "http": HeaderDeadlineProtocol}
 
@@ -131,3 +159,17 @@ class HeaderDeadlineWorker(UvicornWorker):
         # gunicorn_conf's on_starting has already refused a bad value with its message.
         seconds = Config.from_env().header_timeout_ms / 1000
         self.config.http = HeaderDeadlineProtocol.with_timeout(seconds)
+        graceful = float(self.cfg.graceful_timeout)
+        # A second before gunicorn's timeout uvicorn cancels what is left; its queries are
+        # stopped a second before that, so that each is answered.
+        self.config.timeout_graceful_shutdown = max(graceful - 1, 0.5)
+        self._query_grace_s = max(graceful - 2, 0.25)
+
+    async def _serve(self) -> None:
+        # UvicornWorker._serve, with the server above
+        self.config.app = self.wsgi
+        server = StoppingServer(config=self.config, grace_s=self._query_grace_s)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

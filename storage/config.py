@@ -115,6 +115,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest a local /query may run."),
     Setting("ANALYTICS_QUERY_MAX_ROWS", "query_max_rows", _positive_int,
             "Most rows a local /query returns; beyond it the result says truncated."),
+    Setting("ANALYTICS_QUERY_MAX_ANSWER_BYTES", "query_max_answer_bytes", _positive_int,
+            "Largest answer to a /query or the SQL API route, in bytes of its body; a query "
+            "whose answer would be larger gets a 422 that names this limit, found before "
+            "the whole answer is in memory."),
+    Setting("ANALYTICS_QUERY_CONCURRENCY", "query_concurrency", _positive_int,
+            "Heavy local queries (those that read many rows of the log) a worker runs at "
+            "once; a few more wait, within their time limit, and past those a query is "
+            "answered 503 at once. Queries of few rows, SHOW, /status and /health have "
+            "lanes of their own and never wait behind them."),
     Setting("ANALYTICS_MIRROR", "mirror", _choice("chdb", "off"),
             "Local queries under gunicorn: chdb keeps a columnar copy of the log (embedded "
             "ClickHouse, in a process of its own) that answers them, the log's own engine "
@@ -133,6 +142,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANALYTICS_WRITER_QUEUE_EVENTS", "writer_queue_events", _positive_int,
             "Events a worker may have waiting for the service's writer at once; past it, "
             "requests wait up to 4 s for room, then get a 503 with nothing stored."),
+    Setting("ANALYTICS_LOG_TRACEBACKS", "log_tracebacks", _choice("once", "always"),
+            "An unexpected error is logged as one line with the request's id; its traceback "
+            "goes with the first of each distinct error in a worker (once), or with every "
+            "one (always, for debugging)."),
     Setting("ANALYTICS_HEADER_TIMEOUT_MS", "header_timeout_ms", _positive_int,
             "A connection that has not delivered a whole request (head and body) this long "
             "after connecting or after its previous response is closed, with a 408 where "
@@ -161,6 +174,14 @@ class Config:
     retention_days: int = 92
     query_timeout_ms: int = 5000
     query_max_rows: int = 10000
+    # One per worker: the aggregates are Python and hold the GIL, so a second heavy query
+    # in the same worker only halves both (bench/README.md, "Bounded queries"); gunicorn's
+    # workers use the cores.
+    query_concurrency: int = 1
+    # `SELECT *` of 10,000 rows (ANALYTICS_QUERY_MAX_ROWS) is 7.6 MB, the public queries
+    # of tests/real_queries.py at most 0.8 MB, the dashboard's under 0.1 MB; a worker
+    # answering 8 MiB peaks about 66 MB above its rest (bench/README.md)
+    query_max_answer_bytes: int = 8_388_608
     mirror: str = "chdb"
     mirror_dir: str = ""  # empty: beside the log
     mirror_min_events: int = 500_000
@@ -168,6 +189,7 @@ class Config:
     max_batch_bytes: int = 1048576
     writer_queue_events: int = 100_000
     header_timeout_ms: int = 10000
+    log_tracebacks: str = "once"
 
     def __post_init__(self) -> None:
         if not self.dataset:

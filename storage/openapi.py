@@ -29,6 +29,7 @@ _ERRORS = {
     "401": "No valid internal key",
     "413": "The body is over the limit",
     "415": "The body is not JSON",
+    "422": "The Idempotency-Key was used before with another body; nothing was stored",
     "503": "The log (or the service's writer) is unavailable; nothing was stored",
     "507": "The disk is full; nothing was stored",
 }
@@ -115,8 +116,11 @@ _CLOUDFLARE_ERROR = {
 # The event's requestId when the body carries none (SPEC §6.1): a retried delivery is a
 # duplicate, never a second event.
 _IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
-                    "description": "The requestId of an event whose body has none (in a "
-                                   "batch, `<key>:<index>` for each such item)",
+                    "description": "Names the request: an event whose body has no "
+                                   "requestId gets one made from the key (in a batch, from "
+                                   "the key and the item's place), so the same request sent "
+                                   "again is a duplicate; the key sent again with another "
+                                   "body is a 422",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
 
 
@@ -131,14 +135,14 @@ def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
             "tags": ["ingest"], "parameters": [_IDEMPOTENCY_KEY],
             "requestBody": _body(type_.schema),
             "responses": {"200": _json(_TRACK_ANSWER, "Committed (or a duplicate)"),
-                          **_errors("400", "401", "413", "415", "503", "507")}}}
+                          **_errors("400", "401", "413", "415", "422", "503", "507")}}}
     ops["/track/batch"] = {"post": {
         "summary": "Store up to 1,000 events, all or nothing",
         "description": "Each item is the body of the route its `type` names (default "
                        f"api-call; types: {', '.join(layout.types)}).",
         "tags": ["ingest"], "parameters": [_IDEMPOTENCY_KEY], "requestBody": _body("batch"),
         "responses": {"200": _json(_BATCH_ANSWER, "Committed"),
-                      **_errors("400", "401", "413", "415", "503", "507")}}}
+                      **_errors("400", "401", "413", "415", "422", "503", "507")}}}
     ops["/track/datapoints"] = {"post": {
         "summary": "Store up to 1,000 raw data points of one dataset, all or nothing",
         "description": "What a Worker passed to writeDataPoint (through the relay's "
@@ -147,11 +151,12 @@ def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
                        "replayed. Each point must fit Analytics Engine's limits.",
         "tags": ["ingest"],
         "parameters": [{**_IDEMPOTENCY_KEY,
-                        "description": "Point i gets the request id `<key>:<i>`, so a "
-                                       "body sent again is all duplicates"}],
+                        "description": "Point i gets a request id made from the key and "
+                                       "i, so a body sent again is all duplicates; the key "
+                                       "sent again with another body is a 422"}],
         "requestBody": _body("datapoints"),
         "responses": {"200": _json(_BATCH_ANSWER, "Committed"),
-                      **_errors("400", "401", "413", "415", "503", "507")}}}
+                      **_errors("400", "401", "413", "415", "422", "503", "507")}}}
     ops["/query"] = {"post": {
         "summary": "Analytics Engine SQL, from Cloudflare or the local log",
         "tags": ["query"], "requestBody": _body("query"),
@@ -161,9 +166,11 @@ def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
                     "content": {"application/json": {"schema": _QUERY_ANSWER},
                                 **_TEXT_FORMATS}},
             **_errors("400", "401", "413", "415"),
-            "422": _json(ERROR, "The SQL is invalid or outside the dialect"),
+            "422": _json(ERROR, "The SQL is invalid or outside the dialect, or its answer "
+                                "is over ANALYTICS_QUERY_MAX_ANSWER_BYTES"),
             "502": _json(ERROR, "Cloudflare failed"),
-            "503": _json(ERROR, "Cloudflare or the log is unavailable"),
+            "503": _json(ERROR, "Cloudflare or the log is unavailable, or the worker holds "
+                                "as many heavy queries as it takes (Retry-After)"),
             "504": _json(ERROR, "The query ran out of time")}}}
     ops[SQL_API] = {"post": {
         "summary": "Analytics Engine's SQL API, served here",
@@ -179,8 +186,11 @@ def _operations(layout: layouts.Layout) -> dict[str, dict[str, Any]]:
                                 **_TEXT_FORMATS}},
             "401": _json(_CLOUDFLARE_ERROR, "No valid Bearer token"),
             "413": _json(_CLOUDFLARE_ERROR, "The body is over the limit"),
-            "422": {"description": "The SQL is invalid",
+            "422": {"description": "The SQL is invalid, or its answer is over "
+                                   "ANALYTICS_QUERY_MAX_ANSWER_BYTES",
                     "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "503": _json(_CLOUDFLARE_ERROR, "The worker holds as many heavy queries as it "
+                                            "takes (Retry-After), or the log is unavailable"),
             "504": _json(_CLOUDFLARE_ERROR, "The query ran out of time")}}}
     ops["/health"] = {"get": {
         "summary": "Whether the log takes writes", "tags": ["operating"], "security": [],

@@ -3,19 +3,23 @@ commits its events, the HTTP client, the query router and the background thread 
 checkpoints, retention). Resources reach storage only through it.
 
 A resource never blocks the event loop on storage: events are committed by the
-writer (`await services.append(events)`), and every other storage call runs on the
-thread pool (`await services.run(fn, *args)`).
+writer (`await services.append(events)`), and every other storage call runs on a
+thread pool: queries (`await services.query(fn, *args, deadline=…)`) on a pool of their
+own, held to their deadline; the cheap calls (`await services.run(fn, *args)`: /status,
+/metrics) on another, which no query ever holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import functools
 import importlib.util
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import Any, Callable
 
@@ -24,8 +28,9 @@ import httpx
 from . import replay
 from .config import Config
 from .log import POINTS, AppendResult, EventLog, LogError, event_rows, retention
-from .query.aesql import LocalEngine
+from .query.aesql import LocalEngine, QueryTimeout
 from .query.cloudflare import CloudflareSQL
+from .query.lanes import Lanes
 from .query.mirror import MIRROR_SOCKET_ENV, MirroredEngine
 from .query.router import Breaker, Router
 from .replay import sink
@@ -44,6 +49,23 @@ Clock = Callable[[], float]
 
 def now_ms(clock: Clock) -> int:
     return int(round(clock() * 1000))
+
+
+# Threads of a worker's pool for queries: a query holds one from its start to its answer
+# (waiting for a lane, or for Cloudflare), so there are more than the lanes run at once.
+QUERY_THREADS = 16
+# Heavy queries that may wait for a lane, beyond those it runs: the rest of the pool stays
+# free for queries of few rows, SHOW statements and Cloudflare's answers.
+HEAVY_WAITING = 6
+# Every Services of this process, for `stop_all`.
+_ALL: "weakref.WeakSet[Services]" = weakref.WeakSet()
+
+
+def stop_all(by: float) -> None:
+    """This process was told to stop: no local query of any app in it runs past `by`
+    (time.monotonic() seconds)."""
+    for services in list(_ALL):
+        services.stop(by)
 
 
 class Services:
@@ -66,7 +88,10 @@ class Services:
         self._notify: tuple[asyncio.AbstractEventLoop, Callable[..., None]] | None = None
         self._http: httpx.Client | None = None
         self._router: Router | None = None
+        self._lanes: Lanes | None = None
+        self._queries: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: replay.ReplayLoop | None = None
+        _ALL.add(self)
 
     @property
     def log(self) -> EventLog:
@@ -85,6 +110,7 @@ class Services:
                         self._writer = Writer(self._log)
                         atexit.register(_close_at_exit, weakref.ref(self._writer))
                     self._http, self._router, self._loop = None, None, None
+                    self._lanes, self._queries = None, None
                     self._pid = os.getpid()
                     if self._background:
                         self._loop = self._replay_loop()
@@ -100,10 +126,16 @@ class Services:
         assert self._writer is not None
         return self._writer
 
-    async def append(self, events: list) -> AppendResult:
+    async def append(self, events: list, *, key: str | None = None,
+                     single: bool = False) -> AppendResult:
         """Commit `events` through the group-commit writer; returns once their transaction
-        committed, or raises what committing them alone would have raised."""
+        committed, or raises what committing them alone would have raised. `key`: the
+        request's Idempotency-Key (`single`: the request was one event, not a batch);
+        a key used before with another body raises KeyReused. That look is a few index
+        seeks on this thread's read connection, which WAL never holds up: done here."""
         event_log = self.log
+        if key is not None:
+            events = event_log.keyed_events(events, key, single)
         if self._client is not None:
             return await self._client.append(event_rows(events, event_log.layout))
         loop = asyncio.get_running_loop()
@@ -114,10 +146,13 @@ class Services:
             raise outcome
         return outcome
 
-    async def append_points(self, rows: list) -> AppendResult:
+    async def append_points(self, rows: list, *, key: str | None = None) -> AppendResult:
         """Commit raw data points (`points.row`) through the same writer and group commit
-        as events: returns once committed, or raises what committing them alone would."""
-        self.log  # noqa: B018 — opens this process's services first
+        as events: returns once committed, or raises what committing them alone would.
+        `key`: as for `append`."""
+        event_log = self.log
+        if key is not None:
+            rows = event_log.keyed_points(rows, key)
         if self._client is not None:
             return await self._client.append(rows, wire.APPEND_POINTS)
         loop = asyncio.get_running_loop()
@@ -154,10 +189,46 @@ class Services:
         return self._notify[1]
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """fn(*args) on the thread pool: storage calls that may block (a local query, a
-        write lock held by the other worker) never stall the event loop."""
+        """fn(*args) on the thread pool of cheap calls (/status, /metrics): storage calls
+        that may block (a write lock held by the other worker) never stall the event
+        loop, and no query holds one of its threads."""
         return await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(fn, *args))
+
+    async def query(self, fn: Callable[..., Any], *args: Any, deadline: float) -> Any:
+        """fn(*args, deadline=deadline) on the pool of queries. `deadline` is
+        time.monotonic() seconds, counted from the query's arrival: a query still waiting
+        for a thread then never starts, and its answer is the time limit's (504); one
+        that runs past it by more than a second (its engine holds it to the deadline) is
+        answered so, and left to end on its own."""
+        self.log  # noqa: B018 — opens this process's services first
+        with self._lock:
+            if self._queries is None:
+                self._queries = concurrent.futures.ThreadPoolExecutor(
+                    QUERY_THREADS, thread_name_prefix="query")
+            pool = self._queries
+        future = pool.submit(functools.partial(fn, *args, deadline=deadline))
+        waiting = asyncio.wrap_future(future)
+        done, _ = await asyncio.wait({waiting}, timeout=max(0.0, deadline - time.monotonic()))
+        if not done:
+            if future.cancel():
+                raise QueryTimeout(
+                    f"The query could not start within the local time limit of "
+                    f"{self.config.query_timeout_ms} ms: this worker was busy with other "
+                    "queries; retry, or raise ANALYTICS_QUERY_TIMEOUT_MS")
+            done, _ = await asyncio.wait({waiting}, timeout=1.0)
+            if not done:
+                raise QueryTimeout(
+                    f"The query was stopped after the local time limit of "
+                    f"{self.config.query_timeout_ms} ms; narrow the time range, or raise "
+                    "ANALYTICS_QUERY_TIMEOUT_MS")
+        return waiting.result()
+
+    def stop(self, by: float) -> None:
+        """This worker is stopping: no local query runs past `by` (time.monotonic()
+        seconds)."""
+        if self._pid == os.getpid() and self._lanes is not None:
+            self._lanes.stop(by)
 
     @property
     def http(self) -> httpx.Client:
@@ -178,14 +249,18 @@ class Services:
 
     def _make_router(self, event_log: EventLog) -> Router:
         config = self.config
-        local = LocalEngine(config.db_path, dataset=config.dataset,
-                            timeout_ms=config.query_timeout_ms,
-                            max_rows=config.query_max_rows, now=self.clock)
+        self._lanes = Lanes(LocalEngine(config.db_path, dataset=config.dataset,
+                                        timeout_ms=config.query_timeout_ms,
+                                        max_rows=config.query_max_rows,
+                                        max_answer_bytes=config.query_max_answer_bytes,
+                                        now=self.clock),
+                            heavy=config.query_concurrency, waiting=HEAVY_WAITING)
         # Set by gunicorn's master once it has started the mirror (`gunicorn_conf`).
         mirror_socket = os.environ.get(MIRROR_SOCKET_ENV)
-        log_engine = local  # the raw points of other datasets are in the log only
+        local: Lanes | MirroredEngine = self._lanes
+        log_engine = self._lanes  # the raw points of other datasets are in the log only
         if mirror_socket and config.mirror != "off":
-            local = MirroredEngine(local, mirror_socket, event_log.last_seq)
+            local = MirroredEngine(self._lanes, mirror_socket, event_log.last_seq)
         cloud = None
         if config.cloudflare_configured:
             cloud = CloudflareSQL.from_config(config, self._given_http or self._client_unlocked())
@@ -266,7 +341,12 @@ class Services:
                 self._log.close()
             if self._http is not None:
                 self._http.close()
+            if self._queries is not None:
+                self._queries.shutdown(wait=False, cancel_futures=True)
+            if self._lanes is not None:
+                self._lanes.close()
         self._log, self._http, self._router, self._loop, self._pid = None, None, None, None, 0
+        self._lanes, self._queries = None, None
         self._writer, self._notify, self._client = None, None, None
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import AUTH, KEY, api_call
 from hoox_callers import CALLERS
+from storage.intake.events import key_id
 
 pytestmark = pytest.mark.gunicorn
 
@@ -214,7 +215,7 @@ def test_events_and_raw_points_mixed_are_committed_once_while_readers_poll(
             elif answer.json() != {"success": True, "accepted": 1, "duplicates": 0}:
                 tally.false_duplicates.append(key)
             else:
-                points_acked.append(f"{key}:0")
+                points_acked.append(key_id(key, 0))
 
     tally = run_load(server.url, "hoox_telemetry", send, seconds=6, per_client=20_000)
     assert_every_acknowledgement_holds(tally, stored_ids(db_path))

@@ -14,6 +14,7 @@ import pytest
 from conftest import AUTH, KEY, assert_error
 from hoox_callers import CALLERS, LONG_ERROR, RISK_ROUTES, ROUTES, Caller
 from storage.config import Config
+from storage.intake.events import key_id
 from storage.log import EventLog
 
 
@@ -317,7 +318,7 @@ def test_the_idempotency_key_is_the_request_id_of_a_body_without_one(hoox, hoox_
     again = hoox.simulate_post(f"/track/{caller.route}", json=caller.body, headers=headers)
     assert again.status_code == 200 and again.json["duplicate"] is True
     assert hoox_log.count() == 1
-    assert datapoint_row(hoox_log)["index1"] == "relay-7c0e5b1a"
+    assert datapoint_row(hoox_log)["index1"] == key_id("relay-7c0e5b1a")
 
 
 def test_a_request_id_in_the_body_wins_over_the_idempotency_key(hoox, hoox_log):
@@ -335,7 +336,7 @@ def test_a_batch_derives_one_request_id_per_item_from_the_idempotency_key(hoox, 
     first = hoox.simulate_post("/track/batch", json={"events": items}, headers=headers)
     assert first.json["accepted"] == len(items), first.text
     ids = [r[0] for r in hoox_log.conn.execute("SELECT request_id FROM events ORDER BY seq")]
-    assert ids == [c.index1 or f"batch-key:{i}" for i, c in enumerate(CALLERS)]
+    assert ids == [c.index1 or key_id("batch-key", i) for i, c in enumerate(CALLERS)]
     again = hoox.simulate_post("/track/batch", json={"events": items}, headers=headers)
     assert (again.json["accepted"], again.json["duplicates"]) == (0, len(items))
     assert hoox_log.count() == len(items)
@@ -367,4 +368,4 @@ def test_the_profile_layout_reads_the_idempotency_key_too(client, event_log):
     assert client.simulate_post("/track/api-call", json=body, headers=headers).json == {
         "success": True, "duplicate": True}
     assert [r[0] for r in event_log.conn.execute("SELECT request_id FROM events")] == [
-        "profile-key"]
+        key_id("profile-key")]

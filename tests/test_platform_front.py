@@ -22,6 +22,7 @@ import pytest
 
 from conftest import KEY, ROOT, Server, service_env
 from hoox_callers import CALLERS, ROUTES
+from storage.intake.events import key_id
 from storage.log import EventLog
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.wrangler]
@@ -164,10 +165,11 @@ def assert_point(row: dict[str, Any], caller: Any) -> None:
 
 
 def expected_id(caller: Any, answer: dict[str, Any]) -> str:
-    """The body's own request id, else the Idempotency-Key the front sent with it."""
+    """The body's own request id, else the one made from the Idempotency-Key the front
+    sent with it."""
     if caller.index1 is None:
         assert uuid.UUID(answer["idempotencyKey"])  # the front's fresh one
-        return answer["idempotencyKey"]
+        return key_id(answer["idempotencyKey"])
     return caller.index1
 
 
@@ -218,7 +220,7 @@ def test_a_refused_body_is_a_400_and_a_wrong_key_a_401_and_neither_is_queued(
     assert sentinel["status"] == 202
     service.start()
     wait_for(logged, 30, "the event queued after the refused one")
-    assert list(logged()) == [sentinel["idempotencyKey"]]
+    assert list(logged()) == [key_id(sentinel["idempotencyKey"])]
     assert front.dead_letters() == []
 
 
@@ -268,8 +270,8 @@ def test_a_service_killed_while_deliveries_are_in_flight_gets_each_event_exactly
         route, body = risk_event(n)
         answer = front.send(route, body)
         assert answer["status"] == 202, answer
-        sent[body["payload"]["requestId"] if route == "trade" else answer["idempotencyKey"]] = (
-            route, body)
+        sent[body["payload"]["requestId"] if route == "trade"
+             else key_id(answer["idempotencyKey"])] = (route, body)
     service.start()
     during = wait_for(lambda: len(logged()) or None, 60, "the first deliveries")
     kill(service)  # kill -9 in the middle of the queue's deliveries
@@ -302,8 +304,8 @@ def test_a_service_that_answers_too_late_still_gets_the_event_once(front, servic
     # ... and the second copy was answered as a duplicate of it (SPEC §12's counter).
     wait_for(lambda: duplicates(service) == 1, 30, "the queued copy, a duplicate")
     rows = logged()
-    assert list(rows) == [answer["idempotencyKey"]]
-    assert_point(rows[answer["idempotencyKey"]], CALLERS[-2])
+    assert list(rows) == [key_id(answer["idempotencyKey"])]
+    assert_point(rows[key_id(answer["idempotencyKey"])], CALLERS[-2])
 
 
 def test_a_queued_request_the_service_refuses_is_dead_lettered_not_retried(
@@ -325,7 +327,7 @@ def test_a_queued_request_the_service_refuses_is_dead_lettered_not_retried(
     # The good event was queued after the refused one: once it is in, the refused one has
     # had its turn (the queue is in order).
     wait_for(lambda: len(logged()) == 1, 30, "the good event")
-    assert list(logged()) == [accepted["idempotencyKey"]]
+    assert list(logged()) == [key_id(accepted["idempotencyKey"])]
     assert len(front.dead_letters()) == 1
 
 
@@ -339,7 +341,7 @@ def test_a_queued_body_reaches_the_service_byte_for_byte_even_when_it_is_not_utf
         "route": "kill-switch", "key": KEY, "bodyBase64": base64.b64encode(body).decode()})
     assert answer.json()["status"] == 202
     service.start()
-    key = answer.json()["idempotencyKey"]
+    key = key_id(answer.json()["idempotencyKey"])
     wait_for(lambda: key in logged(), 30, "the event")
     assert logged.payload(key) == CALLERS[-1].body
     assert_point(logged()[key], CALLERS[-1])

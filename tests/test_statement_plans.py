@@ -1,7 +1,8 @@
 """Periodic work and the fixed steps of every request never walk the log (SPEC §12.1).
 
 Every statement that replay, retention, the mirror's feed and reconcile, the counters,
-`/status`, `/health`, `/metrics` and the writer issue against the log is caught as it
+`/status`, `/health`, `/metrics`, the writer and the look for an Idempotency-Key used
+before issue against the log is caught as it
 runs (SQLite's trace callback on the connections they use), on a log of 40,000 events,
 half of them replayed, and 20,000 raw data points of two datasets, with statistics
 (ANALYZE). Each must then:
@@ -28,6 +29,7 @@ from aesql_fixtures import NOW, bulk_log
 from storage import metrics, replay
 from storage.config import Config
 from storage.intake import points
+from storage.intake.events import EventParser, key_id
 from storage.log import EventLog, counters, retention
 from storage.log.points import TABLE as POINTS_TABLE
 from storage.query import mirror
@@ -135,6 +137,10 @@ def _work(event_log: EventLog) -> dict[str, Callable[[], object]]:
     replayer = replay.Replayer(event_log, sink.NoneSink(), clock=clock)
     row = ("plan-new-event", "api-call", now_ms, "{}", "w", "/", "1", 1.0)
     point = points.row("dataset_0", "plan-new-point", now_ms, points.DataPoint(("b",), (1.0,), ()))
+    flat = {"worker": "w", "endpoint": "/", "latencyMs": 1, "success": True}
+    keyed = EventParser(lambda: "unused").many({"events": [flat] * 3}, now_ms, "plan-key")
+    keyed_points = [points.row("dataset_0", key_id("plan-key", i), now_ms,
+                               points.DataPoint(("b",), (1.0,), ())) for i in range(3)]
     return {
         # replay: the lease, the next batch, the cursor's move
         "replay tick": replayer.tick,
@@ -159,6 +165,11 @@ def _work(event_log: EventLog) -> dict[str, Callable[[], object]]:
         # the writer: the duplicate lookup and the insert, the counters with them
         "writer": lambda: event_log.append_row_groups([[row], [row]]),
         "writer: raw points": lambda: event_log.append_points([point, point]),
+        # whether an Idempotency-Key was used before (every request sent under one)
+        "a request under an Idempotency-Key": lambda: event_log.keyed_events(
+            keyed, "plan-key", single=False),
+        "raw points under an Idempotency-Key": lambda: event_log.keyed_points(
+            keyed_points, "plan-key"),
         "a worker's counters flush": lambda: _flush(event_log),
         # the fixed steps of /status, /health, /metrics
         "/status": lambda: (event_log.kept_count(), event_log.size_bytes(),
@@ -178,7 +189,9 @@ WORK = ["replay tick", "replay lag (every /query with source auto)",
         "retention of raw points, nothing to prune", "retention of raw points, a day to prune",
         "mirror: the log's newest event", "mirror: events pruned",
         "mirror: days to reconcile", "master: does the log need the mirror", "writer",
-        "writer: raw points", "a worker's counters flush", "/status", "/health", "/metrics"]
+        "writer: raw points", "a request under an Idempotency-Key",
+        "raw points under an Idempotency-Key", "a worker's counters flush", "/status",
+        "/health", "/metrics"]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ check that both agree with jsonschema on generated documents.
 from __future__ import annotations
 
 import json
+import uuid
 from importlib import resources
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -103,6 +104,26 @@ def idempotency_key(value: str | None) -> str | None:
     return value
 
 
+# The request ids made from an Idempotency-Key live apart from the ids bodies carry (SPEC
+# §6.1): a UUID named by the key and the item's place, in a namespace of this service's
+# own, so that no body's id (an `order-9:0` of its own) is ever taken for one, and a
+# request sent again under its key makes the same ids (duplicates, not new events).
+KEY_IDS = uuid.uuid5(uuid.NAMESPACE_DNS, "idempotency-key.analytics-worker")
+
+
+def key_id(key: str, index: int = 0) -> str:
+    """The request id of item `index` of a request sent under `key` (a single event is
+    item 0)."""
+    return str(uuid.uuid5(KEY_IDS, f"{key}:{index}"))
+
+
+def former_key_id(key: str, index: int | None) -> str:
+    """The id the same item got before ids from keys had a namespace of their own: the
+    key itself for a single event (`index` None), `<key>:<index>` for a batch's item or a
+    point. Logs written then hold these; `storage.log.keys` still finds them."""
+    return key if index is None else f"{key}:{index}"
+
+
 class EventParser:
     """Turns the bodies of a layout's event types, and batches of them, into `Event`s."""
 
@@ -120,8 +141,10 @@ class EventParser:
 
     def one(self, doc: Any, received_ms: int, type_: str = "api-call",
             idempotency_key: str | None = None) -> Event:
-        """`idempotency_key` is the event's request id when the body carries none."""
-        event = self._valid_event(type_, doc, received_ms, fallback_id=idempotency_key)
+        """With `idempotency_key`, an event whose body carries no request id gets the
+        key's (`key_id`)."""
+        fallback = None if idempotency_key is None else key_id(idempotency_key)
+        event = self._valid_event(type_, doc, received_ms, fallback_id=fallback)
         if event is None:
             raise InvalidInput("The event is not valid", self._problems(type_, doc, "$"))
         return event
@@ -130,7 +153,8 @@ class EventParser:
              idempotency_key: str | None = None) -> list[Event]:
         """A batch (SPEC §3.2): each item the body of the route its `type` names
         (default api-call). With `idempotency_key`, an item whose body carries no request
-        id gets `<key>:<index>`, so a batch sent again is all duplicates."""
+        id gets the key's id for its place (`key_id`), so a batch sent again is all
+        duplicates."""
         details = self.batch.check(doc)
         events: list[Event] = []
         if not details:
@@ -145,7 +169,7 @@ class EventParser:
                                         "message": f"{type_!r} is not one of "
                                                    f"{', '.join(self.layout.types)}"})
                         continue
-                fallback = None if idempotency_key is None else f"{idempotency_key}:{i}"
+                fallback = None if idempotency_key is None else key_id(idempotency_key, i)
                 event = self._valid_event(type_, body, received_ms, fallback_id=fallback)
                 if event is None:
                     details.extend(self._problems(type_, body, prefix))
@@ -257,8 +281,8 @@ class PointParser:
 
     def parse(self, doc: Any, received_ms: int, idempotency_key: str | None = None
               ) -> PointBatch:
-        """With `idempotency_key`, point i gets the request id `<key>:<i>`, so a body sent
-        again is all duplicates; without it each point gets a fresh id."""
+        """With `idempotency_key`, point i gets the key's id for its place (`key_id`), so
+        a body sent again is all duplicates; without it each point gets a fresh id."""
         details = self.schema.check(doc)
         if not details and doc["dataset"] == self._own_dataset:
             details.append({"path": "$.dataset",
@@ -277,7 +301,7 @@ class PointParser:
                 details.append({"path": f"$.points[{i}]{_slot_path(slot)}",
                                 "message": reason})
             request_id = self._new_id() if idempotency_key is None \
-                else f"{idempotency_key}:{i}"
+                else key_id(idempotency_key, i)
             rows.append(points.row(dataset, request_id, received_ms, point))
         if details:
             raise InvalidInput("The data points are not valid; nothing was stored", details)

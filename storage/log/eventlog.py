@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..intake import layouts
 from ..intake.events import Event
-from . import counters, points
+from . import counters, keys, points
 from .columns import event_rows, insert_sql, range_sql
 from .errors import LayoutMismatch, LogError, LogUnavailable
 from .errors import translate as _translate
@@ -266,6 +266,22 @@ class EventLog:
         except sqlite3.Error:
             return False
         return os.access(self.path, os.W_OK)
+
+    def keyed_events(self, events: Sequence[Event], key: str, single: bool) -> list[Event]:
+        """The events of one request sent under an Idempotency-Key, as they are to be
+        stored; KeyReused when the key was used with another body (`keys.py`). Reads
+        only, by the request ids' key: a few index seeks."""
+        try:
+            return keys.check_events(self.conn, events, key, single)
+        except sqlite3.Error as e:
+            raise _translate(e) from e
+
+    def keyed_points(self, rows: Sequence[tuple], key: str) -> list[tuple]:
+        """`keyed_events` for one request's raw points (`points.row`)."""
+        try:
+            return keys.check_points(self.conn, rows, key)
+        except sqlite3.Error as e:
+            raise _translate(e) from e
 
     def contains(self, request_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM events WHERE request_id = ?",

@@ -204,3 +204,20 @@ def _points(db: sqlite_utils.Database) -> None:
     # an event row's index1 is its unique request id and a layout's received-time double
     # has no column. Same file, same writer, same group commits.
     points.create_table(db.conn)
+
+
+# log_meta's keys for where the former ids made from an Idempotency-Key end (`keys.py`).
+FORMER_KEY_IDS = {"events": "former_key_ids_before_seq",
+                  "points": "former_point_key_ids_before_seq"}
+
+
+@MIGRATIONS(name="0006_key_ids")
+def _key_ids(db: sqlite_utils.Database) -> None:
+    # From here on the ids made from an Idempotency-Key are UUIDs of their own namespace
+    # (`intake.events.key_id`); rows written before may hold the former ones (the key,
+    # `<key>:<index>`), which a request sent again under its key must still find. The
+    # first sequence number of each table that cannot hold one is kept; a new log's is 1.
+    # Nothing is rewritten: every row and id stays as it was.
+    for table, key in FORMER_KEY_IDS.items():
+        db.execute("INSERT OR IGNORE INTO log_meta (key, value) VALUES "
+                   f"(?, (SELECT coalesce(max(seq), 0) + 1 FROM {table}))", (key,))

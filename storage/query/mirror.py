@@ -30,9 +30,10 @@ import urllib.parse
 from typing import Any, Callable, Sequence
 
 from ..log import counters
-from .aesql import LocalEngine, QueryResult, QueryTimeout
+from .aesql import AnswerTooLarge, LocalEngine, QueryResult, QueryTimeout
 from .aesql.clickhouse import translate
 from .aesql.types import AE_COLUMNS
+from .lanes import Lanes
 
 MIRROR_SOCKET_ENV = "ANALYTICS_MIRROR_SOCKET"
 TABLE = "points"
@@ -226,9 +227,21 @@ class MirrorUnavailable(Exception):
     """The mirror cannot answer (down, behind, or its ClickHouse refused): the log does."""
 
 
-def ask(socket_path: str, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def _timeout(limit_ms: int) -> QueryTimeout:
+    return QueryTimeout(f"The query was stopped after the local time limit of {limit_ms} ms; "
+                        "narrow the time range, or raise ANALYTICS_QUERY_TIMEOUT_MS")
+
+
+def ask(socket_path: str, request: dict[str, Any], timeout_s: float,
+        limit_ms: int | None = None, max_answer_bytes: int | None = None) -> dict[str, Any]:
     """One request over the mirror's socket: a JSON line out; a JSON line back (the
-    status), then for an answer the ClickHouse JSON body."""
+    status), then for an answer the ClickHouse JSON body. `limit_ms`: the time limit a
+    timeout names (default: `timeout_s`). `max_answer_bytes`: the cap of the answer the
+    body becomes; ClickHouse's JSON says more for the same rows (indents, statistics), so
+    reading stops past three times the cap (AnswerTooLarge), and the answer made of it is
+    held to the cap itself."""
+    most = None if max_answer_bytes is None else 3 * max_answer_bytes + 65536
+    received = 0
     deadline = time.monotonic() + timeout_s
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -246,11 +259,13 @@ def ask(socket_path: str, request: dict[str, Any], timeout_s: float) -> dict[str
                 chunk = s.recv(1 << 16)
                 if not chunk:
                     break
+                received += len(chunk)
+                if most is not None and received > most:
+                    assert max_answer_bytes is not None
+                    raise AnswerTooLarge(max_answer_bytes)
                 chunks.append(chunk)
     except socket.timeout:
-        raise QueryTimeout("The query was stopped after the local time limit of "
-                           f"{int(timeout_s * 1000)} ms; narrow the time range, or raise "
-                           "ANALYTICS_QUERY_TIMEOUT_MS") from None
+        raise _timeout(int(timeout_s * 1000) if limit_ms is None else limit_ms) from None
     except OSError as e:
         raise MirrorUnavailable(str(e)) from None
     head, _, body = b"".join(chunks).partition(b"\n")
@@ -266,14 +281,16 @@ class MirroredEngine:
     """The local engine as the service runs it: the mirror answers SELECTs, the log's
     own engine answers whatever the mirror cannot (down, behind, refused)."""
 
-    def __init__(self, local: LocalEngine, socket_path: str, last_seq: Callable[[], int],
-                 *, few_locally: bool = True):
+    def __init__(self, local: LocalEngine | Lanes, socket_path: str,
+                 last_seq: Callable[[], int], *, few_locally: bool = True):
         """`last_seq()`: the newest event this worker sees in the log; the mirror reads
         up to it before answering. `few_locally`: a query that selects few rows of the
         log (`LocalEngine.reads_few`) is the log's own engine's to answer: over the
         timestamp index it takes a few milliseconds, less than a round trip to the
         mirror's process and ClickHouse's own start of a query."""
         self.local = local
+        engine = local.engine if isinstance(local, Lanes) else local
+        self._max_answer_bytes = engine.max_answer_bytes
         self.socket_path = socket_path
         self._last_seq = last_seq
         self._few_locally = few_locally
@@ -282,39 +299,48 @@ class MirroredEngine:
         self.few = 0        # by the log, by choice
 
     def query(self, sql: str, params: Sequence[Any] = (), *,
-              count_before_limit: bool = False) -> QueryResult:
+              count_before_limit: bool = False, deadline: float | None = None
+              ) -> QueryResult:
+        """`deadline`: time.monotonic() seconds by which the answer is due, counted from
+        the query's arrival (default: the time limit from now); the mirror and the log
+        share it."""
         local = self.local
+        if deadline is None:
+            deadline = time.monotonic() + local.timeout_ms / 1000
+
+        def from_log() -> QueryResult:
+            return local.query(sql, params, count_before_limit=count_before_limit,
+                               deadline=deadline)
+
         if not os.path.exists(self.socket_path):
             # not started (the log is still small) or restarting: the log answers
             self.fell_back += 1
-            return local.query(sql, params, count_before_limit=count_before_limit)
+            return from_log()
         text, fmt = translate(sql, params, dataset=local.dataset, now=local.now(),
                               portable=True, format="JSON")  # invalid SQL raises here
         if text.startswith("SHOW "):
-            return local.query(sql, params, count_before_limit=count_before_limit)
-        if self._few_locally and local.reads_few(sql, params):
+            return from_log()
+        if self._few_locally and local.reads_few(sql, params, deadline=deadline):
             self.few += 1
-            return local.query(sql, params, count_before_limit=count_before_limit)
-        started = time.monotonic()
+            return from_log()
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            raise _timeout(local.timeout_ms)
         try:
             status = ask(self.socket_path, {"sql": text, "through": self._last_seq(),
-                                            "timeout_ms": local.timeout_ms,
+                                            "timeout_ms": remaining_ms,
                                             "max_rows": local.max_rows},
-                         timeout_s=local.timeout_ms / 1000 + 1)
+                         timeout_s=remaining_ms / 1000, limit_ms=local.timeout_ms,
+                         max_answer_bytes=self._max_answer_bytes)
             if status.get("status") == "timeout":
-                raise QueryTimeout(
-                    f"The query was stopped after the local time limit of "
-                    f"{local.timeout_ms} ms; narrow the time range, or raise "
-                    "ANALYTICS_QUERY_TIMEOUT_MS")
+                raise _timeout(local.timeout_ms)
             if status.get("status") != "ok":
                 raise MirrorUnavailable(status.get("error", "refused"))
         except MirrorUnavailable:
             self.fell_back += 1
-            remaining = local.timeout_ms - int((time.monotonic() - started) * 1000)
-            if remaining <= 0:
-                raise QueryTimeout(f"The query was stopped after the local time limit of "
-                                   f"{local.timeout_ms} ms") from None
-            return local.query(sql, params, count_before_limit=count_before_limit)
+            if time.monotonic() >= deadline:
+                raise _timeout(local.timeout_ms) from None
+            return from_log()
         self.answered += 1
         return _result(json.loads(status["body"]), fmt, local.max_rows, count_before_limit)
 

@@ -33,7 +33,12 @@ class Engine(Protocol):
     def query(self, sql: str, params: Sequence[Any]) -> QueryResult: ...
 
 
-class LogEngine(Engine, Protocol):
+class LocalEngine(Protocol):
+    def query(self, sql: str, params: Sequence[Any], *, count_before_limit: bool = False,
+              deadline: float | None = None) -> QueryResult: ...
+
+
+class LogEngine(LocalEngine, Protocol):
     def reads_points(self, sql: str, params: Sequence[Any]) -> bool: ...
 
 
@@ -74,7 +79,7 @@ class Breaker:
 
 
 class Router:
-    def __init__(self, *, local: Engine, cloud: Engine | None, breaker: Breaker,
+    def __init__(self, *, local: LocalEngine, cloud: Engine | None, breaker: Breaker,
                  replay_lag_ms: Callable[[], int], max_lag_ms: int,
                  log: LogEngine | None = None):
         """`replay_lag_ms()`: the age of the oldest event Cloudflare has not confirmed
@@ -89,14 +94,16 @@ class Router:
         self.max_lag_ms = max_lag_ms
 
     def query(self, sql: str, params: Sequence[Any] = (), source: str = "auto", *,
-              count_before_limit: bool = False) -> Answer:
+              count_before_limit: bool = False, deadline: float | None = None) -> Answer:
         """`count_before_limit`: the local engine also counts the rows a LIMIT cut off
-        (Cloudflare always says)."""
+        (Cloudflare always says). `deadline`: time.monotonic() seconds by which a local
+        answer must be done, counted from the query's arrival (default: the local
+        engine's time limit from when it starts)."""
         if source in ("auto", "local") and self._log is not None and self._in_log_only(
                 sql, params):
-            return self._from_local(sql, params, count_before_limit, self._log)
+            return self._from_local(sql, params, count_before_limit, deadline, self._log)
         if source == "local":
-            return self._from_local(sql, params, count_before_limit)
+            return self._from_local(sql, params, count_before_limit, deadline)
         if source == "cloudflare":
             lag = self._replay_lag_ms() if self._cloud is not None else None
             return Answer(self._from_cloudflare(sql, params), "cloudflare", lag)
@@ -111,7 +118,7 @@ class Router:
                     raise
                 except CloudflareError:
                     pass  # recorded by the breaker; the log has every event
-        return self._from_local(sql, params, count_before_limit)
+        return self._from_local(sql, params, count_before_limit, deadline)
 
     def _in_log_only(self, sql: str, params: Sequence[Any]) -> bool:
         assert self._log is not None
@@ -120,13 +127,13 @@ class Router:
         except Exception:  # invalid: the usual path raises it, tagged with its source
             return False
 
-    def _from_local(self, sql: str, params: Sequence[Any],
-                    count_before_limit: bool = False, engine: Engine | None = None
+    def _from_local(self, sql: str, params: Sequence[Any], count_before_limit: bool = False,
+                    deadline: float | None = None, engine: LocalEngine | None = None
                     ) -> Answer:
         engine = self._local if engine is None else engine
         try:
-            result = engine.query(sql, list(params), count_before_limit=True) \
-                if count_before_limit else engine.query(sql, list(params))
+            result = engine.query(sql, list(params), count_before_limit=count_before_limit,
+                                  deadline=deadline)
             return Answer(result, "local")
         except Exception as e:
             e.source = "local"  # type: ignore[attr-defined]  # for the error body

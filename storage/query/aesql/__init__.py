@@ -25,11 +25,12 @@ rendered 'YYYY-MM-DD', `/` is a float division, `length` counts code points (it 
 from .clickhouse import to_clickhouse
 from .dialect import FORMATS, FUNCTIONS
 from .engine import Compiled, LocalEngine, compile_select
-from .errors import PREFIX, InvalidQuery, ParamsMismatch, QueryResult, QueryTimeout
+from .errors import (PREFIX, AnswerTooLarge, InvalidQuery, ParamsMismatch, QueryResult,
+                     QueryTimeout)
 from .parse import Parsed, parse
 from .translate import Translator
 from .types import AE_COLUMNS
 
-__all__ = ["AE_COLUMNS", "FORMATS", "FUNCTIONS", "PREFIX", "Compiled", "InvalidQuery",
-           "LocalEngine", "ParamsMismatch", "Parsed", "QueryResult", "QueryTimeout",
-           "Translator", "compile_select", "parse", "to_clickhouse"]
+__all__ = ["AE_COLUMNS", "AnswerTooLarge", "FORMATS", "FUNCTIONS", "PREFIX", "Compiled",
+           "InvalidQuery", "LocalEngine", "ParamsMismatch", "Parsed", "QueryResult",
+           "QueryTimeout", "Translator", "compile_select", "parse", "to_clickhouse"]

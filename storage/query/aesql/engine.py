@@ -24,7 +24,7 @@ from sqlglot import exp
 from ...log.points import TABLE as POINTS_TABLE
 from ...log.points import datasets as point_datasets
 from . import udf as F
-from .errors import InvalidQuery, QueryResult, QueryTimeout
+from .errors import AnswerTooLarge, InvalidQuery, QueryResult, QueryTimeout
 from .parse import parse
 from .translate import SOURCE_VIEW, Translator
 from .types import NULL_TYPE, _is_int, zone_of
@@ -166,6 +166,35 @@ def _show(kind: str, dataset: str, points: tuple[str, ...] = ()) -> Compiled:
     return Compiled(None, [{"name": "name", "type": "String"}], [{"name": z} for z in zones])
 
 
+def _row_bytes(meta: list[dict], fmt: str | None) -> int:
+    """The fewest bytes a row's body takes beside its values: in the JSON formats each
+    value's name, quoted, and a colon; in TabSeparated a separator."""
+    if fmt == "TabSeparated":
+        return len(meta)
+    return sum(len(m["name"]) + 3 for m in meta)
+
+
+def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int | None,
+           row_bytes: int = 0) -> list:
+    """At most `max_rows` rows, a few hundred at a time, refused once the body they make
+    passes `max_bytes`, counted at its least (`row_bytes` a row, text as its characters,
+    anything else as one), so that an answer over the cap is never read whole."""
+    if max_bytes is None:
+        return cursor.fetchmany(max_rows)
+    rows: list = []
+    size = 0
+    while len(rows) < max_rows:
+        chunk = cursor.fetchmany(min(256, max_rows - len(rows)))
+        if not chunk:
+            break
+        for row in chunk:
+            size += row_bytes + sum(len(v) if isinstance(v, (str, bytes)) else 1 for v in row)
+        if size > max_bytes:
+            raise AnswerTooLarge(max_bytes)
+        rows.extend(chunk)
+    return rows
+
+
 # -- the engine ------------------------------------------------------------------------------------------
 
 class LocalEngine:
@@ -176,23 +205,33 @@ class LocalEngine:
 
     def __init__(self, db_path: str, *, dataset: str = "hoox_telemetry",
                  timeout_ms: int = 5000, max_rows: int = 10000,
+                 max_answer_bytes: int | None = None,
                  now: Callable[[], float] = time.time):
+        """`max_answer_bytes`: an answer whose values alone pass this many bytes is
+        refused (AnswerTooLarge) while its rows are read, before it is all in memory."""
         self.db_path = str(db_path)
         self.dataset = dataset
         self.timeout_ms = timeout_ms
         self.max_rows = max_rows
+        self.max_answer_bytes = max_answer_bytes
         self.now = now
-        self._conn: sqlite3.Connection | None = None
+        # One query connection per thread, so that queries on several threads run side
+        # by side (how many at once is the caller's to bound); all of them, to close or
+        # interrupt them.
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
         self._listing: sqlite3.Connection | None = None
+        self._lock = threading.Lock()         # the listing connection
         self._cache: OrderedDict[tuple, Compiled] = OrderedDict()
-        self._lock = threading.Lock()         # the connection
         self._cache_lock = threading.Lock()   # the translation cache
         self._allowed_functions = F.allowed_functions()
 
     # connection ---------------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
             uri = f"file:{urllib.parse.quote(self.db_path)}?mode=ro"
             conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                    check_same_thread=False)
@@ -200,8 +239,17 @@ class LocalEngine:
             conn.execute("PRAGMA case_sensitive_like = ON")  # ClickHouse's LIKE is
             F.register(conn)
             conn.set_authorizer(self._authorize)
-            self._conn = conn
-        return self._conn
+            with self._conns_lock:
+                self._conns.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def interrupt(self) -> None:
+        """Stop every statement running now on this engine's query connections (from any
+        thread): each raises the time limit's error."""
+        with self._conns_lock:
+            for conn in self._conns:
+                conn.interrupt()
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None,
                    db: str | None, source: str | None) -> int:
@@ -221,10 +269,12 @@ class LocalEngine:
         return sqlite3.SQLITE_DENY
 
     def close(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+            self._local = threading.local()
+        for conn in conns:
+            conn.close()
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
             if self._listing is not None:
                 self._listing.close()
                 self._listing = None
@@ -283,39 +333,39 @@ class LocalEngine:
     def plan(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
         """EXPLAIN QUERY PLAN of the translation (for tests and tuning)."""
         compiled = self.compile(sql, params)
-        with self._lock:
-            conn = self._connection()
-            conn.set_authorizer(None)
-            try:
-                rows = conn.execute("EXPLAIN QUERY PLAN " + (compiled.sql or ""),
-                                    self._clock()).fetchall()
-            finally:
-                conn.set_authorizer(self._authorize)
+        conn = self._connection()
+        conn.set_authorizer(None)
+        try:
+            rows = conn.execute("EXPLAIN QUERY PLAN " + (compiled.sql or ""),
+                                self._clock()).fetchall()
+        finally:
+            conn.set_authorizer(self._authorize)
         return [r[3] for r in rows]
 
-    def reads_few(self, sql: str, params: Sequence[Any] = ()) -> bool:
+    def reads_few(self, sql: str, params: Sequence[Any] = (), *,
+                  deadline: float | None = None) -> bool:
         """Whether the query selects at most PROBE_ROWS rows of the log, which this
         engine reads at once over the timestamp index (the dashboard's last 15 minutes,
-        a last hour): a count bounded in rows and in VM instructions, so a query that
-        would scan the log is told apart in a few milliseconds."""
+        a last hour): a count bounded in rows and in VM instructions (and by `deadline`,
+        time.monotonic() seconds, if given), so a query that would scan the log is told
+        apart in a few milliseconds."""
         compiled = self.compile(sql, params)
         if compiled.probe_sql is None:
             return True
-        with self._lock:
-            conn = self._connection()
-            left = [PROBE_OPS // 1000]
+        conn = self._connection()
+        left = [PROBE_OPS // 1000]
 
-            def spend() -> int:
-                left[0] -= 1
-                return int(left[0] < 0)
+        def spend() -> int:
+            left[0] -= 1
+            return int(left[0] < 0 or (deadline is not None and time.monotonic() > deadline))
 
-            conn.set_progress_handler(spend, 1000)
-            try:
-                rows = conn.execute(compiled.probe_sql, self._clock()).fetchone()[0]
-            except sqlite3.Error:
-                return False  # over the budget (interrupted), or the log busy
-            finally:
-                conn.set_progress_handler(None, 0)
+        conn.set_progress_handler(spend, 1000)
+        try:
+            rows = conn.execute(compiled.probe_sql, self._clock()).fetchone()[0]
+        except sqlite3.Error:
+            return False  # over the budget (interrupted), or the log busy
+        finally:
+            conn.set_progress_handler(None, 0)
         return rows <= PROBE_ROWS
 
     def _clock(self) -> dict[str, int]:
@@ -323,39 +373,43 @@ class LocalEngine:
         return {"now": now, "today": now - now % 86400}
 
     def query(self, sql: str, params: Sequence[Any] = (), *,
-              count_before_limit: bool = False) -> QueryResult:
+              count_before_limit: bool = False, deadline: float | None = None
+              ) -> QueryResult:
         """`count_before_limit`: also count the rows a LIMIT/OFFSET cut off (the SQL
         API's rows_before_limit_at_least): groups in the same pass, rows by a count of
-        the source's rows matching the WHERE (see _before_limit)."""
+        the source's rows matching the WHERE (see _before_limit). `deadline`:
+        time.monotonic() seconds by which the query stops (default: the time limit from
+        now)."""
         compiled = self.compile(sql, params)
         if compiled.sql is None:
             return QueryResult(list(compiled.meta), list(compiled.static_rows or []),
                                format=compiled.format)
         converters = [(m["name"], _converter(m["type"])) for m in compiled.meta]
-        with self._lock:
-            conn = self._connection()
+        conn = self._connection()
+        if deadline is None:
             deadline = time.monotonic() + self.timeout_ms / 1000
-            conn.set_progress_handler(lambda: int(time.monotonic() > deadline),
-                                      self.PROGRESS_OPS)
-            try:
-                counting = count_before_limit and compiled.count_sql is not None
-                carried = counting and compiled.counted_sql is not None
-                cursor = conn.execute(compiled.counted_sql if carried else compiled.sql,
-                                      self._clock())
-                raw = cursor.fetchmany(self.max_rows + 1)
-                cursor.close()
-                before_limit = None
-                if carried and raw:  # every row carries the count; drop the column
-                    before_limit = raw[0][-1]
-                    raw = [row[:-1] for row in raw]
-                elif counting:  # rows, or an OFFSET past the last group
-                    before_limit = conn.execute(compiled.count_sql, self._clock()).fetchone()[0]
-            except sqlite3.OperationalError as e:
-                raise self._translate(e) from None
-            except sqlite3.DatabaseError as e:
-                raise self._translate(e) from None
-            finally:
-                conn.set_progress_handler(None, 0)
+        stop = deadline
+        conn.set_progress_handler(lambda: int(time.monotonic() > stop), self.PROGRESS_OPS)
+        try:
+            counting = count_before_limit and compiled.count_sql is not None
+            carried = counting and compiled.counted_sql is not None
+            cursor = conn.execute(compiled.counted_sql if carried else compiled.sql,
+                                  self._clock())
+            raw = _fetch(cursor, self.max_rows + 1, self.max_answer_bytes,
+                         _row_bytes(compiled.meta, compiled.format))
+            cursor.close()
+            before_limit = None
+            if carried and raw:  # every row carries the count; drop the column
+                before_limit = raw[0][-1]
+                raw = [row[:-1] for row in raw]
+            elif counting:  # rows, or an OFFSET past the last group
+                before_limit = conn.execute(compiled.count_sql, self._clock()).fetchone()[0]
+        except sqlite3.OperationalError as e:
+            raise self._translate(e) from None
+        except sqlite3.DatabaseError as e:
+            raise self._translate(e) from None
+        finally:
+            conn.set_progress_handler(None, 0)
         truncated = len(raw) > self.max_rows
         rows = [{name: conv(value) for (name, conv), value in zip(converters, row)}
                 for row in raw[:self.max_rows]]

@@ -14,6 +14,18 @@ class InvalidQuery(Exception):
         super().__init__(message if message.startswith(PREFIX) else PREFIX + message)
 
 
+class AnswerTooLarge(InvalidQuery):
+    """The answer would be over its cap of bytes (ANALYTICS_QUERY_MAX_ANSWER_BYTES): HTTP
+    422, found before the whole answer is built."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__(
+            f"the answer is over the limit of {max_bytes} bytes "
+            "(ANALYTICS_QUERY_MAX_ANSWER_BYTES); select fewer rows or columns, or narrow "
+            "the time range")
+        self.max_bytes = max_bytes
+
+
 class ParamsMismatch(Exception):
     """The params do not fit the `?` placeholders: HTTP 400."""
 

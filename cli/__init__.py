@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import click
 
+from .dev import dev
 from .events import export, import_
 from .query import mirror_rebuild, query
 from .replay import audit, replay_command, status
 from .serve import serve
 
 SECTIONS = (
-    ("Run the service", (serve,)),
+    ("Run the service", (serve, dev)),
     ("Events in and out", (import_, export)),
     ("Query", (query, mirror_rebuild)),
     ("Replay and audit", (status, replay_command, audit)),

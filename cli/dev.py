@@ -22,9 +22,6 @@ from typing import Any, Sequence
 
 import click
 
-from storage.intake.layouts import DEFAULT as DEFAULT_LAYOUT
-from storage.log import LogError, check_layout
-
 from .project import (Dataset, ProjectError, derive, derive_relay, derived_path,
                       find_config, read_config, relay_dir, write_json)
 from .wrangler import Node, Wrangler, find_node, find_wrangler
@@ -116,11 +113,9 @@ def make_plan(cwd: Path, config_path: Path | None, env: str | None, data_dir: Pa
     relay = relay_dir()
     wrangler = find_wrangler(project, relay, environ.get("PATH"))
     node = find_node(wrangler.node_major, project, relay, environ.get("PATH"))
+    # The service itself refuses a log of another layout (gunicorn_conf) before it
+    # serves; checked here, the log's imports would delay wrangler's start.
     data_dir = (cwd / data_dir).resolve() if data_dir else project / DATA_DIR
-    try:
-        check_layout(data_dir / "analytics.db", DEFAULT_LAYOUT)
-    except LogError as e:
-        raise ProjectError(f"{e} (use another --data directory)") from None
     plan = Plan(config_path, env, derived, datasets, read_config(relay / "wrangler.jsonc"),
                 wrangler, node, data_dir, wrangler_args, "")
     plan.worker_url = _worker_address(plan, config)
@@ -322,17 +317,29 @@ class Session:
                 pass
             if not service_failed and self.service.poll() is not None:
                 service_failed = True
-                log = self.plan.data_dir / "service.log"
-                tail = log.read_text(errors="replace").splitlines()[-15:]
-                click.echo("analytics-worker dev: the service stopped (exit "
-                           f"{self.service.returncode}); the end of {_shown(log)}:\n  "
-                           + "\n  ".join(tail), err=True)
+                self._report_service()
                 self._on_signal(signal.SIGTERM, None)
             if self.stop_signal is not None and time.monotonic() > self.stop_deadline:
                 _signal_group(self.wrangler.pid, signal.SIGKILL)
         if service_failed:
-            return 1
+            # 2: the service refused what it was given (a log of another layout).
+            return 2 if self.service.returncode == 2 else 1
         return code if code >= 0 else 128 - code
+
+    def _report_service(self) -> None:
+        assert self.service is not None
+        log = self.plan.data_dir / "service.log"
+        lines = log.read_text(errors="replace").splitlines()
+        refusals = [line for line in lines if line.startswith("analytics-worker: ")]
+        if self.service.returncode == 2 and refusals:
+            reason = refusals[-1].removeprefix("analytics-worker: ")
+            click.echo(f"analytics-worker dev: the service refused to start: {reason} (its "
+                       f"log here is {_shown(self.plan.data_dir / 'analytics.db')}: use "
+                       f"another --data directory)", err=True)
+            return
+        click.echo(f"analytics-worker dev: the service stopped (exit "
+                   f"{self.service.returncode}); the end of {_shown(log)}:\n  "
+                   + "\n  ".join(lines[-15:]), err=True)
 
     def _stop(self) -> None:
         if self.wrangler is not None:

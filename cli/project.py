@@ -84,8 +84,10 @@ def read_config(path: Path) -> dict[str, Any]:
 
 def _json5_place(message: str) -> str:
     # json5 says `<string>:4 Unexpected "," at column 13`: line and column up front.
-    match = re.match(r"<string>:(\d+) (.*) at column (\d+)$", message)
-    return f"line {match[1]}, column {match[3]}: {match[2]}" if match else message
+    match = re.match(r"<string>:(\d+) (.*) at column (\d+)$", message, flags=re.S)
+    if not match:
+        return message
+    return f"line {match[1]}, column {match[3]}: " + match[2].replace("\n", "\\n")
 
 
 def _toml_place(message: str) -> str:

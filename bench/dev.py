@@ -8,7 +8,8 @@ starts `analytics-worker dev --env staging` and `wrangler dev --env staging` (th
 wrangler, on the same Node), in alternating order, each timed from its start until its
 output says "Ready on", then stopped with SIGTERM before the next starts. For the command,
 the time until its banner is printed (its own start: Python, the config read and derived,
-wrangler and Node found) is noted too. Bounded by --rounds and --seconds.
+wrangler and Node found) is noted too, and the time until its service answers /health (the
+service starts once the Worker's port answers). Bounded by --rounds and --seconds.
 
     flock /tmp/bench.lock .venv/bin/python bench/dev.py [--rounds 10] [--seconds 600]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +29,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 RELAY = ROOT / "relay"
@@ -42,14 +46,16 @@ def free_port() -> int:
 
 
 def timed_start(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float,
-                log: Path) -> tuple[float, float | None]:
-    """Seconds from the start until "Ready on" (and until the banner's first line, when
-    there is one); the process is stopped after. Its output goes to `log` as well."""
+                log: Path) -> tuple[float, float | None, float | None]:
+    """Seconds from the start until "Ready on"; for the command, also until its banner's
+    first line and until the service it started answers /health (it starts once the
+    Worker's port answers). The process is stopped after; its output goes to `log`."""
     start = time.monotonic()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     marks: dict[str, float] = {}
+    service: list[str] = []
     ready = threading.Event()
 
     def read() -> None:
@@ -62,6 +68,8 @@ def timed_start(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: floa
     def mark(line: bytes, now: float) -> None:
         if line.startswith(b"analytics-worker dev:") and "banner" not in marks:
             marks["banner"] = now - start
+        if match := re.search(rb"SQL API:\s+(\S+)/client/v4", line):
+            service.append(match[1].decode())
         if b"Ready on" in line and "ready" not in marks:
             marks["ready"] = now - start
             ready.set()
@@ -72,6 +80,14 @@ def timed_start(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: floa
         if not ready.wait(timeout_s):
             raise RuntimeError(f"{argv[0]} was not ready within {timeout_s} s; its output: "
                                f"{log}")
+        while service and time.monotonic() - start < timeout_s:
+            try:
+                if httpx.get(service[0] + "/health", timeout=5).status_code == 200:
+                    marks["service"] = time.monotonic() - start
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
     finally:
         # The command is stopped as a developer stops it; plain wrangler with its group.
         if argv[0] == str(CLI):
@@ -84,7 +100,7 @@ def timed_start(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: floa
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         reader.join(10)
-    return marks["ready"], marks.get("banner")
+    return marks["ready"], marks.get("banner"), marks.get("service")
 
 
 def main() -> None:
@@ -114,6 +130,7 @@ def main() -> None:
 
         with_dev: list[float] = []
         banners: list[float] = []
+        services: list[float] = []
         plain: list[float] = []
         deadline = time.monotonic() + args.seconds
         for i in range(args.rounds):
@@ -122,27 +139,30 @@ def main() -> None:
             order = ("dev", "plain") if i % 2 == 0 else ("plain", "dev")
             for which in order:
                 if which == "dev":
-                    ready, banner = timed_start(
+                    ready, banner, service = timed_start(
                         [str(CLI), "dev", "--env", "staging", "--", *ports()], project, env,
                         120, logs / f"{i}-dev.log")
                     with_dev.append(ready)
                     banners.append(banner or float("nan"))
+                    services.append(service or float("nan"))
                 else:
-                    ready, _ = timed_start([wrangler, "dev", "--env", "staging", *ports()],
+                    ready, _, _ = timed_start([wrangler, "dev", "--env", "staging", *ports()],
                                            project, plain_env, 120, logs / f"{i}-plain.log")
                     plain.append(ready)
-            print(f"round {i + 1}: dev {with_dev[-1]:.2f} s (banner {banners[-1]:.2f} s), "
-                  f"wrangler dev {plain[-1]:.2f} s", flush=True)
-    report(with_dev, banners, plain)
+            print(f"round {i + 1}: dev {with_dev[-1]:.2f} s (banner {banners[-1]:.2f} s, "
+                  f"service {services[-1]:.2f} s), wrangler dev {plain[-1]:.2f} s", flush=True)
+    report(with_dev, banners, services, plain)
 
 
-def report(with_dev: list[float], banners: list[float], plain: list[float]) -> None:
+def report(with_dev: list[float], banners: list[float], services: list[float],
+           plain: list[float]) -> None:
     pairs = [d - p for d, p in zip(with_dev, plain)]
     print()
     print(f"| start to \"Ready on\" ({len(plain)} starts each) | median | min | max |")
     print("| --- | ---: | ---: | ---: |")
     for name, values in (("`analytics-worker dev`", with_dev),
                          ("… of which until its banner", banners),
+                         ("… and until its service answers `/health`", services),
                          ("plain `wrangler dev`", plain)):
         print(f"| {name} | {statistics.median(values):.2f} s | {min(values):.2f} s | "
               f"{max(values):.2f} s |")

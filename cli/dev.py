@@ -31,6 +31,8 @@ from .wrangler import Node, Wrangler, find_node, find_wrangler
 DATA_DIR = Path(".wrangler") / "analytics-worker"
 # How long wrangler and the service get to stop on their own before they are killed.
 STOP_GRACE_S = 10.0
+# The service starts once the Worker's port answers, or after this long at the latest.
+SERVICE_AFTER_S = 60.0
 # Wrangler's own default address for the Worker.
 WRANGLER_PORT = 8787
 WRANGLER_HOST = "localhost"
@@ -177,6 +179,7 @@ class Session:
         self.key = secrets.token_urlsafe(18)
         self.derived = derived_path(plan.config_path, os.getpid())
         self.relay_dir: Path | None = None
+        self.listener: socket.socket | None = None
         self.service: subprocess.Popen | None = None
         self.wrangler: subprocess.Popen | None = None
         self.terminal = False  # whether wrangler was given the terminal
@@ -187,18 +190,18 @@ class Session:
         handlers = {s: signal.signal(s, self._on_signal)
                     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
-            listener = self._listen()
-            service_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            self.listener = self._listen()
+            service_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
             self._write_configs(service_url)
             self._print_banner(service_url)
-            self.service = self._start_service(listener)
-            listener.close()  # gunicorn holds it now
             if self.stop_signal is not None:
                 return 128 + self.stop_signal
             self.wrangler = self._start_wrangler(service_url)
             return self._wait()
         finally:
             self._stop()
+            if self.listener is not None:
+                self.listener.close()
             for s, handler in handlers.items():
                 signal.signal(s, handler)
 
@@ -307,14 +310,24 @@ class Session:
                                 else None, process_group=None if self.terminal else 0)
 
     def _wait(self) -> int:
-        assert self.wrangler is not None and self.service is not None
+        """Until wrangler exits. The service starts once the Worker's port answers (or
+        after SERVICE_AFTER_S): its start costs about 1.5 s of CPU, which on a small
+        machine would delay the Worker's. Until then its socket, bound already, holds
+        what the relay sends, and the relay's queue what waits too long."""
+        assert self.wrangler is not None and self.listener is not None
         service_failed = False
+        service_at = time.monotonic() + SERVICE_AFTER_S
         while True:
             try:
-                code = self.wrangler.wait(timeout=0.2)
+                code = self.wrangler.wait(timeout=0.1)
                 break
             except subprocess.TimeoutExpired:
                 pass
+            if self.service is None:
+                if self.stop_signal is None and (time.monotonic() > service_at
+                                                 or _answers(self.plan.worker_url)):
+                    self.service = self._start_service(self.listener)
+                continue
             if not service_failed and self.service.poll() is not None:
                 service_failed = True
                 self._report_service()
@@ -322,6 +335,7 @@ class Session:
             if self.stop_signal is not None and time.monotonic() > self.stop_deadline:
                 _signal_group(self.wrangler.pid, signal.SIGKILL)
         if service_failed:
+            assert self.service is not None
             # 2: the service refused what it was given (a log of another layout).
             return 2 if self.service.returncode == 2 else 1
         return code if code >= 0 else 128 - code
@@ -354,6 +368,17 @@ class Session:
         if self.service is not None:
             click.echo(f"analytics-worker dev: stopped; the log stays in "
                        f"{_shown(self.plan.data_dir / 'analytics.db')}", err=True)
+
+
+def _answers(url: str) -> bool:
+    """Whether something accepts connections at the URL's host and port (a connection
+    only, no request: the Worker's code does not run)."""
+    host, _, port = url.split("://", 1)[1].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.1):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -118,6 +118,12 @@ def derive(config: dict[str, Any], env: str | None, path: Path
     wrangler would otherwise warn that the environment lacks them."""
     derived = copy.deepcopy(config)
     place = section(derived, env, path)
+    name = place.get("name") or (f"{config.get('name')}-{env}" if place is not derived
+                                 else config.get("name"))
+    if name == RELAY_WORKER:
+        raise ProjectError(f'{path}: the Worker is named "{RELAY_WORKER}", as the relay '
+                           f"that keeps its datasets is, and wrangler runs one Worker of a "
+                           f"name: give it another name for local work")
     kept = _swap(place, path)
     if place is not derived:
         _swap(derived, path)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import socket
@@ -23,7 +25,7 @@ import time
 import venv
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -341,6 +343,61 @@ def test_a_second_run_answers_the_first_runs_points_after_sigterm(tmp_path, scra
         second.stop()
 
 
+def test_ctrl_c_in_a_terminal_stops_wrangler_the_relay_and_the_service(tmp_path, scratch):
+    """In a terminal, as a developer runs it: wrangler gets the terminal (its keys, and
+    Ctrl-C typed there reach it as without this command), and Ctrl-C stops everything.
+    The project has no dataset: it runs all the same, and the output says so."""
+    project = make_project(tmp_path, "wrangler.toml")
+    config = project / "wrangler.toml"
+    config.write_text(config.read_text().split("[[analytics_engine_datasets]]")[0])
+    before = config.read_bytes()
+    env = dev_environment(tmp_path, scratch)
+    argv = [str(CLI), "dev", "--", "--ip", "127.0.0.1", "--port", str(free_port()),
+            "--inspector-port", str(free_port())]
+    pid, terminal = pty.fork()  # the child leads a session whose terminal is the pty
+    if pid == 0:
+        try:
+            os.chdir(project)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    out = b""
+
+    def read_until(done: Callable[[bytes], bool], timeout_s: float) -> bool:
+        nonlocal out
+        deadline = time.monotonic() + timeout_s
+        while not done(out) and time.monotonic() < deadline:
+            if select.select([terminal], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(terminal, 65536)
+                except OSError:  # the other side closed: everything on it exited
+                    return done(out)
+                if not chunk:
+                    return done(out)
+                out += chunk
+        return done(out)
+
+    tree: dict[int, str] = {}
+    try:
+        assert read_until(lambda o: b"Ready on" in o, 120), out.decode(errors="replace")
+        assert b"to exit" in out  # wrangler's keys: it knows it has a terminal
+        assert b"no Analytics Engine dataset in wrangler.toml: nothing to keep; the " \
+               b"service runs all the same" in out
+        tree = descendants(pid)
+        assert any("workerd" in cmd for cmd in tree.values()), tree
+        os.write(terminal, b"\x03")  # Ctrl-C, typed
+        read_until(lambda o: b"stopped; the log stays in" in o, 60)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for leftover in running(tree):
+            os.kill(leftover, signal.SIGKILL)
+        os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) in (0, 130), out.decode(errors="replace")[-2000:]
+    assert (project / "wrangler.toml").read_bytes() == before
+    assert not list(project.glob(".wrangler-analytics-worker-dev-*"))
+    assert running(tree) == {}
+
+
 def test_a_log_of_another_layout_is_refused_and_nothing_is_left(tmp_path, scratch):
     """The service refuses a log of the hoox layout in --data (it checks before it
     serves); the command says so, stops wrangler and exits 2."""
@@ -369,6 +426,23 @@ def test_a_log_of_another_layout_is_refused_and_nothing_is_left(tmp_path, scratc
 
 
 # -- bad input: one message, exit code 2, nothing started ---------------------------------
+
+
+def test_the_config_is_found_as_wrangler_finds_it(tmp_path):
+    """wrangler looks for each name here and in every directory above before it tries the
+    next name: wrangler.json, wrangler.jsonc, wrangler.toml."""
+    from cli.project import find_config
+
+    inner = tmp_path / "a" / "b"
+    inner.mkdir(parents=True)
+    (inner / "wrangler.toml").write_text("")
+    assert find_config(inner) == inner / "wrangler.toml"
+    (tmp_path / "a" / "wrangler.jsonc").write_text("{}")
+    assert find_config(inner) == tmp_path / "a" / "wrangler.jsonc"
+    (inner / "wrangler.jsonc").write_text("{}")
+    assert find_config(inner) == inner / "wrangler.jsonc"
+    (tmp_path / "wrangler.json").write_text("{}")
+    assert find_config(inner) == tmp_path / "wrangler.json"
 
 
 def run_cli(cwd: Path, env: dict[str, str], *args: str, cli: Path = CLI
@@ -412,6 +486,15 @@ def test_an_environment_the_config_does_not_define_is_refused(tmp_path, scratch)
     project = make_project(tmp_path, "wrangler.jsonc")
     refused(run_cli(project, dev_environment(tmp_path, scratch), "--env", "production"),
             'has no environment "production" (it has: staging)')
+
+
+def test_a_worker_named_as_the_relay_is_refused(tmp_path, scratch):
+    """The platform's own analytics-worker, say: wrangler runs one Worker of a name."""
+    project = make_project(tmp_path, "wrangler.toml")
+    config = project / "wrangler.toml"
+    config.write_text(config.read_text().replace('"dev-fixture"', '"analytics-worker"'))
+    refused(run_cli(project, dev_environment(tmp_path, scratch)),
+            'the Worker is named "analytics-worker", as the relay')
 
 
 def test_an_old_project_wrangler_is_refused_naming_the_install(tmp_path, scratch):

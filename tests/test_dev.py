@@ -132,14 +132,22 @@ class DevRun:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self, timeout_s: float = 120) -> None:
+        """Until wrangler is ready and the service answers (it starts once the Worker's
+        port does); then the processes of the run are noted."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.output()
-            if "Ready on" in self.output():
+            if "Ready on" in self.output() and self._service_answers():
                 self.tree = descendants(self.proc.pid)
                 return
             time.sleep(0.2)
         raise AssertionError(f"wrangler dev did not start: {self.output()}")
+
+    def _service_answers(self) -> bool:
+        try:
+            return httpx.get(self.service + "/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def banner(self, name: str) -> str:
         match = re.search(rf"^  {name}:\s+(\S+)", self.output(), flags=re.M)
@@ -325,6 +333,7 @@ def test_a_second_run_answers_the_first_runs_points_after_sigterm(tmp_path, scra
     try:
         first.wait_ready()
         assert re.search(r"EVENTS\s+-> app_events\n", first.output())  # the top level
+        assert any("gunicorn" in cmd for cmd in first.tree.values()), first.tree
         ids = [f"first-{i}" for i in range(8)]
         hit(first.banner("Worker"), ids)
         assert wait_for_ids(first, "app_events", ids) == {i: 1 for i in ids}
@@ -380,11 +389,21 @@ def test_ctrl_c_in_a_terminal_stops_wrangler_the_relay_and_the_service(tmp_path,
     tree: dict[int, str] = {}
     try:
         assert read_until(lambda o: b"Ready on" in o, 120), out.decode(errors="replace")
+        service = re.search(rb"SQL API:\s+(\S+)/client/v4", out)[1].decode()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(service + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            read_until(lambda o: False, 0.2)
         assert b"to exit" in out  # wrangler's keys: it knows it has a terminal
         assert b"no Analytics Engine dataset in wrangler.toml: nothing to keep; the " \
                b"service runs all the same" in out
         tree = descendants(pid)
         assert any("workerd" in cmd for cmd in tree.values()), tree
+        assert any("gunicorn" in cmd for cmd in tree.values()), tree
         os.write(terminal, b"\x03")  # Ctrl-C, typed
         read_until(lambda o: b"stopped; the log stays in" in o, 60)
         _, status = os.waitpid(pid, 0)
@@ -474,7 +493,8 @@ def test_no_config_names_what_was_looked_for(tmp_path, scratch):
     ("wrangler.json", '{"name": "x",\n "main": \n', "line 3, column 1"),
     ("wrangler.toml", 'name = "x"\nmain = src/index.js\n', "line 2, column 8"),
 ])
-def test_a_malformed_config_is_refused_with_its_line_and_column(tmp_path, scratch, name, text, place):
+def test_a_malformed_config_is_refused_with_its_line_and_column(tmp_path, scratch, name, text,
+                                                                place):
     project = tmp_path / "project"
     project.mkdir()
     (project / name).write_text(text)
@@ -506,8 +526,8 @@ def test_an_old_project_wrangler_is_refused_naming_the_install(tmp_path, scratch
     (package / "bin" / "wrangler.js").write_text("")
     (project / "node_modules" / ".bin").mkdir()
     (project / "node_modules" / ".bin" / "wrangler").symlink_to("../wrangler/bin/wrangler.js")
-    refused(run_cli(project, dev_environment(tmp_path, scratch)), "is 3.114.0", "needs wrangler 4.13.0 or newer",
-            "npm install --save-dev wrangler@4")
+    refused(run_cli(project, dev_environment(tmp_path, scratch)), "is 3.114.0",
+            "needs wrangler 4.13.0 or newer", "npm install --save-dev wrangler@4")
     assert not (project / ".wrangler").exists()
 
 
@@ -518,8 +538,17 @@ def test_an_old_project_wrangler_is_refused_naming_the_install(tmp_path, scratch
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel of this repository installed in a fresh venv: its `analytics-worker`."""
     tmp = tmp_path_factory.mktemp("installed")
+    # From a copy of the repository's files (tracked, or new and not ignored): a build in
+    # place would reuse build/ from an earlier one, files that are no longer shipped too.
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"], cwd=ROOT, capture_output=True, check=True
+                           ).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (tmp / "source" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, tmp / "source" / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                    str(tmp / "wheel"), str(ROOT)], check=True, timeout=600)
+                    str(tmp / "wheel"), str(tmp / "source")], check=True, timeout=600)
     wheel, = (tmp / "wheel").glob("analytics_worker-*.whl")
     venv.create(tmp / "venv", with_pip=True)
     subprocess.run([str(tmp / "venv" / "bin" / "pip"), "install", "-q", str(wheel)],

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import click
 
@@ -104,7 +104,7 @@ def dev(config_path: Path | None, env: str | None, port: int | None, data_dir: P
 
 
 def make_plan(cwd: Path, config_path: Path | None, env: str | None, data_dir: Path | None,
-              wrangler_args: list[str], environ: dict[str, str] | os._Environ) -> Plan:
+              wrangler_args: list[str], environ: Mapping[str, str]) -> Plan:
     config_path = (cwd / config_path).resolve() if config_path else find_config(cwd)
     if not config_path.is_file():
         raise ProjectError(f"{config_path}: no such file")
@@ -118,29 +118,29 @@ def make_plan(cwd: Path, config_path: Path | None, env: str | None, data_dir: Pa
     # The service itself refuses a log of another layout (gunicorn_conf) before it
     # serves; checked here, the log's imports would delay wrangler's start.
     data_dir = (cwd / data_dir).resolve() if data_dir else project / DATA_DIR
-    plan = Plan(config_path, env, derived, datasets, read_config(relay / "wrangler.jsonc"),
-                wrangler, node, data_dir, wrangler_args, "")
-    plan.worker_url = _worker_address(plan, config)
-    return plan
+    wrangler_args, worker_url, notes = _worker_address(wrangler_args, config)
+    return Plan(config_path, env, derived, datasets, read_config(relay / "wrangler.jsonc"),
+                wrangler, node, data_dir, wrangler_args, worker_url, notes)
 
 
-def _worker_address(plan: Plan, config: dict[str, Any]) -> str:
-    """The Worker's URL as wrangler will serve it. Wrangler's usual port, when taken, gets
-    a free one here rather than wrangler's silent next port, so that the URL printed is
-    right and the output says why."""
+def _worker_address(args: list[str], config: dict[str, Any]
+                    ) -> tuple[list[str], str, list[str]]:
+    """wrangler's arguments, the Worker's URL as wrangler will serve it, and what to say
+    about it. Wrangler's usual port, when taken, gets a free one here rather than
+    wrangler's silent next port, so that the URL printed is right and the output says
+    why."""
     settings = config.get("dev") if isinstance(config.get("dev"), dict) else {}
-    args = plan.wrangler_args
     host = _arg(args, "--ip") or settings.get("ip") or WRANGLER_HOST
     scheme = _arg(args, "--local-protocol") or settings.get("local_protocol") or "http"
     given = _arg(args, "--port")
     if given is not None:
-        return f"{scheme}://{host}:{given}"  # the developer's choice stands
+        return args, f"{scheme}://{host}:{given}", []  # the developer's choice stands
     wanted = int(settings.get("port") or WRANGLER_PORT)
-    port = wanted if _port_free(host, wanted) else _free_port()
-    if port != wanted:
-        plan.notes.append(f"port {wanted} is taken: the Worker listens on {port}")
-        plan.wrangler_args = ["--port", str(port), *args]
-    return f"{scheme}://{host}:{port}"
+    if _port_free(host, wanted):
+        return args, f"{scheme}://{host}:{wanted}", []
+    port = _free_port()
+    return (["--port", str(port), *args], f"{scheme}://{host}:{port}",
+            [f"port {wanted} is taken: the Worker listens on {port}"])
 
 
 def _arg(args: Sequence[str], name: str) -> str | None:
@@ -172,11 +172,12 @@ class Session:
     """One run: the service, then wrangler; at the end, or on a signal, both stopped with
     their process groups, and the derived configs removed."""
 
-    def __init__(self, plan: Plan, port: int | None, environ: dict[str, str] | os._Environ):
+    def __init__(self, plan: Plan, port: int | None, environ: Mapping[str, str]):
         self.plan = plan
         self.port = port
         self.environ = dict(environ)
         self.key = secrets.token_urlsafe(18)
+        self.notes = list(plan.notes)  # the banner says which ports were taken
         self.derived = derived_path(plan.config_path, os.getpid())
         self.relay_dir: Path | None = None
         self.listener: socket.socket | None = None
@@ -221,7 +222,7 @@ class Session:
             sock.bind(("127.0.0.1", self.port or 0))
         except OSError:
             sock.bind(("127.0.0.1", 0))
-            self.plan.notes.append(f"port {self.port} is taken: the service listens on "
+            self.notes.append(f"port {self.port} is taken: the service listens on "
                                    f"{sock.getsockname()[1]}")
         sock.listen(128)
         return sock
@@ -257,7 +258,7 @@ class Session:
             f"{_shown(plan.data_dir / 'service.log')})",
             f"  wrangler:   {plan.wrangler.description}, on Node {plan.node.version}",
         ]
-        lines += [f"  note:       {note}" for note in plan.notes]
+        lines += [f"  note:       {note}" for note in self.notes]
         if plan.datasets:
             name = plan.datasets[0].dataset
             table = name if PLAIN_NAME.match(name) else f"`{name}`"

@@ -169,8 +169,8 @@ def _free_port() -> int:
 
 
 class Session:
-    """One run: the service, then wrangler; at the end, or on a signal, both stopped with
-    their process groups, and the derived configs removed."""
+    """One run: wrangler, then the service once the Worker answers; at the end, or on a
+    signal, both stopped with their process groups, and the derived configs removed."""
 
     def __init__(self, plan: Plan, port: int | None, environ: Mapping[str, str]):
         self.plan = plan
@@ -223,7 +223,7 @@ class Session:
         except OSError:
             sock.bind(("127.0.0.1", 0))
             self.notes.append(f"port {self.port} is taken: the service listens on "
-                                   f"{sock.getsockname()[1]}")
+                              f"{sock.getsockname()[1]}")
         sock.listen(128)
         return sock
 

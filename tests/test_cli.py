@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from conftest import KEY
 from standin import StandIn
 
-from cli import main
+from cli import COMMANDS, main
 from storage.intake import datapoint
 from storage.intake.events import Event
 from storage.log import EventLog
@@ -45,7 +46,17 @@ def seeded(db_path: Path) -> Path:
     return db_path
 
 
-@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_is_listed_once_in_the_help_sections():
+    from cli import SECTIONS
+
+    listed = [name for _title, names in SECTIONS for name in names]
+    assert sorted(listed) == sorted(COMMANDS)
+    result = CliRunner().invoke(main, ["--help"])
+    for name in COMMANDS:
+        assert re.search(rf"^  {re.escape(name)}\s", result.stdout, flags=re.M), name
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help_with_an_example(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0

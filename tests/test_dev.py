@@ -33,7 +33,8 @@ import pytest
 from conftest import ROOT, free_port
 from wrangler_dev import NODE_BIN, RELAY
 
-pytestmark = [pytest.mark.gunicorn]
+# the service under gunicorn and wrangler dev, started by the command under test
+pytestmark = [pytest.mark.gunicorn, pytest.mark.wrangler]
 
 FIXTURE = ROOT / "tests" / "fixtures" / "dev-worker"
 CLI = Path(sys.executable).parent / "analytics-worker"

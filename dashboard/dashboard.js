@@ -18,7 +18,7 @@ const LIMIT_SECONDS = { live: 5, chart: 20, once: 10, explore: 20 };
 const $ = (id) => document.getElementById(id);
 const state = {
   queries: null, layout: "profile", dataset: "hoox_telemetry", range: null,
-  source: "auto", running: false, timers: {}, goodAt: {}, generation: 0,
+  source: "auto", running: false, timers: {}, goodAt: {}, generation: 0, view: "overview",
 };
 
 class Unauthorized extends Error {}
@@ -181,7 +181,7 @@ function stop() {
   state.timers = {};
 }
 
-function restartCharts() {
+function restartViews() {
   state.generation += 1;
   for (const name of views().filter((n) => n !== "health" && n !== "service")) {
     clearTimeout(state.timers[name]);
@@ -193,8 +193,14 @@ function restartCharts() {
   }
 }
 
+// While Explore is shown, the overview's views wait; the Service panel's figures still
+// keep the header's event count live.
+function wanted(name) {
+  return name === "service" || state.view === "overview";
+}
+
 async function refresh(name, generation) {
-  if (!state.running || generation !== state.generation) return;
+  if (!state.running || generation !== state.generation || !wanted(name)) return;
   const began = performance.now();
   const view = VIEWS[name];
   try {
@@ -699,6 +705,10 @@ function route() {
     rangeChanged();
   }
   const view = params.get("view") === "explore" ? "explore" : "overview";
+  if (view !== state.view) {
+    state.view = view;
+    if (state.running) restartViews();
+  }
   $("overview").hidden = view !== "overview";
   $("explore").hidden = view !== "explore";
   for (const [id, name] of [["nav-overview", "overview"], ["nav-explore", "explore"]]) {
@@ -716,7 +726,7 @@ function route() {
 }
 
 function rangeChanged() {
-  if (state.running) restartCharts();
+  if (state.running) restartViews();
   exploreRangeChanged();
 }
 
@@ -772,7 +782,7 @@ async function main() {
   }
   $("source").addEventListener("change", (e) => {
     state.source = e.target.value;
-    if (state.running) restartCharts();
+    if (state.running) restartViews();
     exploreSourceChanged();
   });
   for (const [id, view] of [["nav-overview", "overview"], ["nav-explore", "explore"]]) {

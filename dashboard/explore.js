@@ -248,7 +248,7 @@ async function loadDatasetPoints(name, tries) {
   const kept = meta.filter((m) => m.name !== "dataset" &&
     (m.name === "timestamp" || rows.some((r) => !empty(r[m.name]))));
   const left = meta.filter((m) => m.name !== "dataset" && !kept.includes(m));
-  drawTable($("dataset-points-head"), $("dataset-points-rows"), kept, rows);
+  drawTable($("dataset-points"), kept, rows);
   columns.textContent = !rows.length ? "No points." : `The newest ${fmtInt(rows.length)} ` +
     `${rows.length === 1 ? "point" : "points"}` + (left.length
       ? `; left out, empty in every one of them: ${spans(left.map((m) => m.name))}.` : ".");
@@ -283,15 +283,17 @@ function runBox() {
   runQuery(query);
 }
 
+// The page's own marks time each run (bench/explore.py reads them): asked, answered, and
+// drawn (the table on screen).
 async function runQuery(query) {
-  const tries = ++explore.tries.query;
-  explore.ran = query;
-  remember(query);
-  samplingNote(query);
   for (const name of ["explore-asked", "explore-answered", "explore-drawn"]) {
     performance.clearMarks(name);
   }
   performance.mark("explore-asked");
+  const tries = ++explore.tries.query;
+  explore.ran = query;
+  remember(query);
+  samplingNote(query);
   $("result-status").textContent = "Asking…";
   let answer;
   try {
@@ -334,13 +336,15 @@ function showAnswer({ doc, text, ms }) {
       "hold them all." : "") + (doc.truncated
     ? ` The service stopped at its row cap: the query has more than these ` +
       `${fmtInt(rows.length)} rows (add a LIMIT or narrow it).` : "");
-  drawTable($("result-head"), $("result-rows"), meta, rows.slice(0, shown));
   const chart = chartable(meta);
+  const how = chart ? explore.show : "table";
   $("show-chart").disabled = !chart;
   $("chart-hint").textContent = chart ? ""
     : "A chart needs a DateTime column and a numeric column.";
   $("result-tools").hidden = false;
-  showAs(chart ? explore.show : "table");
+  $("result-table-box").hidden = how !== "table";  // in view, so its rows in view are drawn
+  drawTable($("result-table"), meta, rows.slice(0, shown));
+  showAs(how);
   // Drawn: after the next frame has been painted.
   requestAnimationFrame(() => setTimeout(() => performance.mark("explore-drawn"), 0));
 }
@@ -350,14 +354,42 @@ function showAs(how) {
   for (const input of document.querySelectorAll('input[name="show"]')) {
     input.checked = input.value === (chart ? "chart" : "table");
   }
-  $("result-table-box").hidden = Boolean(chart);
+  const box = $("result-table-box");
+  const hidden = box.hidden;
+  box.hidden = Boolean(chart);
   $("result-chart-box").hidden = !chart;
   if (chart) drawAnswerChart(chart, explore.answer.rows);
+  // back from the chart: the rows in view, now that the box has a height
+  else if (hidden) drawWindow(tableViews.get($("result-table")), true);
 }
 
-function drawTable(head, body, meta, rows) {
+// A table draws only the rows in its scroll box's view, and a few more on each side, so
+// that 1,000 rows of 44 columns cost what 30 do (every row in the page took seconds to
+// lay out); the rest are blank space of their height, drawn as the box scrolls. Fixed
+// column widths, from the rows' longest values, keep the columns still meanwhile.
+const WINDOW = { overscan: 10, rowPx: 0, widestCh: 40 };
+const tableViews = new WeakMap();
+
+function drawTable(table, meta, rows) {
   const numeric = meta.map((m) => NUMERIC_TYPE.test(m.type || ""));
-  head.replaceChildren(...meta.map((m, i) => {
+  const widths = meta.map((m) => {
+    let w = Math.max(m.name.length, (m.type || "").length);
+    for (const row of rows) {
+      w = Math.max(w, cellText(row[m.name]).length);
+      if (w >= WINDOW.widestCh) break;
+    }
+    return Math.min(WINDOW.widestCh, Math.max(3, w));
+  });
+  const cols = document.createElement("colgroup");
+  for (const w of widths) {
+    const col = document.createElement("col");
+    col.style.width = `${w + 2}ch`;
+    cols.append(col);
+  }
+  if (table.querySelector("colgroup")) table.querySelector("colgroup").replaceWith(cols);
+  else table.tHead.before(cols);
+  table.style.width = `max(100%, ${widths.reduce((a, w) => a + w + 2, 0)}ch)`;
+  table.tHead.rows[0].replaceChildren(...meta.map((m, i) => {
     const th = document.createElement("th");
     th.scope = "col";
     if (numeric[i]) th.className = "num";
@@ -369,20 +401,84 @@ function drawTable(head, body, meta, rows) {
     th.append(name, type);
     return th;
   }));
-  const rowsOut = document.createDocumentFragment();
-  for (const row of rows) {
-    const tr = document.createElement("tr");
-    for (let i = 0; i < meta.length; i++) {
-      const value = row[meta[i].name];
-      const td = document.createElement("td");
-      td.textContent = cellText(value);
-      if (value === null || value === undefined) td.className = "null";
-      else if (numeric[i]) td.className = "num";
-      tr.append(td);
-    }
-    rowsOut.append(tr);
+  table.setAttribute("aria-rowcount", String(rows.length + 1));
+  // One row of empty cells, cloned for each row drawn.
+  const template = document.createElement("tr");
+  numeric.forEach((num) => {
+    const td = document.createElement("td");
+    if (num) td.className = "num";
+    td.append("");
+    template.append(td);
+  });
+  const view = { table, meta, rows, widths, template, first: -1, last: -1 };
+  tableViews.set(table, view);
+  const box = table.parentElement;
+  if (!box.dataset.windowed) {
+    box.dataset.windowed = "yes";
+    let pending = false;
+    box.addEventListener("scroll", () => {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => {
+        pending = false;
+        drawWindow(tableViews.get(table));
+      });
+    }, { passive: true });
   }
-  body.replaceChildren(rowsOut);
+  box.scrollTop = 0;
+  drawWindow(view);
+}
+
+// Draws the rows in the box's view, and `overscan` more on each side, unless those drawn
+// already cover the view (or `again`).
+function drawWindow(view, again) {
+  const { table, rows, meta } = view;
+  const box = table.parentElement;
+  // Every row is one line, so one height: measured once, on the first row drawn.
+  const rowPx = WINDOW.rowPx || 32;
+  // The box is at most 70vh high (dashboard.css): reading the window's height, unlike the
+  // box's, does not lay the page out.
+  const visible = Math.ceil(window.innerHeight * 0.7 / rowPx) + 1;
+  const top = box.scrollTop ? Math.max(0, box.scrollTop - table.tHead.offsetHeight) : 0;
+  const from = Math.min(Math.floor(top / rowPx), Math.max(0, rows.length - visible));
+  const to = Math.min(rows.length, from + visible);
+  if (!again && view.first <= from && to <= view.last) return;
+  const first = Math.max(0, from - WINDOW.overscan);
+  const last = Math.min(rows.length, to + WINDOW.overscan);
+  view.first = first;
+  view.last = last;
+  const out = document.createDocumentFragment();
+  const spacer = (px) => {
+    const tr = document.createElement("tr");
+    tr.className = "spacer";
+    tr.setAttribute("aria-hidden", "true");
+    const td = document.createElement("td");
+    td.colSpan = meta.length;
+    td.style.height = `${px}px`;
+    tr.append(td);
+    return tr;
+  };
+  if (first) out.append(spacer(first * rowPx));
+  for (let r = first; r < last; r++) {
+    const row = rows[r];
+    const tr = view.template.cloneNode(true);
+    tr.setAttribute("aria-rowindex", String(r + 2));  // the header is row 1
+    let td = tr.firstChild;
+    for (let i = 0; i < meta.length; i++, td = td.nextSibling) {
+      const value = row[meta[i].name];
+      const text = cellText(value);
+      td.firstChild.data = text;
+      if (value === null || value === undefined) td.className = "null";
+      if (text.length > view.widths[i]) td.title = text;  // cut short on screen
+    }
+    out.append(tr);
+  }
+  if (last < rows.length) out.append(spacer((rows.length - last) * rowPx));
+  table.tBodies[0].replaceChildren(out);
+  if (!WINDOW.rowPx && last > first && !box.closest("[hidden]")) {
+    WINDOW.rowPx = table.tBodies[0].querySelector("tr[aria-rowindex]").offsetHeight;
+    if (WINDOW.rowPx !== rowPx) drawWindow(view, true);
+  }
 }
 
 function cellText(value) {

@@ -458,3 +458,26 @@ def test_the_headers_event_count_follows_the_log(gunicorn_server, tab) -> None:
     send(server.url, KEY, "hoox", 961, True, "more")
     expect(about).to_have_text("Dataset hoox_telemetry, profile layout, 964 events in the log")
     expect(t.page.get_by_label("Events in the log")).to_have_text("964")
+
+
+@pytest.mark.e2e
+def test_a_query_without_an_answer_is_abandoned_at_its_time_limit_and_said(
+        gunicorn_server, standin, tab) -> None:
+    """Cloudflare accepts and never answers, and the service would wait for it longer than
+    the page does: the page gives up at its limit for Explore (20 s) and says so."""
+    standin.set_mode("hang")
+    server = gunicorn_server(**{**standin.env(), "ANALYTICS_SINK": "none",
+                                "CLOUDFLARE_TIMEOUT_MS": "40000"})
+    t = tab(server.url).open()
+    t.page.get_by_label("Source").select_option("cloudflare")
+    abandoned: list[float] = []
+    t.page.on("requestfailed", lambda r: abandoned.append(time.monotonic())
+              if "count()" in (r.post_data or "") else None)
+    t.page.get_by_label("Query", exact=True).fill("SELECT count() AS n FROM hoox_telemetry")
+    asked = time.monotonic()
+    t.page.get_by_label("Query", exact=True).press("Control+Enter")
+    expect(t.page.locator("#result-error")).to_have_text(
+        "No answer within 20 s: the request was abandoned.", timeout=30_000)
+    assert len(abandoned) == 1 and 19 < abandoned[0] - asked < 25
+    expect(t.page.locator("#datasets-state")).to_have_text(
+        "No answer within 20 s: the request was abandoned.")

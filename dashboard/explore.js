@@ -371,6 +371,8 @@ const WINDOW = { overscan: 10, rowPx: 0, widestCh: 40 };
 const tableViews = new WeakMap();
 
 function drawTable(table, meta, rows) {
+  // The old rows go first: laying out old rows under new columns costs as much as a table.
+  table.tBodies[0].replaceChildren();
   const numeric = meta.map((m) => NUMERIC_TYPE.test(m.type || ""));
   const widths = meta.map((m) => {
     let w = Math.max(m.name.length, (m.type || "").length);
@@ -426,12 +428,12 @@ function drawTable(table, meta, rows) {
     }, { passive: true });
   }
   box.scrollTop = 0;
-  drawWindow(view);
+  drawWindow(view, false, 0);
 }
 
 // Draws the rows in the box's view, and `overscan` more on each side, unless those drawn
-// already cover the view (or `again`).
-function drawWindow(view, again) {
+// already cover the view (or `again`); `scrolled`, when known, is where the box is.
+function drawWindow(view, again, scrolled) {
   const { table, rows, meta } = view;
   const box = table.parentElement;
   // Every row is one line, so one height: measured once, on the first row drawn.
@@ -439,7 +441,8 @@ function drawWindow(view, again) {
   // The box is at most 70vh high (dashboard.css): reading the window's height, unlike the
   // box's, does not lay the page out.
   const visible = Math.ceil(window.innerHeight * 0.7 / rowPx) + 1;
-  const top = box.scrollTop ? Math.max(0, box.scrollTop - table.tHead.offsetHeight) : 0;
+  // (reading where the box is scrolled lays the page out: not when it was just set to 0)
+  const top = scrolled === 0 ? 0 : Math.max(0, box.scrollTop - table.tHead.offsetHeight);
   const from = Math.min(Math.floor(top / rowPx), Math.max(0, rows.length - visible));
   const to = Math.min(rows.length, from + visible);
   if (!again && view.first <= from && to <= view.last) return;

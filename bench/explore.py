@@ -8,11 +8,14 @@ another dataset, `page_views`, written through POST /track/datapoints 1,000 a re
 For each query, --rounds times, the two alternating (which goes first alternates too):
   * /query: the same body POSTed by httpx on a keep-alive connection, timed from the
     request to its last byte;
+  * fetch: the same request from the same chromium tab, bare (fetch and read), which
+    tells the browser's own share from the page's;
   * the page: a chromium tab on Explore, the query typed into the box and run with
     Ctrl+Enter, timed by the page's own marks from the key (`explore-asked`) to the first
     frame painted with the table in it (`explore-drawn`), with the part spent waiting for
     the answer (`explore-answered`).
-Prints the medians, and what the page adds: its time less /query's.
+Prints the medians, and what the page adds: its time less /query's, and less the bare
+fetch's.
 
     flock /tmp/bench.lock .venv/bin/python bench/explore.py [--db PATH] [--rounds 15]
 """
@@ -87,13 +90,26 @@ def by_query(client: httpx.Client, sql: str) -> tuple[float, int]:
     return ms, response.json()["rows"]
 
 
+def by_fetch(page: Any, sql: str) -> float:
+    """The same request from the same tab, bare: fetch and read, no page code."""
+    return page.evaluate("""async ([sql, key]) => {
+        const began = performance.now();
+        const response = await fetch('/query', { method: 'POST', cache: 'no-store',
+            headers: { 'X-Internal-Auth-Key': key, 'Content-Type': 'application/json' },
+            body: JSON.stringify({ query: sql, source: 'auto' }) });
+        await response.text();
+        return performance.now() - began;
+    }""", [sql, KEY])
+
+
 def by_page(page: Any, sql: str) -> dict[str, float]:
     box = page.get_by_label("Query", exact=True)
     box.fill(sql)
     page.evaluate("() => performance.clearResourceTimings()")
     box.press("Control+Enter")
+    # polled every 50 ms, not every frame: the page draws no frames for it meanwhile
     page.wait_for_function("() => performance.getEntriesByName('explore-drawn').length > 0",
-                           timeout=60_000)
+                           timeout=60_000, polling=50)
     # The page's marks, and the browser's own timing of the /query request (Resource
     # Timing): before it went out, on the wire, read and parsed, drawn.
     t = page.evaluate("""() => {
@@ -124,8 +140,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
         print(f"{args.points:,} points in {DATASET} ({time.monotonic() - began:.0f} s)")
         wait_for_mirror(server)
         results: dict[str, dict[str, list[float]]] = {
-            name: {k: [] for k in ("query", "total", "answer", "draw", "before", "wire",
-                                   "read")} for name in QUERIES}
+            name: {k: [] for k in ("query", "fetch", "total", "answer", "draw", "before",
+                                   "wire", "read")} for name in QUERIES}
         rows: dict[str, int] = {}
         with sync_playwright() as p, httpx.Client(base_url=server.url, headers=AUTH,
                                                   timeout=60) as client:
@@ -140,11 +156,13 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 by_page(page, sql)
             for round_ in range(args.rounds):
                 for name, sql in QUERIES.items():
-                    order = ("query", "page") if round_ % 2 == 0 else ("page", "query")
-                    for how in order:
+                    order = ("query", "fetch", "page")
+                    for how in order if round_ % 2 == 0 else reversed(order):
                         if how == "query":
                             ms, rows[name] = by_query(client, sql)
                             results[name]["query"].append(ms)
+                        elif how == "fetch":
+                            results[name]["fetch"].append(by_fetch(page, sql))
                         else:
                             for part, ms in by_page(page, sql).items():
                                 results[name][part].append(ms)
@@ -154,16 +172,19 @@ def run(args: argparse.Namespace, work: Path) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nmedians of {args.rounds} rounds, ms ({args.events:,} events, {args.points:,} "
           f"points in {DATASET}; 2 workers; load average at the end {load}):")
-    print(f"  {'query':<58} {'rows':>6} {'/query':>8} {'page':>8} {'page adds':>10} | "
-          f"{'before':>7} {'request':>8} {'parse':>7} {'draw':>7}")
+    print(f"  {'query':<58} {'rows':>6} {'/query':>7} {'fetch':>7} {'page':>7} "
+          f"{'- /query':>9} {'- fetch':>8} | {'before':>7} {'request':>8} {'parse':>6} "
+          f"{'draw':>6}")
     for name, r in results.items():
         med = {k: statistics.median(v) for k, v in r.items()}
-        print(f"  {name:<58} {rows[name]:>6,} {med['query']:>8.1f} {med['total']:>8.1f} "
-              f"{med['total'] - med['query']:>10.1f} | {med['before']:>7.1f} {med['wire']:>8.1f}"
-              f" {med['read']:>7.1f} {med['draw']:>7.1f}")
-    print("  (page: Ctrl+Enter to the table painted; before: the key to the request sent; "
-          "request: sent to its last byte, the browser's Resource Timing; parse: read and "
-          "parsed; draw: to the first frame painted with the table)")
+        print(f"  {name:<58} {rows[name]:>6,} {med['query']:>7.1f} {med['fetch']:>7.1f} "
+              f"{med['total']:>7.1f} {med['total'] - med['query']:>9.1f} "
+              f"{med['total'] - med['fetch']:>8.1f} | {med['before']:>7.1f} "
+              f"{med['wire']:>8.1f} {med['read']:>6.1f} {med['draw']:>6.1f}")
+    print("  (page: Ctrl+Enter to the table painted; fetch: the bare request from the tab; "
+          "before: the key to the request sent; request: sent to its last byte, the "
+          "browser's Resource Timing; parse: read and parsed; draw: to the first frame "
+          "painted with the table)")
 
 
 def main() -> None:

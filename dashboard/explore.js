@@ -363,18 +363,18 @@ function showAs(how) {
   else if (hidden) drawWindow(tableViews.get($("result-table")), true);
 }
 
-// A table draws only the rows in its scroll box's view, and a few more on each side, so
-// that 1,000 rows of 44 columns cost what 30 do (every row in the page took seconds to
-// lay out); the rest are blank space of their height, drawn as the box scrolls. Fixed
-// column widths, from the rows' longest values, keep the columns still meanwhile.
-const WINDOW = { overscan: 10, rowPx: 0, widestCh: 40 };
+// A table draws only the cells in its scroll box's view, and a few rows and columns more
+// on each side, so that 1,000 rows of 44 columns cost what a screenful does (every row in
+// the page took seconds to lay out); the rest is blank space of its size, drawn as the box
+// scrolls. Fixed column widths, from the rows' longest values, keep the columns still.
+const WINDOW = { rows: 4, cols: 2, rowPx: 0, chPx: 0, widestCh: 40 };
 const tableViews = new WeakMap();
 
 function drawTable(table, meta, rows) {
   // The old rows go first: laying out old rows under new columns costs as much as a table.
   table.tBodies[0].replaceChildren();
   const numeric = meta.map((m) => NUMERIC_TYPE.test(m.type || ""));
-  const widths = meta.map((m) => {
+  const chars = meta.map((m) => {
     let w = Math.max(m.name.length, (m.type || "").length);
     for (const row of rows) {
       w = Math.max(w, cellText(row[m.name]).length);
@@ -382,15 +382,19 @@ function drawTable(table, meta, rows) {
     }
     return Math.min(WINDOW.widestCh, Math.max(3, w));
   });
+  if (!WINDOW.chPx) WINDOW.chPx = digitWidth(table);
+  const left = [0];  // each column's left edge, and the table's width last
   const cols = document.createElement("colgroup");
-  for (const w of widths) {
+  for (const w of chars) {
+    const px = Math.ceil((w + 2) * WINDOW.chPx);
+    left.push(left[left.length - 1] + px);
     const col = document.createElement("col");
-    col.style.width = `${w + 2}ch`;
+    col.style.width = `${px}px`;
     cols.append(col);
   }
   if (table.querySelector("colgroup")) table.querySelector("colgroup").replaceWith(cols);
   else table.tHead.before(cols);
-  table.style.width = `max(100%, ${widths.reduce((a, w) => a + w + 2, 0)}ch)`;
+  table.style.width = `max(100%, ${left[left.length - 1]}px)`;
   table.tHead.rows[0].replaceChildren(...meta.map((m, i) => {
     const th = document.createElement("th");
     th.scope = "col";
@@ -404,15 +408,9 @@ function drawTable(table, meta, rows) {
     return th;
   }));
   table.setAttribute("aria-rowcount", String(rows.length + 1));
-  // One row of empty cells, cloned for each row drawn.
-  const template = document.createElement("tr");
-  numeric.forEach((num) => {
-    const td = document.createElement("td");
-    if (num) td.className = "num";
-    td.append("");
-    template.append(td);
-  });
-  const view = { table, meta, rows, widths, template, first: -1, last: -1 };
+  table.setAttribute("aria-colcount", String(meta.length));
+  const view = { table, meta, rows, numeric, chars, left, first: -1, last: -1, from: -1,
+    to: -1 };
   tableViews.set(table, view);
   const box = table.parentElement;
   if (!box.dataset.windowed) {
@@ -428,28 +426,61 @@ function drawTable(table, meta, rows) {
     }, { passive: true });
   }
   box.scrollTop = 0;
-  drawWindow(view, false, 0);
+  box.scrollLeft = 0;
+  drawWindow(view, false, true);
 }
 
-// Draws the rows in the box's view, and `overscan` more on each side, unless those drawn
-// already cover the view (or `again`); `scrolled`, when known, is where the box is.
-function drawWindow(view, again, scrolled) {
-  const { table, rows, meta } = view;
+// The width of a digit in the tables' font (what CSS calls 1ch), once.
+function digitWidth(table) {
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = getComputedStyle(table).font;
+  return context.measureText("0").width || 8;
+}
+
+// Draws the cells in the box's view, and a few more on each side, unless those drawn
+// already cover the view (or `again`); `atOrigin` when the box was just scrolled to its
+// top left (reading where it is scrolled would lay the page out).
+function drawWindow(view, again, atOrigin) {
+  const { table, rows, meta, left } = view;
   const box = table.parentElement;
   // Every row is one line, so one height: measured once, on the first row drawn.
   const rowPx = WINDOW.rowPx || 32;
-  // The box is at most 70vh high (dashboard.css): reading the window's height, unlike the
-  // box's, does not lay the page out.
+  // The box is at most 70vh high and the window wide (dashboard.css): reading the window's
+  // size, unlike the box's, does not lay the page out.
   const visible = Math.ceil(window.innerHeight * 0.7 / rowPx) + 1;
-  // (reading where the box is scrolled lays the page out: not when it was just set to 0)
-  const top = scrolled === 0 ? 0 : Math.max(0, box.scrollTop - table.tHead.offsetHeight);
+  const top = atOrigin ? 0 : Math.max(0, box.scrollTop - table.tHead.offsetHeight);
+  const x = atOrigin ? 0 : box.scrollLeft;
   const from = Math.min(Math.floor(top / rowPx), Math.max(0, rows.length - visible));
   const to = Math.min(rows.length, from + visible);
-  if (!again && view.first <= from && to <= view.last) return;
-  const first = Math.max(0, from - WINDOW.overscan);
-  const last = Math.min(rows.length, to + WINDOW.overscan);
-  view.first = first;
-  view.last = last;
+  let c0 = 0;
+  while (c0 < meta.length - 1 && left[c0 + 1] <= x) c0 += 1;
+  let c1 = c0;
+  while (c1 < meta.length && left[c1] < x + window.innerWidth) c1 += 1;
+  if (!again && view.first <= from && to <= view.last && view.from <= c0 && c1 <= view.to) {
+    return;
+  }
+  const first = Math.max(0, from - WINDOW.rows), last = Math.min(rows.length, to + WINDOW.rows);
+  const cf = Math.max(0, c0 - WINDOW.cols), cl = Math.min(meta.length, c1 + WINDOW.cols);
+  Object.assign(view, { first, last, from: cf, to: cl });
+  // One row of the cells drawn, empty, cloned for each row; the columns left out on
+  // either side are one blank cell each.
+  const template = document.createElement("tr");
+  const gap = (span) => {
+    const td = document.createElement("td");
+    td.className = "gap";
+    td.colSpan = span;
+    td.setAttribute("aria-hidden", "true");
+    return td;
+  };
+  if (cf) template.append(gap(cf));
+  for (let i = cf; i < cl; i++) {
+    const td = document.createElement("td");
+    if (view.numeric[i]) td.className = "num";
+    if (cf || cl < meta.length) td.setAttribute("aria-colindex", String(i + 1));
+    td.append("");
+    template.append(td);
+  }
+  if (cl < meta.length) template.append(gap(meta.length - cl));
   const out = document.createDocumentFragment();
   const spacer = (px) => {
     const tr = document.createElement("tr");
@@ -464,15 +495,15 @@ function drawWindow(view, again, scrolled) {
   if (first) out.append(spacer(first * rowPx));
   for (let r = first; r < last; r++) {
     const row = rows[r];
-    const tr = view.template.cloneNode(true);
+    const tr = template.cloneNode(true);
     tr.setAttribute("aria-rowindex", String(r + 2));  // the header is row 1
-    let td = tr.firstChild;
-    for (let i = 0; i < meta.length; i++, td = td.nextSibling) {
+    let td = cf ? tr.firstChild.nextSibling : tr.firstChild;
+    for (let i = cf; i < cl; i++, td = td.nextSibling) {
       const value = row[meta[i].name];
       const text = cellText(value);
       td.firstChild.data = text;
       if (value === null || value === undefined) td.className = "null";
-      if (text.length > view.widths[i]) td.title = text;  // cut short on screen
+      if (text.length > view.chars[i]) td.title = text;  // cut short on screen
     }
     out.append(tr);
   }

@@ -104,27 +104,59 @@ class Tab:
         expect(self.page.locator("#result-status")).not_to_have_text("Asking…")
 
     def table(self, rows: str, head: str) -> tuple[list[str], list[list[str]]]:
-        """(column names, rows of cell texts) of a table's head and every row of its body:
-        a table in a scroll box draws the rows in view, so the box is scrolled through."""
+        """(column names, rows of cell texts) of a table's head and every cell of its body:
+        a table in a scroll box draws the cells in view, so the box is scrolled through,
+        down and across."""
         names = self.page.locator(f"{head} th > span:first-child").all_text_contents()
         cells = self.page.locator(rows).evaluate("""async (body) => {
             const table = body.closest("table"), box = body.closest(".scroll");
-            const read = () => [...body.querySelectorAll("tr:not(.spacer)")].map(
-                (tr) => [Number(tr.getAttribute("aria-rowindex")),
-                         [...tr.cells].map((c) => c.textContent)]);
-            if (!box) return read().map((r) => r[1]);
-            const total = Number(table.getAttribute("aria-rowcount")) - 1;
+            const cellsOf = (tr) => {  // [column (from 1), text] of each cell drawn
+                const out = [];
+                let column = 1;
+                for (const c of tr.cells) {
+                    if (!c.classList.contains("gap")) {
+                        out.push([Number(c.getAttribute("aria-colindex")) || column,
+                                  c.textContent]);
+                    }
+                    column += c.colSpan;
+                }
+                return out;
+            };
+            if (!box) return [...body.rows].map((tr) => cellsOf(tr).map((c) => c[1]));
+            const height = Number(table.getAttribute("aria-rowcount")) - 1;
+            const width = Number(table.getAttribute("aria-colcount"));
             const frames = () => new Promise((done) =>
                 requestAnimationFrame(() => requestAnimationFrame(done)));
             const seen = new Map();
+            const read = () => {
+                for (const tr of body.querySelectorAll("tr[aria-rowindex]")) {
+                    const i = Number(tr.getAttribute("aria-rowindex"));
+                    if (!seen.has(i)) seen.set(i, new Map());
+                    for (const [c, text] of cellsOf(tr)) seen.get(i).set(c, text);
+                }
+            };
+            const whole = () => seen.size === height &&
+                [...seen.values()].every((row) => row.size === width);
+            const until = performance.now() + 20000;  // a broken table fails, not hangs
             box.scrollTop = 0;
-            await frames();
-            for (let step = 0; step < 2000 && seen.size < total; step++) {
-                for (const [i, cells] of read()) seen.set(i, cells);
+            for (let step = 0; step < 1000 && !whole() && performance.now() < until; step++) {
+                box.scrollLeft = 0;
+                await frames();
+                read();
+                for (let across = 0; across < 100 && performance.now() < until; across++) {
+                    const left = box.scrollLeft;
+                    box.scrollLeft += box.clientWidth / 2;
+                    if (box.scrollLeft === left) break;  // the right end
+                    await frames();
+                    read();
+                }
+                const top = box.scrollTop;
                 box.scrollTop += box.clientHeight / 2;
+                if (box.scrollTop === top) break;  // the bottom
                 await frames();
             }
-            return [...seen.keys()].sort((a, b) => a - b).map((i) => seen.get(i));
+            const order = (map) => [...map.keys()].sort((a, b) => a - b).map((k) => map.get(k));
+            return order(seen).map(order);
         }""")
         return names, cells
 
@@ -229,6 +261,19 @@ def test_a_query_typed_in_the_box_answers_the_same_rows_as_query(service, tab) -
     assert t.page.evaluate(
         "JSON.parse(localStorage.getItem('analytics-worker.recent-queries'))[0]") == sql
     expect(t.page.locator("#sampling-note")).to_be_hidden()
+
+    # every column of a dataset: the cells in view are drawn, the others as the box
+    # scrolls across to them
+    sql = "SELECT * FROM page_views ORDER BY double2 DESC"
+    t.run(sql)
+    answer = ask(service, sql)
+    expect(t.page.get_by_role("table", name="Query results")).to_have_attribute(
+        "aria-colcount", "44")
+    drawn = t.page.locator('#result-rows tr[aria-rowindex="2"] td:not(.gap)').count()
+    assert 0 < drawn < 44
+    names, shown = t.table("#result-rows", "#result-head")
+    assert len(names) == 44
+    assert shown == [[as_text(r[n]) for n in names] for r in answer["results"]]
 
 
 def test_a_count_without_sample_interval_gets_one_note_and_still_runs(service, tab) -> None:

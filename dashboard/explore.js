@@ -366,7 +366,7 @@ function showAs(how) {
 // A table draws only the cells in its scroll box's view, and a few rows and columns more
 // on each side, so that 1,000 rows of 44 columns cost what a screenful does (every row in
 // the page took seconds to lay out); the rest is blank space of its size, drawn as the box
-// scrolls. Fixed column widths, from the rows' longest values, keep the columns still.
+// scrolls. Fixed column widths keep the columns still meanwhile.
 const WINDOW = { rows: 4, cols: 2, rowPx: 0, chPx: 0, widestCh: 40 };
 const tableViews = new WeakMap();
 
@@ -374,9 +374,12 @@ function drawTable(table, meta, rows) {
   // The old rows go first: laying out old rows under new columns costs as much as a table.
   table.tBodies[0].replaceChildren();
   const numeric = meta.map((m) => NUMERIC_TYPE.test(m.type || ""));
+  // Each column as wide as its longest value in the first 200 rows (a longer one further
+  // down is cut short, its whole text in its tooltip), at most 40 characters.
+  const sample = rows.length > 200 ? rows.slice(0, 200) : rows;
   const chars = meta.map((m) => {
     let w = Math.max(m.name.length, (m.type || "").length);
-    for (const row of rows) {
+    for (const row of sample) {
       w = Math.max(w, cellText(row[m.name]).length);
       if (w >= WINDOW.widestCh) break;
     }

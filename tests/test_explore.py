@@ -294,6 +294,26 @@ def test_a_count_without_sample_interval_gets_one_note_and_still_runs(service, t
     expect(note).to_be_visible()  # said while the query is typed
 
 
+def test_the_last_20_queries_are_kept_in_the_browser(service, tab) -> None:
+    t = tab().open()
+    item = "analytics-worker.recent-queries"
+    t.page.evaluate("([item, kept]) => localStorage.setItem(item, JSON.stringify(kept))",
+                    [item, [f"SELECT {i} AS n" for i in range(20)]])
+    t.run("SELECT 20 AS n")  # the newest first, the oldest pushed out
+    kept = t.page.evaluate("(item) => JSON.parse(localStorage.getItem(item))", item)
+    assert kept == ["SELECT 20 AS n"] + [f"SELECT {i} AS n" for i in range(19)]
+    recent = t.page.locator("#recent")
+    recent.locator("summary").click()
+    expect(recent.get_by_role("button")).to_have_count(20)
+    expect(recent.locator("summary")).to_have_text("Recent queries (20)")
+    recent.get_by_role("button", name="SELECT 7 AS n", exact=True).click()  # runs it again
+    expect(t.page.locator("#result-rows td")).to_have_text("7")
+    assert t.page.evaluate("(item) => JSON.parse(localStorage.getItem(item))[0]",
+                           item) == "SELECT 7 AS n"
+    assert t.page.evaluate("sessionStorage.length") == 1  # the key, in the session only
+    assert t.page.evaluate("localStorage.length") == 1
+
+
 def test_a_query_with_a_datetime_column_draws_a_chart_whose_points_are_the_answers(
         service, tab) -> None:
     t = tab().open()

@@ -1,8 +1,10 @@
 """The README's pictures of the dashboard: the service under gunicorn on a day of imported
 api-calls plus an error spike in the last minute, photographed by chromium in light and
-dark mode.
+dark mode; and Explore, with a Worker's points in a dataset of their own and a query drawn
+as a chart.
 
-    .venv/bin/python bench/screenshot.py            # writes docs/dashboard.png, docs/dashboard-dark.png
+    .venv/bin/python bench/screenshot.py            # writes docs/dashboard.png, docs/dashboard-dark.png,
+                                                    # docs/dashboard-explore.png
     .venv/bin/python bench/screenshot.py --hoox     # writes docs/dashboard-hoox.png: the platform's
                                                     # own bodies on the hoox layout's routes
 """
@@ -13,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -43,6 +46,41 @@ def photograph(url: str, names: dict[str, str]) -> None:
         browser.close()
 
 
+EXPLORED = ("SELECT toStartOfInterval(timestamp, INTERVAL '1' HOUR) AS t, blob1 AS worker, "
+            "SUM(_sample_interval) AS calls FROM hoox_telemetry "
+            "WHERE timestamp >= now() - INTERVAL '24' HOUR GROUP BY t, worker ORDER BY t, worker")
+
+
+def explore(url: str) -> None:
+    """Explore on a Worker's dataset, with a query of the service's own drawn as a chart."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/#view=explore&dataset=page_views&q={quote(EXPLORED)}")
+        page.get_by_label("Internal key").fill(KEY)
+        page.get_by_role("button", name="Open dashboard").click()
+        page.locator("#dataset-points-rows tr").first.wait_for()
+        page.locator("#result-rows tr").first.wait_for()
+        page.get_by_label("Chart").check()
+        page.locator("#result-chart path.series").first.wait_for(state="attached")
+        page.screenshot(path=str(ROOT / "docs" / "dashboard-explore.png"), full_page=True)
+        browser.close()
+
+
+def page_views(url: str) -> None:
+    """A Worker's page views, as its writeDataPoint calls reach the service."""
+    import httpx
+
+    points = [{"blobs": ["GET" if i % 4 else "POST", f"/{('home', 'cart', 'search')[i % 3]}",
+                         ("gb", "fr", "us", "de")[i % 4]],
+               "doubles": [500 if i % 37 == 0 else 200, round(8 + (i * 7919 % 113) / 3, 2)],
+               "indexes": [f"user-{i % 23}"]} for i in range(240)]
+    httpx.post(url + "/track/datapoints", headers={"X-Internal-Auth-Key": KEY},
+               json={"dataset": "page_views", "points": points}).raise_for_status()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dashboard-shot-") as tmp:
         work = Path(tmp)
@@ -53,9 +91,11 @@ def main() -> None:
             send(server.url, KEY, "trade-worker", 40, True, "ok")
             send(server.url, KEY, "hoox", 7, False, "spike")
             photograph(server.url, {"light": "dashboard.png", "dark": "dashboard-dark.png"})
+            page_views(server.url)
+            explore(server.url)
         finally:
             server.stop()
-    print("wrote docs/dashboard.png and docs/dashboard-dark.png")
+    print("wrote docs/dashboard.png, docs/dashboard-dark.png and docs/dashboard-explore.png")
 
 
 def hoox() -> None:

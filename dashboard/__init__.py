@@ -1,5 +1,6 @@
-"""The dashboard's static files (SPEC §10): the page, its script and style, and the
-Analytics Engine SQL it sends (`queries.json`, read by the page and by the tests).
+"""The dashboard's static files (SPEC §10): the page, its scripts (`dashboard.js`, the
+overview; `explore.js`, Explore) and style, and the Analytics Engine SQL it sends
+(`queries.json`, read by the page and by the tests).
 
 Everything is read from the package once, so the service serves only these files."""
 

@@ -2,7 +2,8 @@
 // the person typed once; the SQL is in queries.json. The Service panel (SPEC §12) reads
 // GET /metrics, the service's own figures. Data from the service is only ever set as
 // text, never as markup. Every request has a time limit: an answer that does not come is
-// abandoned, said on the page, and asked again.
+// abandoned, said on the page, and asked again. Two views, chosen by the address's hash
+// (`#view=explore`): the overview here, and Explore (SPEC §10.1) in explore.js.
 "use strict";
 
 const KEY_ITEM = "analytics-worker.internal-key";
@@ -10,13 +11,14 @@ const SVG = "http://www.w3.org/2000/svg";
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const PALETTE = ["--s1", "--s2", "--s3", "--s4", "--s5", "--s6", "--s7", "--s8"];
 // Seconds a request may take before it is abandoned: the live panels ask every second or
-// two, the charts every minute over more data; signing in and the page's queries once.
-const LIMIT_SECONDS = { live: 5, chart: 20, once: 10 };
+// two, the charts every minute over more data; signing in and the page's queries once;
+// Explore's queries, asked by hand, as long as a chart's.
+const LIMIT_SECONDS = { live: 5, chart: 20, once: 10, explore: 20 };
 
 const $ = (id) => document.getElementById(id);
 const state = {
   queries: null, layout: "profile", dataset: "hoox_telemetry", range: null,
-  source: "auto", running: false, timers: {}, goodAt: {}, generation: 0,
+  source: "auto", running: false, timers: {}, goodAt: {}, generation: 0, view: "overview",
 };
 
 class Unauthorized extends Error {}
@@ -62,11 +64,24 @@ async function signIn(key) {
   $("signin-message").textContent = "";
   delete notices.signin;
   drawNotices();
-  const events = Number(status.events || 0);
-  $("about").textContent = `Dataset ${state.dataset}, ${state.layout} layout, ` +
-    `${events.toLocaleString("en")} ${events === 1 ? "event" : "events"} in the log`;
+  describe(Number(status.events || 0));
   setUpViews();
   start();
+  route();
+}
+
+// The header's line; the event count follows the Service panel's figures.
+function describe(events) {
+  $("about").textContent = `Dataset ${state.dataset}, ${state.layout} layout, ` +
+    `${events.toLocaleString("en")} ${events === 1 ? "event" : "events"} in the log`;
+}
+
+// A request answered 401: the key of this session is no longer accepted.
+function keyRefused() {
+  askForKey("The service no longer accepts the key of this session (it may have been " +
+    "changed or the session expired). Enter the internal key again; the data shown is " +
+    "from before.");
+  showNotice("signin", "Not signed in: the numbers below are the last ones shown.");
 }
 
 // -- HTTP ---------------------------------------------------------------------------
@@ -108,12 +123,18 @@ async function call(method, path, body, key, seconds) {
   return doc;
 }
 
-function sql(name) {
-  const text = state.queries.layouts[state.layout][name];
-  const table = /^[A-Za-z_][A-Za-z0-9_]*$/.test(state.dataset) ? state.dataset
-    : `"${state.dataset.replace(/"/g, "")}"`;
-  return text.replaceAll("{table}", table)
+// A dataset as it appears after FROM (dashboard/__init__.py's table_name does the same).
+function tableName(dataset) {
+  return /^[A-Za-z_][A-Za-z0-9_]*$/.test(dataset) ? dataset : `"${dataset.replace(/"/g, "")}"`;
+}
+
+function fill(text, dataset) {
+  return text.replaceAll("{table}", tableName(dataset))
     .replaceAll("{since}", state.range.since).replaceAll("{bucket}", state.range.bucket);
+}
+
+function sql(name) {
+  return fill(state.queries.layouts[state.layout][name], state.dataset);
 }
 
 async function query(name, seconds) {
@@ -160,7 +181,7 @@ function stop() {
   state.timers = {};
 }
 
-function restartCharts() {
+function restartViews() {
   state.generation += 1;
   for (const name of views().filter((n) => n !== "health" && n !== "service")) {
     clearTimeout(state.timers[name]);
@@ -172,8 +193,14 @@ function restartCharts() {
   }
 }
 
+// While Explore is shown, the overview's views wait; the Service panel's figures still
+// keep the header's event count live.
+function wanted(name) {
+  return name === "service" || state.view === "overview";
+}
+
 async function refresh(name, generation) {
-  if (!state.running || generation !== state.generation) return;
+  if (!state.running || generation !== state.generation || !wanted(name)) return;
   const began = performance.now();
   const view = VIEWS[name];
   try {
@@ -186,10 +213,7 @@ async function refresh(name, generation) {
   } catch (e) {
     if (generation !== state.generation) return;
     if (e instanceof Unauthorized) {
-      askForKey("The service no longer accepts the key of this session (it may have been " +
-        "changed or the session expired). Enter the internal key again; the data shown is " +
-        "from before.");
-      showNotice("signin", "Not signed in: the numbers below are the last ones shown.");
+      keyRefused();
       return;
     }
     const kept = state.goodAt[name] ? `showing the data of ${clock(state.goodAt[name])}`
@@ -366,6 +390,8 @@ function renderVolume(rows) {
   const panelH = T + 7 * rowH + gap;
   const W = L + 24 * cell + 10, H = panels.length * panelH;
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const legend = $("volume-legend");
+  legend.replaceChildren();
   let total = 0;
   panels.forEach(([label, pick], p) => {
     const counts = Array.from({ length: 7 }, () => new Array(24).fill(0));
@@ -389,8 +415,7 @@ function renderVolume(rows) {
         rect.setAttribute("width", cell - 2);
         rect.setAttribute("height", rowH - 2);
         rect.setAttribute("rx", 2);
-        const level = max ? 0.12 + 0.88 * Math.sqrt(n / max) : 0;
-        rect.style.fill = n ? `rgba(var(--heat), ${level.toFixed(3)})` : "transparent";
+        rect.style.fill = shade(n, max);
         rect.setAttribute("class", n ? "cell filled" : "cell");
         rect.dataset.events = String(n);
         const title = document.createElementNS(SVG, "title");
@@ -399,9 +424,45 @@ function renderVolume(rows) {
         svg.append(rect);
       });
     });
+    legend.append(heatLegend(label, max));
   });
   $("volume-about").textContent = `per weekday and hour (UTC), last ${state.range.label}` +
     (total ? "" : ": no events");
+}
+
+// A cell's colour: the square root of its share of the panel's busiest hour, so that
+// quiet hours still show.
+function shade(n, max) {
+  return n && max ? `rgba(var(--heat), ${(0.12 + 0.88 * Math.sqrt(n / max)).toFixed(3)})`
+    : "transparent";
+}
+
+// What each shade counts, for one panel: swatches for no events, one event, and the counts
+// at a quarter, half, three quarters and all of the scale (the busiest hour).
+function heatLegend(label, max) {
+  const p = document.createElement("p");
+  p.append(`${label}, shade by events in one hour of one weekday (UTC):`);
+  const counts = [0];
+  if (max) {
+    counts.push(1);
+    for (const f of [0.25, 0.5, 0.75, 1]) {
+      const n = Math.round(max * f * f);
+      if (n > counts[counts.length - 1]) counts.push(n);
+    }
+  }
+  const list = document.createElement("ul");
+  list.className = "legend";
+  for (const n of counts) {
+    const li = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "cell-swatch";
+    swatch.style.backgroundColor = shade(n, max);
+    li.append(swatch, n === max && n ? `${fmtInt(n)} (the busiest)` : fmtInt(n));
+    li.dataset.events = String(n);
+    list.append(li);
+  }
+  p.append(list);
+  return p;
 }
 
 // -- view 4 (hoox layout): agent-worker's risk events --------------------------------------
@@ -588,6 +649,7 @@ function renderService(samples) {
   const events = one("log_events");
   set("service-log-bytes", bytes ? size(bytes.value) : "–");
   set("service-log-events", events ? fmtInt(events.value) : "–");
+  if (events) describe(events.value);
 }
 
 function duration(s) {
@@ -601,6 +663,71 @@ function size(bytes) {
   let i = 0;
   while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i += 1; }
   return `${bytes.toFixed(i && bytes < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+// -- the two views: the address's hash says which ------------------------------------------
+
+// `#range=24h&view=explore&dataset=…&q=…`: the time range, the view, and Explore's dataset
+// and query, so that a view can be bookmarked and shared.
+function hashParams() {
+  return new URLSearchParams(location.hash.slice(1));
+}
+
+// Changes some of the hash's parameters (null removes one); `push` makes a history entry.
+function setHash(changes, push) {
+  const params = hashParams();
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === null || value === undefined || value === "") params.delete(name);
+    else params.set(name, value);
+  }
+  const url = `${location.pathname}${location.search}#${params}`;
+  if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
+}
+
+function hrefWith(changes) {
+  const params = hashParams();
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === null) params.delete(name); else params.set(name, value);
+  }
+  return `#${params}`;
+}
+
+// Shows what the hash says: at sign-in, on back and forward, and after a change.
+function route() {
+  if (!state.key || !state.queries) return;
+  const params = hashParams();
+  const range = state.queries.ranges.find((r) => r.name === params.get("range"));
+  if (range && range !== state.range) {
+    state.range = range;
+    for (const input of document.querySelectorAll('input[name="range"]')) {
+      input.checked = input.value === range.name;
+    }
+    rangeChanged();
+  }
+  const view = params.get("view") === "explore" ? "explore" : "overview";
+  if (view !== state.view) {
+    state.view = view;
+    if (state.running) restartViews();
+  }
+  $("overview").hidden = view !== "overview";
+  $("explore").hidden = view !== "explore";
+  for (const [id, name] of [["nav-overview", "overview"], ["nav-explore", "explore"]]) {
+    if (name === view) $(id).setAttribute("aria-current", "page");
+    else $(id).removeAttribute("aria-current");
+  }
+  $("nav-overview").href = hrefWith({ view: null });
+  $("nav-explore").href = hrefWith({ view: "explore" });
+  // One set of controls: the range and the source apply to both views.
+  const controls = $("controls");
+  if (view === "explore") $("explore-controls").append(controls);
+  else $("latency-title").closest("section").before(controls);
+  if (view === "explore") showExplore(params.get("dataset"), params.get("q"));
+  else leaveExplore();
+}
+
+function rangeChanged() {
+  if (state.running) restartViews();
+  exploreRangeChanged();
 }
 
 // -- setting up -----------------------------------------------------------------------------
@@ -622,6 +749,7 @@ function setUpViews() {
     : "p50 (solid) and p95 (dashed) per worker, latencyMs";
   $("risk-panel").hidden = !("risk" in state.queries.layouts[state.layout]);
   $("board").hidden = false;
+  $("views").hidden = false;
 }
 
 async function main() {
@@ -646,16 +774,27 @@ async function main() {
     });
     input.addEventListener("change", () => {
       state.range = r;
-      history.replaceState(null, "", `#range=${r.name}`);
-      if (state.running) restartCharts();
+      setHash({ range: r.name }, false);
+      rangeChanged();
     });
     label.append(input, r.label);
     box.append(label);
   }
   $("source").addEventListener("change", (e) => {
     state.source = e.target.value;
-    if (state.running) restartCharts();
+    if (state.running) restartViews();
+    exploreSourceChanged();
   });
+  for (const [id, view] of [["nav-overview", "overview"], ["nav-explore", "explore"]]) {
+    $(id).addEventListener("click", (e) => {
+      e.preventDefault();  // keep the range and Explore's place in the address
+      setHash({ view: view === "explore" ? "explore" : null }, true);
+      route();
+    });
+  }
+  window.addEventListener("popstate", route);
+  window.addEventListener("hashchange", route);
+  setUpExplore();
   $("signin").addEventListener("submit", (e) => {
     e.preventDefault();
     const key = $("key").value.trim();
@@ -665,4 +804,5 @@ async function main() {
   if (key) signIn(key); else askForKey("");
 }
 
-main();
+// After explore.js has run too (both are deferred, and run in order).
+document.addEventListener("DOMContentLoaded", main);

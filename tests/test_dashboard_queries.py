@@ -71,6 +71,35 @@ def test_local_engine_equals_clickhouse(engine: LocalEngine, clickhouse: ClickHo
     assert not differences(local, reference, ordered=True), sql
 
 
+# -- Explore (SPEC §10.1): the queries it sends for any dataset -----------------------------
+
+EXPLORE = QUERIES["explore"]
+EXPLORE_CASES = [("newest", RANGES[0]), ("points", RANGES[0])] + [
+    ("perBucket", r) for r in RANGES]
+
+
+@pytest.mark.parametrize("name,r", EXPLORE_CASES,
+                         ids=[f"{n}-{r['name']}" for n, r in EXPLORE_CASES])
+def test_explore_queries_local_engine_equals_clickhouse(engine: LocalEngine,
+                                                        clickhouse: ClickHouse, name: str,
+                                                        r: dict[str, Any]) -> None:
+    sql = dashboard.expand(EXPLORE[name], "hoox_telemetry", r["since"], r["bucket"])
+    local = engine.query(sql, [])
+    reference = clickhouse.query(to_clickhouse(sql, [], now=NOW, portable=True, format=None))
+    assert local.rows, sql
+    assert not differences(local, reference, ordered=True), sql
+
+
+def test_explore_lists_the_tables_and_reads_the_newest_point_down_the_time_index(
+        engine: LocalEngine) -> None:
+    assert engine.query(EXPLORE["tables"], []).rows == [{"dataset": "hoox_telemetry"}]
+    newest = dashboard.expand(EXPLORE["newest"], "hoox_telemetry")
+    assert engine.plan(newest) == ["SEARCH events USING INDEX events_timestamp"]
+    points = dashboard.expand(EXPLORE["points"], "hoox_telemetry")
+    assert engine.plan(points) == ["SCAN events USING INDEX events_timestamp"]
+    assert EXPLORE["shownRows"] == 1000 and EXPLORE["recentQueries"] == 20
+
+
 # -- the hoox layout on a real hoox-layout log (SPEC §9) ----------------------------------
 # The platform's five event types, ingested through the real parser with layout "hoox";
 # ClickHouse holds the same data points, every slot (aesql_fixtures.hoox_point).

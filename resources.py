@@ -190,9 +190,10 @@ class Query:
         details = self._schema.check(doc)
         if details:
             raise InvalidInput("The query is not valid", details)
+        source = doc.get("source", "auto")
         source, content_type, body = await self._services.query(
-            self._answer, doc["query"], doc.get("params") or [], doc.get("source", "auto"),
-            deadline=deadline)
+            self._answer, doc["query"], doc.get("params") or [], source,
+            deadline=deadline, asks_cloudflare=source != "local")
         resp.set_header("X-Analytics-Source", source)
         resp.content_type = content_type
         resp.data = body
@@ -269,7 +270,7 @@ class SqlApi:
             raise SqlApiError(413, f"Body is over the limit of {limit} bytes")
         try:
             source, content_type, data = await self._services.query(
-                self._answer, body.decode("utf-8"), deadline=deadline)
+                self._answer, body.decode("utf-8"), deadline=deadline, asks_cloudflare=True)
         except UnicodeDecodeError:
             raise SqlApiError(422, PREFIX + "the body is not UTF-8 text", plain=True) from None
         except (InvalidQuery, ParamsMismatch, CloudflareQueryRejected) as e:

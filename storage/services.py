@@ -195,12 +195,15 @@ class Services:
         return await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(fn, *args))
 
-    async def query(self, fn: Callable[..., Any], *args: Any, deadline: float) -> Any:
+    async def query(self, fn: Callable[..., Any], *args: Any, deadline: float,
+                    asks_cloudflare: bool = False) -> Any:
         """fn(*args, deadline=deadline) on the pool of queries. `deadline` is
         time.monotonic() seconds, counted from the query's arrival: a query still waiting
         for a thread then never starts, and its answer is the time limit's (504); one
         that runs past it by more than a second (its engine holds it to the deadline) is
-        answered so, and left to end on its own."""
+        answered so, and left to end on its own. `asks_cloudflare`: the query may go to
+        Cloudflare, whose call has a limit of its own (CLOUDFLARE_TIMEOUT_MS), so it is
+        waited for that much longer."""
         self.log  # noqa: B018 — opens this process's services first
         with self._lock:
             if self._queries is None:
@@ -209,7 +212,10 @@ class Services:
             pool = self._queries
         future = pool.submit(functools.partial(fn, *args, deadline=deadline))
         waiting = asyncio.wrap_future(future)
-        done, _ = await asyncio.wait({waiting}, timeout=max(0.0, deadline - time.monotonic()))
+        patience = deadline
+        if asks_cloudflare and self.config.cloudflare_configured:
+            patience += self.config.cloudflare_timeout_ms / 1000
+        done, _ = await asyncio.wait({waiting}, timeout=max(0.0, patience - time.monotonic()))
         if not done:
             if future.cancel():
                 raise QueryTimeout(

@@ -14,6 +14,7 @@ from sqlglot.tokens import TokenType
 from .build import _num
 from .dialect import FORMATS, _check, check_spelling, is_documented
 from .errors import InvalidQuery, ParamsMismatch
+from .limits import check_depth, check_parentheses, compiling
 
 
 @dataclass
@@ -71,7 +72,13 @@ def _bind(tree: exp.Expression, params: Sequence[Any]) -> None:
 
 
 def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
-    """Parse, bind and check one Analytics Engine SQL statement."""
+    """Parse, bind and check one Analytics Engine SQL statement, within the bounds of
+    `limits` (nesting, depth)."""
+    with compiling():
+        return _parse(sql, params)
+
+
+def _parse(sql: str, params: Sequence[Any]) -> Parsed:
     if not isinstance(sql, str) or not sql.strip():
         raise InvalidQuery("the query is empty")
     if params is None:
@@ -89,6 +96,7 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
         for token, following in zip(tokens, tokens[1:]):
             if following.token_type == TokenType.L_PAREN and token.text.isidentifier():
                 check_spelling(token.text)
+        check_parentheses(tokens)
         text = _number_placeholders(sql, tokens, params)
         statements = [s for s in sqlglot.parse(text, read="clickhouse") if s is not None]
     except ParseError as e:
@@ -103,6 +111,7 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
         raise InvalidQuery("exactly one statement is allowed per query"
                            if statements else "the query is empty")
     tree = statements[0]
+    check_depth(tree)
     if isinstance(tree, (exp.Union, exp.Intersect, exp.Except)):
         raise InvalidQuery(f"{type(tree).__name__.upper()} is not supported: a query reads "
                            "one table")

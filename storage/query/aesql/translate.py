@@ -12,6 +12,7 @@ from . import udf as F
 from .build import _cast, _fn, _infinity, _num, _op, _p, _str
 from .dialect import _EXTRACT, _UNIT_MONTHS, _UNIT_SECONDS, Call, _call, _node_label
 from .errors import InvalidQuery
+from .limits import Budget
 from .functions import (AggregateFunctions, BitFunctions, NumberFunctions, StringFunctions,
                         TimeFunctions)
 from .names import _OP_NAMES, ch_name
@@ -46,6 +47,9 @@ class Scope:
     resolving: set[str] = field(default_factory=set)
     qualifiers: set[str] = field(default_factory=set)
     nullable: set[str] = field(default_factory=set)  # a subquery's columns that can be NULL
+    # whether each alias can be NULL, once worked out (aliases built on aliases would
+    # otherwise be walked once per use)
+    null_aliases: dict[str, bool] = field(default_factory=dict)
 
 
 def _is_aggregate(node: exp.Expression) -> bool:
@@ -53,7 +57,7 @@ def _is_aggregate(node: exp.Expression) -> bool:
                                              and node.name.lower() in F.AGGREGATES)
 
 
-def _check_grouping(result: exp.Select) -> None:
+def _check_grouping(result: exp.Select, budget: Budget) -> None:
     """In a query that aggregates, every column outside an aggregate must be a GROUP BY
     key or inside one: ClickHouse refuses the rest (NOT_AN_AGGREGATE), where SQLite would
     answer them from an arbitrary row of the group. Checked on the translation, where
@@ -66,27 +70,32 @@ def _check_grouping(result: exp.Select) -> None:
     if group is None and not any(_is_aggregate(n) for p in parts for n in p.walk()):
         return
     keys = set()
+    kinds: set[type] = set()
     for key in group.expressions if group else []:
         if (isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit()
                 and 0 < int(key.this) <= len(result.expressions)):
             key = result.expressions[int(key.this) - 1].this  # GROUP BY 2: a position
         keys.add(key.sql("sqlite"))
+        kinds.add(type(key))
     for part in parts:
-        column = _ungrouped(part, keys)
+        column = _ungrouped(part, keys, kinds, budget)
         if column is not None:
             raise InvalidQuery(f"{column} is not under an aggregate function and not in "
                                "GROUP BY keys")
 
 
-def _ungrouped(node: exp.Expression, keys: set[str]) -> str | None:
+def _ungrouped(node: exp.Expression, keys: set[str], kinds: set[type],
+               budget: Budget) -> str | None:
     """The first column of `node` that is neither a GROUP BY key nor inside one or inside
-    an aggregate."""
-    if node.sql("sqlite") in keys or _is_aggregate(node):
+    an aggregate. Only a node of a key's type is written out to be compared, so that a
+    deep expression is not written once per level."""
+    budget.check_clock()
+    if (type(node) in kinds and node.sql("sqlite") in keys) or _is_aggregate(node):
         return None
     if isinstance(node, exp.Column):
         return node.name
     for child in node.iter_expressions():
-        column = _ungrouped(child, keys)
+        column = _ungrouped(child, keys, kinds, budget)
         if column is not None:
             return column
     return None
@@ -96,10 +105,13 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
                  StringFunctions):
     """Rewrites a checked Analytics Engine SELECT into SQLite."""
 
-    def __init__(self, dataset: str, points: tuple[str, ...] = ()):
+    def __init__(self, dataset: str, points: tuple[str, ...] = (),
+                 budget: Budget | None = None):
         """`points`: the datasets of raw points the log holds, each a table too; the
-        configured `dataset` reads the events."""
+        configured `dataset` reads the events. `budget`: the nodes and the time the
+        translation may spend (limits.Budget)."""
         self.dataset = dataset
+        self.budget = budget or Budget()
         # the output names of each translated SELECT that can be NULL, by id of its node
         self._nullable_outputs: dict[int, set[str]] = {}
         self.points = tuple(p for p in points if p != dataset)
@@ -108,7 +120,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
     # statements ----------------------------------------------------------------------------
 
     def select(self, node: exp.Select) -> tuple[exp.Select, list[tuple[str, str]]]:
-        scope = self._source(node.args.get("from_"))
+        scope, source = self._source(node.args.get("from_"))
         projections: list[tuple[str, exp.Expression]] = []
         for item in node.expressions:
             if isinstance(item, exp.Star):
@@ -133,9 +145,8 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             name for name, expr in projections
             if expr is not None and self._may_be_null(expr, scope)}
         result = exp.Select(expressions=out)
-        source = node.args.get("from_")
         if source is not None:
-            result.set("from_", exp.From(this=self._from_sql(source.this)))
+            result.set("from_", exp.From(this=source))
         if node.args.get("where"):
             result.set("where", exp.Where(this=self.expr(node.args["where"].this, scope).e))
         if node.args.get("group"):
@@ -151,7 +162,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
                             # told NULLS FIRST (then both first: NaN is NULL here)
                             nulls_first=bool(o.args.get("nulls_first")))
                 for o in node.args["order"].expressions]))
-        _check_grouping(result)
+        _check_grouping(result, self.budget)
         limit = self._count(node.args.get("limit"), "LIMIT")
         offset = self._count(node.args.get("offset"), "OFFSET")
         if limit is not None or offset is not None:
@@ -175,9 +186,11 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             return exp.Literal.number(node.this)  # GROUP BY 1 / ORDER BY 2: positions
         return self.expr(node, scope).e
 
-    def _source(self, source: exp.From | None) -> Scope:
+    def _source(self, source: exp.From | None) -> tuple[Scope, exp.Expression | None]:
+        """The names the FROM makes visible, and its SQLite form (a subquery is
+        translated once: translating it twice would double the cost at every level)."""
         if source is None:
-            return Scope(columns={})
+            return Scope(columns={}), None
         this = source.this
         if isinstance(this, exp.Table):
             if this.args.get("db") or this.args.get("catalog") or (
@@ -190,26 +203,22 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             columns = {name: (T(_str(this.name), t) if name == "dataset"
                               else T(exp.column(name), t)) for name, t in AE_COLUMNS}
             qualifiers = {this.name} | ({this.alias} if this.alias else set())
-            return Scope(columns=columns, qualifiers=qualifiers)
+            table = (points_source(this.name) if this.name != self.dataset
+                     else exp.Table(this=exp.to_identifier(SOURCE_VIEW)))
+            return Scope(columns=columns, qualifiers=qualifiers), table
         if isinstance(this, exp.Subquery) and isinstance(this.this, exp.Select):
-            _, inner_columns = self.select(this.this)
+            inner, inner_columns = self.select(this.this)
             columns = {name: T(exp.column(name, quoted=True), t) for name, t in inner_columns}
-            return Scope(columns=columns, qualifiers={this.alias} if this.alias else set(),
-                         nullable=self._nullable_outputs.get(id(this.this), set()))
+            scope = Scope(columns=columns, qualifiers={this.alias} if this.alias else set(),
+                          nullable=self._nullable_outputs.get(id(this.this), set()))
+            return scope, exp.Subquery(this=inner)
         raise InvalidQuery(f"FROM {this.sql('clickhouse')} is not supported: read the "
                            f"dataset table or a subquery")
-
-    def _from_sql(self, this: exp.Expression) -> exp.Expression:
-        if isinstance(this, exp.Table):
-            if this.name != self.dataset:
-                return points_source(this.name)
-            return exp.Table(this=exp.to_identifier(SOURCE_VIEW))
-        inner, _ = self.select(this.this)
-        return exp.Subquery(this=inner)
 
     # expressions ------------------------------------------------------------------------------
 
     def expr(self, node: exp.Expression, scope: Scope) -> T:
+        self.budget.spend()
         method = getattr(self, f"_x_{type(node).__name__}", None)
         if method is not None:
             return method(node, scope)
@@ -218,8 +227,9 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         raise InvalidQuery(f"{_node_label(node)} is not supported in Analytics Engine SQL")
 
     def _x_Paren(self, node: exp.Paren, scope: Scope) -> T:
-        inner = self.expr(node.this, scope)
-        return T(exp.Paren(this=inner.e), inner.t)
+        # The builders parenthesise every compound operand (build._p), so the source's
+        # own parentheses are not written: SQLite's parser takes few levels of them.
+        return self.expr(node.this, scope)
 
     def _x_Alias(self, node: exp.Alias, scope: Scope) -> T:
         return self.expr(node.this, scope)
@@ -381,7 +391,9 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         if isinstance(node, exp.ILike):  # case-insensitive: compare lower-cased
             a = T(_fn("ae_lower_utf8", a.e), a.t)
             b = T(_fn("ae_lower_utf8", b.e), b.t)
-        like = exp.Escape(this=exp.Like(this=_p(a.e), expression=_p(b.e)),
+        # SQLite's LIKE backtracks: one call can take long (its pattern is capped in
+        # length, engine.py), so the deadline is looked at before each
+        like = exp.Escape(this=exp.Like(this=_p(a.e), expression=_fn("ae_tick", b.e)),
                           expression=_str("\\"))
         return T(exp.Not(this=exp.Paren(this=like)) if node.args.get("negate") else like,
                  "UInt8")
@@ -409,6 +421,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         """Whether ClickHouse can answer NULL for `node`: it holds a NULL literal, directly,
         through an alias of this SELECT, or through a column of a subquery that can."""
         for item in node.walk():
+            self.budget.spend()
             if isinstance(item, exp.Null):
                 return True
             if not isinstance(item, exp.Column):
@@ -417,7 +430,11 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             if name in scope.nullable:
                 return True
             if not item.table and name in scope.aliases and name not in seen:
-                if self._may_be_null(scope.aliases[name], scope, seen | {name}):
+                known = scope.null_aliases.get(name)
+                if known is None:
+                    known = self._may_be_null(scope.aliases[name], scope, seen | {name})
+                    scope.null_aliases[name] = known
+                if known:
                     return True
         return False
 

@@ -83,9 +83,12 @@ class TimeFunctions:
         if value.t == "String":
             return T(self._parse_in_zone(value, call.args[0], name), t)
         if _is_num(value.t):
-            if _is_int(value.t) and isinstance(value.e, exp.Literal):
-                return T(value.e, t)  # a constant stays one: zone lookups fold it
-            return T(_int_expr(value.e), t)
+            # ClickHouse saturates a number of seconds to the range of a DateTime
+            # (toDateTime(1e30) is 2106-02-07 06:28:15)
+            if isinstance(value.e, exp.Literal):  # a constant stays one: zone lookups fold it
+                return T(_num(F.saturate(int(float(value.e.this)))), t)
+            return T(_fn("max", _fn("min", _int_expr(value.e), _num(F.DATETIME_MAX)),
+                         _num(0)), t)
         raise InvalidQuery(f"toDateTime of {value.t} is not supported")
 
     def _f_toUnixTimestamp(self, call: Call, args: list[T], scope: Scope) -> T:
@@ -98,6 +101,14 @@ class TimeFunctions:
 
     def _f_formatDateTime(self, call: Call, args: list[T], scope: Scope) -> T:
         local, _, _ = self._zoned(args, call, 2)
+        node = call.args[1]
+        if not (isinstance(node, exp.Literal) and node.is_string):
+            raise InvalidQuery("Argument at index 1 for function formatDateTime must be "
+                               "constant")
+        try:  # its codes checked once, as ClickHouse checks them, not on every row
+            F.datetime_pattern(node.this)
+        except ValueError as e:
+            raise InvalidQuery(f"formatDateTime: {e}") from None
         return T(_fn("ae_format_datetime", local, args[1].e), "String")
 
     def _f_toStartOfInterval(self, call: Call, args: list[T], scope: Scope) -> T:

@@ -115,6 +115,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest a local /query may run."),
     Setting("ANALYTICS_QUERY_MAX_ROWS", "query_max_rows", _positive_int,
             "Most rows a local /query returns; beyond it the result says truncated."),
+    Setting("ANALYTICS_QUERY_MAX_VALUE_BYTES", "query_max_value_bytes", _positive_int,
+            "Longest value a function of a local query may build (format, formatDateTime, "
+            "hex, bin, topK, upperUTF8); a query past it gets a 422 that names this "
+            "setting."),
     Setting("ANALYTICS_MIRROR", "mirror", _choice("chdb", "off"),
             "Local queries under gunicorn: chdb keeps a columnar copy of the log (embedded "
             "ClickHouse, in a process of its own) that answers them, the log's own engine "
@@ -161,6 +165,9 @@ class Config:
     retention_days: int = 92
     query_timeout_ms: int = 5000
     query_max_rows: int = 10000
+    # four times the blob bytes a data point holds (16,000): a format() of a point's
+    # strings always fits
+    query_max_value_bytes: int = 65536
     mirror: str = "chdb"
     mirror_dir: str = ""  # empty: beside the log
     mirror_min_events: int = 500_000

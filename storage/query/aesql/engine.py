@@ -105,7 +105,7 @@ def compile_select(sql: str, params: Sequence[Any] = (), *,
 
 def _compile(sql: str, params: Sequence[Any], dataset: str, points: tuple[str, ...],
              budget: Budget) -> Compiled:
-    parsed = parse(sql, params)
+    parsed = parse(sql, params, deadline=budget.deadline)
     budget.check_clock()
     if parsed.kind != "select":
         compiled = _show(parsed.kind, dataset, points)
@@ -116,9 +116,11 @@ def _compile(sql: str, params: Sequence[Any], dataset: str, points: tuple[str, .
     translator = Translator(dataset, points, budget)
     tree, columns = translator.select(parsed.tree)
     budget.check_clock()
+    # each text is written in one go, the clock looked at between them: a translation of
+    # 100,000 nodes (limits.MAX_EXPANDED) is written in well under a second
     counted_sql = count_sql = None
     if tree.args.get("limit") is not None or tree.args.get("offset") is not None:
-        counted_sql, count_sql = _before_limit(tree)
+        counted_sql, count_sql = _before_limit(tree, budget)
     probe_sql = _probe(tree)
     budget.check_clock()
     # written last, without the generator's copy of the tree (it may change the tree)
@@ -147,7 +149,7 @@ def _aggregates(tree: exp.Select) -> bool:
                for n in tree.walk())
 
 
-def _before_limit(tree: exp.Select) -> tuple[str | None, str]:
+def _before_limit(tree: exp.Select, budget: Budget) -> tuple[str | None, str]:
     """(counted_sql, count_sql) of a query with LIMIT/OFFSET. A query of rows (no
     aggregate) has as many rows before its LIMIT as its source has rows matching its
     WHERE: one count over the source, which the timestamp index serves, and neither
@@ -167,7 +169,9 @@ def _before_limit(tree: exp.Select) -> tuple[str | None, str]:
     whole = tree.copy()
     whole.set("limit", None)
     whole.set("offset", None)
-    return (counted.sql(dialect="sqlite", copy=False),
+    counted_sql = counted.sql(dialect="sqlite", copy=False)
+    budget.check_clock()
+    return (counted_sql,
             f"SELECT count(*) FROM ({whole.sql(dialect='sqlite', copy=False)})")
 
 
@@ -206,7 +210,8 @@ class LocalEngine:
         self.now = now
         self._conn: sqlite3.Connection | None = None
         self._listing: sqlite3.Connection | None = None
-        self._cache: OrderedDict[tuple, Compiled] = OrderedDict()
+        # compiled queries, and refusals (InvalidQuery), by text, params and datasets
+        self._cache: OrderedDict[tuple, Compiled | InvalidQuery] = OrderedDict()
         self._lock = threading.Lock()         # the connection
         self._cache_lock = threading.Lock()   # the translation cache
         self._allowed_functions = F.allowed_functions()
@@ -220,9 +225,11 @@ class LocalEngine:
                                    check_same_thread=False)
             conn.execute("PRAGMA query_only = ON")
             conn.execute("PRAGMA case_sensitive_like = ON")  # ClickHouse's LIKE is
-            # SQLite refuses to build a string longer than the cap (any function, ||),
-            # and a LIKE pattern longer than its own (LIKE backtracks)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.max_value_bytes)
+            # SQLite refuses to build a string past the cap, and a LIKE pattern longer
+            # than its own (LIKE backtracks). Its limit holds for the schema's text as
+            # well, so never below 64 KiB; our functions check the cap itself.
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH,
+                          max(self.max_value_bytes, F.DEFAULT_MAX_VALUE_BYTES))
             conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN)
             F.register(conn)
             conn.set_authorizer(self._authorize)
@@ -274,18 +281,25 @@ class LocalEngine:
             except sqlite3.DatabaseError as e:
                 raise self._translate(e) from None
 
-    def reads_points(self, sql: str, params: Sequence[Any] = ()) -> bool:
+    def reads_points(self, sql: str, params: Sequence[Any] = (), *,
+                     deadline: float | None = None) -> bool:
         """Whether the query reads a dataset of raw points (or lists them: SHOW TABLES
-        while there are any): only the log holds those, so only this engine answers it."""
-        compiled = self.compile(sql, params)
+        while there are any): only the log holds those, so only this engine answers it.
+        Without such datasets, known without compiling the query."""
+        if not self.point_datasets():
+            return False
+        compiled = self.compile(sql, params, deadline=deadline)
         if compiled.kind == "show_tables":
             return len(compiled.static_rows or ()) > 1
         return any(t != self.dataset for t in compiled.tables)
 
     def compile(self, sql: str, params: Sequence[Any] = (), *,
                 deadline: float | None = None) -> Compiled:
-        """`deadline` (time.monotonic() seconds): translating counts against it
-        (QueryTimeout, with this engine's time limit)."""
+        """`deadline` (time.monotonic() seconds; default: the time limit from now):
+        parsing and translating count against it (QueryTimeout, with this engine's time
+        limit)."""
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout_ms / 1000
         # Which datasets exist is part of the key: a query of one that holds nothing is
         # an unknown table, as Analytics Engine answers it, until points arrive.
         points = self.point_datasets()
@@ -293,17 +307,28 @@ class LocalEngine:
         try:
             hash(key)
         except TypeError:  # an unhashable param: parse() rejects it
-            return compile_select(sql, params, dataset=self.dataset, points=points)
+            return compile_select(sql, params, dataset=self.dataset, points=points,
+                                  deadline=deadline)
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return hit
+        if isinstance(hit, InvalidQuery):  # refused once, refused again without the cost
+            raise InvalidQuery(str(hit))
+        if hit is not None:
+            return hit
         try:
             compiled = compile_select(sql, params, dataset=self.dataset, points=points,
                                       deadline=deadline)
         except QueryTimeout:
             raise self._timeout() from None
+        except InvalidQuery as e:
+            refused: Compiled | InvalidQuery = InvalidQuery(str(e))
+            with self._cache_lock:
+                self._cache[key] = refused
+                if len(self._cache) > self.CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            raise
         with self._cache_lock:
             self._cache[key] = compiled
             if len(self._cache) > self.CACHE_SIZE:
@@ -326,12 +351,13 @@ class LocalEngine:
                 conn.set_authorizer(self._authorize)
         return [r[3] for r in rows]
 
-    def reads_few(self, sql: str, params: Sequence[Any] = ()) -> bool:
+    def reads_few(self, sql: str, params: Sequence[Any] = (), *,
+                  deadline: float | None = None) -> bool:
         """Whether the query selects at most PROBE_ROWS rows of the log, which this
         engine reads at once over the timestamp index (the dashboard's last 15 minutes,
         a last hour): a count bounded in rows and in VM instructions, so a query that
-        would scan the log is told apart in a few milliseconds."""
-        compiled = self.compile(sql, params)
+        would scan the log is told apart in a few milliseconds. `deadline`: as compile's."""
+        compiled = self.compile(sql, params, deadline=deadline)
         if compiled.probe_sql is None:
             return True
         with self._lock:

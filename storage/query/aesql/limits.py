@@ -1,10 +1,13 @@
 """The engine's bounds on a query's shape and cost, each refused with a 422 that names it.
 
 ClickHouse's defaults, measured on chdb 26.9, are the yardstick: `max_parser_depth` (1000)
-takes 197 levels of parentheses; `max_ast_depth` (1000) takes 497 nested function calls
-or a chain of 497 `+`; `max_expanded_ast_elements` (500,000) bounds what aliases expand
-to. The engine takes 200 levels of parentheses (function calls and subqueries count, as
-each opens one), expressions 500 deep, and 500,000 nodes translated.
+takes about 195 levels of parentheses; `max_ast_depth` (1000) takes 497 nested function
+calls or a chain of 497 `+`; its query tree may hold 500,000 nodes once aliases are
+expanded (aliases doubling 17 times). The engine takes 200 levels of parentheses
+(function calls and subqueries count, as each opens one), expressions 500 deep, and
+100,000 nodes translated: a node costs Python about 0.5 KB and 20 microseconds, so the
+expansion limit is a fifth of ClickHouse's (aliases doubling 15 times), about 50 MB and
+a second or two at most; the deadline stops a translation before it anyway.
 
 Parsing and translating recurse in Python (sqlglot's parser: about 24 frames a level of
 parentheses), so 200 levels need some 5,000 frames: `compiling` raises the limit to
@@ -30,7 +33,7 @@ from .errors import InvalidQuery, QueryTimeout
 
 MAX_PARENTHESES = 200
 MAX_DEPTH = 500
-MAX_EXPANDED = 500_000
+MAX_EXPANDED = 100_000
 RECURSION_LIMIT = 10_000
 # SQLite's LIKE backtracks: one call costs up to its pattern's length times its string's.
 # 1,000 bytes (SQLite's default is 50,000) keeps one call on a 64 KiB value under 0.5 s.
@@ -56,13 +59,17 @@ def check_parentheses(tokens: list) -> None:
 
 def check_depth(tree: exp.Expression) -> None:
     """After parsing, before anything recurses over the tree: no expression deeper than
-    MAX_DEPTH (a chain of 1,000 `+` is flat in parentheses but 1,000 deep). Iterative."""
+    MAX_DEPTH (a chain of 1,000 `+` is flat in parentheses but 1,000 deep). A chain of
+    ANDs or ORs is one level, as in ClickHouse, where and() and or() take any number of
+    arguments (the translation gathers them without recursion). Iterative."""
     stack: list[tuple[exp.Expression, int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidQuery(f"expression nested deeper than {MAX_DEPTH}")
-        stack.extend((child, depth + 1) for child in node.iter_expressions())
+        chain = type(node) if isinstance(node, (exp.And, exp.Or)) else None
+        stack.extend((child, depth if type(child) is chain else depth + 1)
+                     for child in node.iter_expressions())
 
 
 _compiling_lock = threading.Lock()

@@ -101,6 +101,25 @@ def _ungrouped(node: exp.Expression, keys: set[str], kinds: set[type],
     return None
 
 
+def _if_chain(cond: exp.Expression, then: exp.Expression,
+              other: exp.Expression) -> exp.Expression:
+    """if(cond, then, other) as one flat CASE with the CASE of a nested if: SQLite's
+    parser takes 18 levels of nested IIF, ClickHouse hundreds. A nested if in the else
+    branch adds its WHENs after this one; in the then branch, this one is turned round
+    (WHEN cond IS NOT TRUE THEN other) and its WHENs follow. Only CASEs made here occur
+    in a translation (the dialect refuses CASE WHEN)."""
+    if isinstance(other, exp.Case):
+        whens = [exp.If(this=cond, true=then), *other.args["ifs"]]
+        default = other.args.get("default")
+    elif isinstance(then, exp.Case):
+        refused = exp.Not(this=exp.Is(this=_p(cond), expression=exp.true()))
+        whens = [exp.If(this=exp.Paren(this=refused), true=other), *then.args["ifs"]]
+        default = then.args.get("default")
+    else:
+        whens, default = [exp.If(this=cond, true=then)], other
+    return exp.Case(ifs=whens, default=default)
+
+
 class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunctions,
                  StringFunctions):
     """Rewrites a checked Analytics Engine SELECT into SQLite."""
@@ -121,6 +140,14 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
 
     def select(self, node: exp.Select) -> tuple[exp.Select, list[tuple[str, str]]]:
         scope, source = self._source(node.args.get("from_"))
+        if (isinstance(source, exp.Subquery) and len(node.expressions) == 1
+                and isinstance(node.expressions[0], exp.Star)
+                and not any(node.args.get(k) is not None for k in
+                            ("where", "group", "having", "order", "limit", "offset"))):
+            # SELECT * FROM (q) is q: written once, since SQLite's parser takes only 14
+            # levels of subqueries
+            self._nullable_outputs[id(node)] = set(scope.nullable)
+            return source.this, [(name, value.t) for name, value in scope.columns.items()]
         projections: list[tuple[str, exp.Expression]] = []
         for item in node.expressions:
             if isinstance(item, exp.Star):
@@ -278,8 +305,23 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         return T(exp.Not(this=_p(self.expr(node.this, scope).e)), "UInt8")
 
     def _x_And(self, node: exp.Expression, scope: Scope) -> T:
-        return T(_op(type(node), self.expr(node.this, scope).e,
-                     self.expr(node.expression, scope).e), "UInt8")
+        """A chain of ANDs (or ORs) as ClickHouse takes it, one call of many arguments:
+        its terms gathered without recursion, and written as a balanced tree, which
+        SQLite reads without going deeper than a few levels (a chain of 1,000 ORs would
+        pass its depth of 1,000)."""
+        cls = type(node)
+        terms: list[exp.Expression] = []
+        stack = [node]
+        while stack:
+            item = stack.pop()
+            if type(item) is cls:
+                stack += [item.expression, item.this]
+            else:
+                terms.append(self.expr(item, scope).e)
+        while len(terms) > 1:
+            terms = [_op(cls, *terms[i:i + 2]) if i + 1 < len(terms) else terms[i]
+                     for i in range(0, len(terms), 2)]
+        return T(terms[0], "UInt8")
 
     _x_Or = _x_And
 
@@ -473,5 +515,5 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             t = then.t if other.t == NULL_TYPE else other.t
         else:
             raise InvalidQuery(f"if: branches of types {then.t} and {other.t} do not match")
-        return T(_fn("IIF", args[0].e, then.e, other.e), t)
+        return T(_if_chain(args[0].e, then.e, other.e), t)
 

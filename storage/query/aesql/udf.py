@@ -84,18 +84,25 @@ def _tick() -> None:
         raise Stopped("the query's deadline passed")
 
 
-def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _checked(value: Any, what: str) -> Any:
+    """`value`, unless it is a string of more bytes than the cap."""
+    if isinstance(value, str) and 4 * len(value) > _bounds.max_value_bytes:
+        _room(len(value.encode("utf-8", "surrogatepass")), what)
+    return value
+
+
+def _guarded(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     def guarded(*args: Any) -> Any:
         try:
             _tick()
-            return fn(*args)
+            return _checked(fn(*args), name)
         except Exception as e:
             _bounds.error = e
             raise
     return guarded
 
 
-def _guarded_aggregate(cls: type) -> type:
+def _guarded_aggregate(cls: type, name: str) -> type:
     class Guarded(cls):  # type: ignore[valid-type, misc]
         def step(self, *args: Any) -> None:
             try:
@@ -107,7 +114,7 @@ def _guarded_aggregate(cls: type) -> type:
 
         def finalize(self) -> Any:
             try:
-                return super().finalize()
+                return _checked(super().finalize(), name)
             except Exception as e:
                 _bounds.error = e
                 raise
@@ -337,6 +344,9 @@ def format_pattern(pattern: str, count: int) -> tuple[str | int, ...]:
     anything else refused in ClickHouse's words, by ClickHouse's own scan (a `}}` is a
     brace even inside an open one). Never Python's str.format, whose `{0.__class__}`
     reads the server's objects."""
+    def at(i: int) -> int:  # ClickHouse counts positions in bytes
+        return len(pattern[:i].encode("utf-8", "surrogatepass"))
+
     pieces: list[str | int] = []
     automatic: bool | None = None  # {} seen (True) or {N} (False)
     used = 0  # the {} so far
@@ -354,12 +364,12 @@ def format_pattern(pattern: str, count: int) -> tuple[str | int, ...]:
             continue
         if c == "{":
             if is_open:
-                raise ValueError(f"Two open curly braces without close one at position {i}")
+                raise ValueError(f"Two open curly braces without close one at position {at(i)}")
             text(pattern[start:i])
             is_open, start = True, i + 1
         elif c == "}":
             if not is_open:
-                raise ValueError(f"Closed curly brace without open one at position {i}")
+                raise ValueError(f"Closed curly brace without open one at position {at(i)}")
             is_open = False
             inside = pattern[start:i]
             if not inside:
@@ -375,15 +385,19 @@ def format_pattern(pattern: str, count: int) -> tuple[str | int, ...]:
                 if automatic is True:
                     raise ValueError("Cannot switch from automatic field numbering to "
                                      "manual field specification")
+                # ClickHouse reads the leading digits, checks the number, then that
+                # nothing follows it
                 digits = len(inside) - len(inside.lstrip("0123456789"))
-                if digits < len(inside):
-                    raise ValueError("Not a number in curly braces at position "
-                                     f"{start + digits}")
+                if digits == 0:
+                    raise ValueError(f"Not a number in curly braces at position {at(start)}")
                 automatic = False
-                index = int(inside) if digits <= 10 else count
+                index = int(inside[:digits]) if digits <= 10 else count
                 if index >= count:
                     raise ValueError("Too big number for arguments, must be at most "
                                      f"{count - 1}")
+                if digits < len(inside):
+                    raise ValueError("Not a number in curly braces at position "
+                                     f"{at(start + digits)}")
             pieces.append(index)
             start = i + 1
         i += 1
@@ -658,15 +672,21 @@ SQLITE_BUILTINS = frozenset({
 })
 
 
+# Our functions by the name a query calls them, for the cap's message.
+_NAMES = {"ae_format": "format", "ae_format_datetime": "formatDateTime", "ae_hex": "hex",
+          "ae_bin": "bin", "ae_top_k": "topK", "ae_top_k_weighted": "topKWeighted",
+          "ae_upper_utf8": "upperUTF8", "ae_lower_utf8": "lowerUTF8",
+          "ae_substring": "substring", "ae_substring2": "substring"}
 # Functions SQLite must call on every row, even with constant arguments.
 _EVERY_ROW = frozenset({"ae_tick"})
 
 
 def register(conn: sqlite3.Connection) -> None:
     for name, (nargs, fn) in SCALARS.items():
-        conn.create_function(name, nargs, _guarded(fn), deterministic=name not in _EVERY_ROW)
+        conn.create_function(name, nargs, _guarded(fn, _NAMES.get(name, name)),
+                             deterministic=name not in _EVERY_ROW)
     for name, (nargs, cls) in AGGREGATES.items():
-        conn.create_aggregate(name, nargs, _guarded_aggregate(cls))
+        conn.create_aggregate(name, nargs, _guarded_aggregate(cls, _NAMES.get(name, name)))
 
 
 def allowed_functions() -> frozenset[str]:

@@ -40,7 +40,7 @@ class TimeFunctions:
         if value.t == "Date":
             return value.e, value.e, None
         name = self._zone_arg(call, index, zone_of(value.t))
-        return local_sql(value.e, name), value.e, name
+        return self._spent(local_sql(value.e, name)), value.e, name
 
     def _floor(self, instant: exp.Expression, remainder: exp.Expression) -> exp.Expression:
         """The instant of a truncated local time within the hour or less: the instant
@@ -55,7 +55,7 @@ class TimeFunctions:
         clocks change."""
         if name is None or name in UTC_NAMES:
             return self._floor(instant, _op(exp.Mod, t, _num(86400 * days)))
-        return start_of_days_sql(instant, name, days)
+        return self._spent(start_of_days_sql(instant, name, days))
 
     def _f_now(self, call: Call, args: list[T], scope: Scope) -> T:
         return T(exp.Placeholder(this="now"), "DateTime")
@@ -72,7 +72,14 @@ class TimeFunctions:
                 return _num(utc_of_local(F.parse_datetime(node.this), name))
             except ValueError as e:
                 raise InvalidQuery(str(e)) from None
-        return utc_of_local_sql(_fn("ae_parse_datetime", value.e), name)
+        return self._spent(utc_of_local_sql(_fn("ae_parse_datetime", value.e), name))
+
+    def _spent(self, e: exp.Expression) -> exp.Expression:
+        """A zone's lookup, counted in the translation's budget by its nodes: one call
+        writes out a tree of comparisons over the zone's changes (a thousand nodes and
+        more), where any other call adds a few."""
+        self.budget.spend(sum(1 for _ in e.walk()))  # type: ignore[attr-defined]
+        return e
 
     def _f_toDateTime(self, call: Call, args: list[T], scope: Scope) -> T:
         value = args[0]

@@ -248,6 +248,12 @@ def datetime_pattern(fmt: str) -> tuple[tuple[str, Callable[[time.struct_time], 
     return tuple(pieces)
 
 
+@lru_cache(maxsize=256)
+def _shortest(fmt: str) -> int:
+    """The fewest characters a format writes (each code writes at least one)."""
+    return sum(len(text) if code is None else 1 for text, code in datetime_pattern(fmt))
+
+
 def _gmtime(t: Any) -> time.struct_time:
     try:
         return time.gmtime(int(t))
@@ -262,7 +268,7 @@ def format_datetime(t: int | None, fmt: str | None) -> str | None:
     if t is None or fmt is None:
         return None
     pieces = datetime_pattern(fmt)
-    _room(len(pieces) + sum(len(text) for text, _ in pieces), "formatDateTime")
+    _room(_shortest(fmt), "formatDateTime")
     d = _gmtime(t)
     return "".join(text if code is None else code(d) for text, code in pieces)
 
@@ -407,15 +413,31 @@ def format_pattern(pattern: str, count: int) -> tuple[str | int, ...]:
     return tuple(pieces)
 
 
+@lru_cache(maxsize=256)
+def _format_plan(pattern: str, count: int) -> tuple[str, int, tuple[tuple[int, int], ...]]:
+    """format_pattern's pieces as a template for Python's str.format holding only `{N}`
+    fields and doubled braces (made here from checked pieces, never the client's text),
+    the length of its literal text, and how often each argument is used."""
+    pieces = format_pattern(pattern, count)
+    literal = [p for p in pieces if isinstance(p, str)]
+    template = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str)
+                       else f"{{{p}}}" for p in pieces)
+    uses: dict[int, int] = {}
+    for p in pieces:
+        if isinstance(p, int):
+            uses[p] = uses.get(p, 0) + 1
+    return template, sum(map(len, literal)), tuple(uses.items())
+
+
 def ch_format(pattern: str | None, *args: Any) -> str | None:
     """format('{} {}', a, b) as ClickHouse computes it (format_pattern); the arguments
     arrive already converted to strings; any NULL makes it NULL, as in ClickHouse."""
     if pattern is None or any(a is None for a in args):
         return None
-    pieces = format_pattern(pattern, len(args))
+    template, literal, uses = _format_plan(pattern, len(args))
     values = [str(a) for a in args]
-    _room(sum(len(p) if isinstance(p, str) else len(values[p]) for p in pieces), "format")
-    return "".join(p if isinstance(p, str) else values[p] for p in pieces)
+    _room(literal + sum(n * len(values[i]) for i, n in uses), "format")
+    return template.format(*values)
 
 
 def _width_bytes(value: int, width: int) -> bytes:

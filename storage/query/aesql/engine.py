@@ -74,7 +74,8 @@ def _converter(t: str) -> Callable[[Any], Any]:
         # ClickHouse's Float64 is never NULL, and SQLite stores NaN as NULL (0/0, avg of
         # nothing): a NULL here is NaN, written null in JSON and nan in TabSeparated
         return lambda v: math.nan if v is None else float(v)
-    # a DateTime or Date out of range (arithmetic past 2106) wraps, as in ClickHouse
+    # a DateTime out of range (arithmetic past 2106) wraps and a Date is clamped, as in
+    # ClickHouse
     if t.startswith("DateTime("):
         zone = zone_of(t)
         assert zone is not None
@@ -83,7 +84,7 @@ def _converter(t: str) -> Callable[[Any], Any]:
     if t == "DateTime":
         return lambda v: None if v is None else F.render_datetime(F.wrap_datetime(v))
     if t == "Date":
-        return lambda v: None if v is None else F.render_date(F.wrap_date(v))
+        return lambda v: None if v is None else F.render_date(F.clamp_date(v))
     if t.startswith("Array("):
         inner = _converter(t[6:-1])
         return lambda v: None if v is None else [inner(x) for x in json.loads(v)]

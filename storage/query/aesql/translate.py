@@ -3,6 +3,8 @@ operators and literals here; the functions in `functions/`, one family a module.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -73,7 +75,7 @@ def _check_grouping(result: exp.Select, budget: Budget) -> None:
     kinds: set[type] = set()
     for key in group.expressions if group else []:
         if (isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit()
-                and 0 < int(key.this) <= len(result.expressions)):
+                and 0 < int(key.this[:12]) <= len(result.expressions)):
             key = result.expressions[int(key.this) - 1].this  # GROUP BY 2: a position
         keys.add(key.sql("sqlite"))
         kinds.add(type(key))
@@ -204,9 +206,11 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         value = clause.expression
         if isinstance(value, exp.Column) and value.name.upper() == "ALL" and label == "LIMIT":
             return None
-        if isinstance(value, exp.Literal) and not value.is_string and str(value.this).isdigit():
-            return int(value.this)
-        raise InvalidQuery(f"{label} takes a non-negative integer")
+        if (isinstance(value, exp.Literal) and not value.is_string
+                and str(value.this).isdigit() and len(value.this.lstrip("0")) <= 19
+                and int(value.this.lstrip("0") or "0") < 2 ** 63):
+            return int(value.this.lstrip("0") or "0")
+        raise InvalidQuery(f"{label} takes a non-negative integer below 2^63")
 
     def _position_or_expr(self, node: exp.Expression, scope: Scope) -> exp.Expression:
         if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
@@ -284,7 +288,11 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             value = int(text)
             return T(exp.Literal.number(text), _literal_int_type(value))
         except ValueError:
-            return T(exp.Literal.number(repr(float(text))), "Float64")
+            number = float(text)
+            if not math.isfinite(number):  # ClickHouse's parser refuses it too
+                raise InvalidQuery(f"the number {text[:24]}{'…' if len(text) > 24 else ''} "
+                                   "is beyond the range of a Float64") from None
+            return T(exp.Literal.number(repr(number)), "Float64")
 
     def _x_Null(self, node: exp.Null, scope: Scope) -> T:
         return T(exp.Null(), NULL_TYPE)

@@ -287,10 +287,12 @@ def wrap_datetime(t: Any) -> int:
     return int(t) % (DATETIME_MAX + 1) if isinstance(t, int) or math.isfinite(t) else 0
 
 
-def wrap_date(t: Any) -> int:
-    """A Date (seconds at midnight here) as ClickHouse holds it, a UInt16 of days."""
-    return (int(t) // 86400 % DATE_DAYS) * 86400 if isinstance(t, int) or math.isfinite(t) \
-        else 0
+def clamp_date(t: Any) -> int:
+    """A Date (seconds at midnight here) within ClickHouse's, a UInt16 of days from
+    1970-01-01, which its functions saturate to (toStartOfWeek of 1970-01-01)."""
+    if not (isinstance(t, int) or math.isfinite(t)):
+        return 0
+    return min(max(int(t) // 86400, 0), DATE_DAYS - 1) * 86400
 
 
 # -- numbers and strings ------------------------------------------------------------------

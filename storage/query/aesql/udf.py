@@ -149,7 +149,8 @@ def parse_datetime(text: Any) -> int | None:
         return int(text)
     s = str(text).strip()
     if s.isdigit():
-        return saturate(int(s[:20]) if len(s) <= 20 else DATETIME_MAX)
+        digits = s.lstrip("0") or "0"
+        return saturate(int(digits) if len(digits) <= 20 else DATETIME_MAX)
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"):
         try:
             return saturate(calendar.timegm(time.strptime(s, fmt)))

@@ -116,6 +116,8 @@ ANSWERED = {
                + " OR ".join(f"blob2 = '/x{i}'" for i in range(199)) + " OR blob1 = 'hoox'",
     "300 + terms": "SELECT " + "double1 + " * 299 + f"1 AS v FROM {T} ORDER BY index1 LIMIT 3",
     "30 nested subqueries": subqueries(30) + " ORDER BY index1 LIMIT 2",
+    "a WHERE over a subquery": "SELECT count() AS n FROM (SELECT * FROM (SELECT * FROM "
+                               f"{T}) WHERE double1 > 10)",
     "subqueries with clauses": "SELECT w, n FROM (SELECT blob1 AS w, count() AS n FROM "
                                f"(SELECT * FROM (SELECT * FROM {T} WHERE double1 > 10)) "
                                "GROUP BY w) WHERE n > 1 ORDER BY w",
@@ -353,21 +355,37 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> str:
     return bulk_log(tmp_path_factory.mktemp("big") / "big.db", 40_000)
 
 
-@pytest.mark.parametrize("sql", [
+@pytest.fixture(scope="module")
+def long_blobs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Events whose blob1 is 15,000 bytes long, as a raw point's blob may be."""
+    import sqlite3
+
+    from storage.log import EventLog
+
+    path = tmp_path_factory.mktemp("long") / "long.db"
+    EventLog(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO events (request_id, type, received_ms, payload, blob1, blob2, "
+            "blob3, double1) VALUES (?, 'api-call', ?, '{}', ?, '/', '1', 1.0)",
+            ((f"long-{i}", (NOW - 3600) * 1000 + i, "a" * 15_000 + str(i))
+             for i in range(3000)))
+    return str(path)
+
+
+@pytest.mark.parametrize("log, sql", [
     # the issue's: a format of 3,000 codes took 50 ms a row, one VM step each
-    "SELECT length(formatDateTime(timestamp, '" + "%Y" * 3000 + "')) AS v "
-    "FROM hoox_telemetry",
-    # one LIKE of a long value against a backtracking pattern: a tenth of a second a row
-    "SELECT count() AS n FROM hoox_telemetry WHERE format('" + "{0}" * 4000 + "{1}', "
-    "'aaaa', blob1) LIKE '%" + "a" * 997 + "b'",
-    # position() of a long needle in a long value
-    "SELECT sum(position(format('" + "{0}" * 4000 + "{1}', 'aaaa', blob1), '" + "a" * 8000
-    + "b')) AS n FROM hoox_telemetry",
+    ("big", "SELECT length(formatDateTime(timestamp, '" + "%Y" * 3000 + "')) AS v "
+            "FROM hoox_telemetry"),
+    # one LIKE of a long blob against a backtracking pattern: a tenth of a second a row,
+    # and no function of ours in the row to look at the clock
+    ("long_blobs", "SELECT count() AS n FROM hoox_telemetry WHERE blob1 LIKE '%"
+                   + "a" * 997 + "b'"),
 ])
 def test_a_query_stops_within_its_limit_plus_a_second_whatever_its_functions_do(
-        big: str, sql: str) -> None:
+        request: pytest.FixtureRequest, log: str, sql: str) -> None:
     """SPEC §3.3: a query never costs a worker more than its limit plus a second."""
-    engine = LocalEngine(big, now=lambda: NOW, timeout_ms=1000)
+    engine = LocalEngine(request.getfixturevalue(log), now=lambda: NOW, timeout_ms=1000)
     try:
         started = time.monotonic()
         with pytest.raises(QueryTimeout, match="1000 ms"):

@@ -124,7 +124,7 @@ def _guarded_aggregate(cls: type, name: str) -> type:
 
 def tick(value: Any) -> Any:
     """`value`, once the deadline is checked: the translation puts it in front of the
-    SQLite functions whose one call can take long (LIKE, instr)."""
+    pattern of SQLite's LIKE, one call of which can take a tenth of a second."""
     return value
 
 # -- dates -------------------------------------------------------------------------------

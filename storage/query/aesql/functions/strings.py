@@ -57,10 +57,7 @@ class StringFunctions:
 
     def _f_position(self, call: Call, args: list[T], scope: Scope) -> T:
         self._string(call, args)
-        # one call of instr can take long (needle by haystack): the deadline is looked
-        # at before each
-        return T(_fn("instr", _cast(_fn("ae_tick", args[0].e), "BLOB"),
-                     _cast(args[1].e, "BLOB")), "UInt64")
+        return T(_fn("instr", _cast(args[0].e, "BLOB"), _cast(args[1].e, "BLOB")), "UInt64")
 
     def _f_substring(self, call: Call, args: list[T], scope: Scope) -> T:
         self._string(call, args, 0)

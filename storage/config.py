@@ -124,6 +124,10 @@ SETTINGS: tuple[Setting, ...] = (
             "once; a few more wait, within their time limit, and past those a query is "
             "answered 503 at once. Queries of few rows, SHOW, /status and /health have "
             "lanes of their own and never wait behind them."),
+    Setting("ANALYTICS_QUERY_MAX_VALUE_BYTES", "query_max_value_bytes", _positive_int,
+            "Longest value a function of a local query may build (format, formatDateTime, "
+            "hex, bin, topK, upperUTF8); a query past it gets a 422 that names this "
+            "setting."),
     Setting("ANALYTICS_MIRROR", "mirror", _choice("chdb", "off"),
             "Local queries under gunicorn: chdb keeps a columnar copy of the log (embedded "
             "ClickHouse, in a process of its own) that answers them, the log's own engine "
@@ -182,6 +186,9 @@ class Config:
     # of tests/real_queries.py at most 0.8 MB, the dashboard's under 0.1 MB; a worker
     # answering 8 MiB peaks about 66 MB above its rest (bench/README.md)
     query_max_answer_bytes: int = 8_388_608
+    # four times the blob bytes a data point holds (16,000): a format() of a point's
+    # strings always fits
+    query_max_value_bytes: int = 65536
     mirror: str = "chdb"
     mirror_dir: str = ""  # empty: beside the log
     mirror_min_events: int = 500_000

@@ -259,6 +259,7 @@ class Services:
                                         timeout_ms=config.query_timeout_ms,
                                         max_rows=config.query_max_rows,
                                         max_answer_bytes=config.query_max_answer_bytes,
+                                        max_value_bytes=config.query_max_value_bytes,
                                         now=self.clock),
                             heavy=config.query_concurrency, waiting=HEAVY_WAITING)
         # Set by gunicorn's master once it has started the mirror (`gunicorn_conf`).

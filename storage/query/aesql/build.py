@@ -14,10 +14,21 @@ def _p(e: exp.Expression) -> exp.Expression:
     return e
 
 
+# SQLite's binary operators group from the left: `a OR b OR c` is `(a OR b) OR c`.
+_LEFT_CHAINS = (exp.And, exp.Or, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)
+
+
+def _left(cls: type, a: exp.Expression) -> exp.Expression:
+    """The left operand of `cls`: without parentheses when it is the same operator, so a
+    chain of 200 ORs is written as one (SQLite's parser takes fewer than 100 levels of
+    parentheses, and its expressions may be 1,000 deep)."""
+    return a if cls in _LEFT_CHAINS and type(a) is cls else _p(a)
+
+
 def _op(cls: type, a: exp.Expression, b: exp.Expression) -> exp.Expression:
     if cls is exp.Div:  # typed: SQLite's own `/` (sqlglot would otherwise add a CAST)
-        return exp.Div(this=_p(a), expression=_p(b), typed=True)
-    return cls(this=_p(a), expression=_p(b))
+        return exp.Div(this=_left(cls, a), expression=_p(b), typed=True)
+    return cls(this=_left(cls, a), expression=_p(b))
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
@@ -30,6 +41,11 @@ def _num(v: int | float) -> exp.Expression:
 
 
 def _str(s: str) -> exp.Expression:
+    """A string literal. One holding NUL is written as the cast of its UTF-8 bytes:
+    SQLite takes no NUL in a statement's text, and ClickHouse's strings may hold it."""
+    if "\0" in s:
+        return exp.Cast(this=exp.HexString(this=s.encode("utf-8").hex()),
+                        to=exp.DataType.build("TEXT"))
     return exp.Literal.string(s)
 
 

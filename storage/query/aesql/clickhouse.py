@@ -10,6 +10,7 @@ from sqlglot import exp
 
 from .build import _fn, _num
 from .dialect import ALLOWED_NODES, _call
+from .limits import compiling
 from .parse import parse
 from .translate import Translator
 
@@ -34,6 +35,12 @@ def translate(sql: str, params: Sequence[Any] = (), *, dataset: str = "hoox_tele
               now: float | None = None, portable: bool = False,
               format: str | None = "JSON") -> tuple[str, str | None]:
     """`to_clickhouse`'s text, and the FORMAT the query itself asked for (None: none)."""
+    with compiling():
+        return _translate(sql, params, dataset, now, portable, format)
+
+
+def _translate(sql: str, params: Sequence[Any], dataset: str, now: float | None,
+               portable: bool, format: str | None) -> tuple[str, str | None]:
     parsed = parse(sql, params)
     if parsed.kind != "select":
         words = {"show_tables": "TABLES", "show_timezones": "TIMEZONES",
@@ -62,13 +69,18 @@ _RESPELLED = (exp.If, exp.TimestampTrunc, exp.TimeToStr, exp.Substring, exp.StrP
               exp.ArgMax, exp.ArgMin, exp.FirstValue, exp.LastValue, exp.CountIf)
 
 
-def _rewrite(node: exp.Expression, now: float | None, portable: bool) -> None:
-    """Children first, so that a call nested in another (if within if) is rewritten too."""
-    for child in list(node.iter_expressions()):
-        _rewrite(child, now, portable)
-    new = _clickhouse_node(node, now, portable)
-    if new is not node:
-        node.replace(new)
+def _rewrite(root: exp.Expression, now: float | None, portable: bool) -> None:
+    """Children first, so that a call nested in another (if within if) is rewritten too;
+    without recursion (a chain of thousands of ORs is that deep)."""
+    order, stack = [], [root]
+    while stack:  # parents before their children...
+        node = stack.pop()
+        order.append(node)
+        stack.extend(node.iter_expressions())
+    for node in reversed(order):  # ...so children before their parents
+        new = _clickhouse_node(node, now, portable)
+        if new is not node:
+            node.replace(new)
 
 
 def _clickhouse_node(node: exp.Expression, now: float | None, portable: bool) -> exp.Expression:

@@ -147,7 +147,7 @@ FUNCTIONS: dict[str, tuple[str, int, int]] = {
     "upper": ("scalar", 1, 1), "lowerUTF8": ("scalar", 1, 1), "upperUTF8": ("scalar", 1, 1),
     "startsWith": ("scalar", 2, 2), "endsWith": ("scalar", 2, 2),
     "position": ("scalar", 2, 2), "substring": ("scalar", 2, 3),
-    "format": ("scalar", 1, 64), "toUInt8": ("scalar", 1, 1), "toUInt32": ("scalar", 1, 1),
+    "format": ("scalar", 2, 64), "toUInt8": ("scalar", 1, 1), "toUInt32": ("scalar", 1, 1),
     "bitAnd": ("scalar", 2, 2), "bitOr": ("scalar", 2, 2), "bitXor": ("scalar", 2, 2),
     "bitNot": ("scalar", 1, 1), "bitShiftLeft": ("scalar", 2, 2),
     "bitShiftRight": ("scalar", 2, 2), "bitCount": ("scalar", 1, 1),

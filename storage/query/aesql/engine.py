@@ -25,6 +25,7 @@ from ...log.points import TABLE as POINTS_TABLE
 from ...log.points import datasets as point_datasets
 from . import udf as F
 from .errors import AnswerTooLarge, InvalidQuery, QueryResult, QueryTimeout
+from .limits import MAX_LIKE_PATTERN, Budget, compiling
 from .parse import parse
 from .translate import SOURCE_VIEW, Translator
 from .types import NULL_TYPE, _is_int, zone_of
@@ -73,14 +74,17 @@ def _converter(t: str) -> Callable[[Any], Any]:
         # ClickHouse's Float64 is never NULL, and SQLite stores NaN as NULL (0/0, avg of
         # nothing): a NULL here is NaN, written null in JSON and nan in TabSeparated
         return lambda v: math.nan if v is None else float(v)
+    # a DateTime out of range (arithmetic past 2106) wraps and a Date is clamped, as in
+    # ClickHouse
     if t.startswith("DateTime("):
         zone = zone_of(t)
         assert zone is not None
-        return lambda v: None if v is None else F.render_datetime(local_of(v, zone))
+        return lambda v: None if v is None else F.render_datetime(
+            local_of(F.wrap_datetime(v), zone))
     if t == "DateTime":
-        return lambda v: None if v is None else F.render_datetime(v)
+        return lambda v: None if v is None else F.render_datetime(F.wrap_datetime(v))
     if t == "Date":
-        return lambda v: None if v is None else F.render_date(v)
+        return lambda v: None if v is None else F.render_date(F.clamp_date(v))
     if t.startswith("Array("):
         inner = _converter(t[6:-1])
         return lambda v: None if v is None else [inner(x) for x in json.loads(v)]
@@ -90,25 +94,41 @@ def _converter(t: str) -> Callable[[Any], Any]:
 
 
 def compile_select(sql: str, params: Sequence[Any] = (), *,
-                   dataset: str = "hoox_telemetry", points: tuple[str, ...] = ()) -> Compiled:
+                   dataset: str = "hoox_telemetry", points: tuple[str, ...] = (),
+                   deadline: float | None = None) -> Compiled:
     """The SQLite text (with :now and :today parameters) and meta of one query.
-    `points`: the datasets of raw points the log holds, tables beside `dataset`."""
-    parsed = parse(sql, params)
+    `points`: the datasets of raw points the log holds, tables beside `dataset`.
+    `deadline` (time.monotonic() seconds): translating stops there with QueryTimeout.
+    Its cost is linear in the query's size, within the bounds of `limits`."""
+    with compiling():
+        return _compile(sql, params, dataset, points, Budget(deadline))
+
+
+def _compile(sql: str, params: Sequence[Any], dataset: str, points: tuple[str, ...],
+             budget: Budget) -> Compiled:
+    parsed = parse(sql, params, deadline=budget.deadline)
+    budget.check_clock()
     if parsed.kind != "select":
         compiled = _show(parsed.kind, dataset, points)
         compiled.format = parsed.format
         compiled.kind = parsed.kind
         return compiled
     assert parsed.tree is not None
-    translator = Translator(dataset, points)
+    translator = Translator(dataset, points, budget)
     tree, columns = translator.select(parsed.tree)
+    budget.check_clock()
+    # each text is written in one go, the clock looked at between them: a translation of
+    # 100,000 nodes (limits.MAX_EXPANDED) is written in well under a second
     counted_sql = count_sql = None
     if tree.args.get("limit") is not None or tree.args.get("offset") is not None:
-        counted_sql, count_sql = _before_limit(tree)
-    return Compiled(tree.sql(dialect="sqlite"),
+        counted_sql, count_sql = _before_limit(tree, budget)
+    probe_sql = _probe(tree)
+    budget.check_clock()
+    # written last, without the generator's copy of the tree (it may change the tree)
+    return Compiled(tree.sql(dialect="sqlite", copy=False),
                     [{"name": n, "type": t} for n, t in columns], format=parsed.format,
                     counted_sql=counted_sql, count_sql=count_sql,
-                    tables=tuple(translator.tables), probe_sql=_probe(tree))
+                    tables=tuple(translator.tables), probe_sql=probe_sql)
 
 
 def _probe(tree: exp.Select) -> str:
@@ -119,7 +139,7 @@ def _probe(tree: exp.Select) -> str:
     if tree.args.get("where") is not None:
         rows.set("where", tree.args["where"].copy())
     rows.set("limit", exp.Limit(expression=exp.Literal.number(PROBE_ROWS + 1)))
-    return f"SELECT count(*) FROM ({rows.sql(dialect='sqlite')})"
+    return f"SELECT count(*) FROM ({rows.sql(dialect='sqlite', copy=False)})"
 
 
 def _aggregates(tree: exp.Select) -> bool:
@@ -130,7 +150,7 @@ def _aggregates(tree: exp.Select) -> bool:
                for n in tree.walk())
 
 
-def _before_limit(tree: exp.Select) -> tuple[str | None, str]:
+def _before_limit(tree: exp.Select, budget: Budget) -> tuple[str | None, str]:
     """(counted_sql, count_sql) of a query with LIMIT/OFFSET. A query of rows (no
     aggregate) has as many rows before its LIMIT as its source has rows matching its
     WHERE: one count over the source, which the timestamp index serves, and neither
@@ -142,7 +162,7 @@ def _before_limit(tree: exp.Select) -> tuple[str | None, str]:
         source.set("from_", tree.args["from_"].copy() if tree.args.get("from_") else None)
         if tree.args.get("where") is not None:
             source.set("where", tree.args["where"].copy())
-        return None, source.sql(dialect="sqlite")
+        return None, source.sql(dialect="sqlite", copy=False)
     counted = tree.copy()
     counted.expressions.append(exp.Alias(
         this=exp.Window(this=exp.Count(this=exp.Star()), over="OVER"),
@@ -150,7 +170,10 @@ def _before_limit(tree: exp.Select) -> tuple[str | None, str]:
     whole = tree.copy()
     whole.set("limit", None)
     whole.set("offset", None)
-    return counted.sql(dialect="sqlite"), f"SELECT count(*) FROM ({whole.sql(dialect='sqlite')})"
+    counted_sql = counted.sql(dialect="sqlite", copy=False)
+    budget.check_clock()
+    return (counted_sql,
+            f"SELECT count(*) FROM ({whole.sql(dialect='sqlite', copy=False)})")
 
 
 def _show(kind: str, dataset: str, points: tuple[str, ...] = ()) -> Compiled:
@@ -206,14 +229,18 @@ class LocalEngine:
     def __init__(self, db_path: str, *, dataset: str = "hoox_telemetry",
                  timeout_ms: int = 5000, max_rows: int = 10000,
                  max_answer_bytes: int | None = None,
+                 max_value_bytes: int = F.DEFAULT_MAX_VALUE_BYTES,
                  now: Callable[[], float] = time.time):
         """`max_answer_bytes`: an answer whose values alone pass this many bytes is
-        refused (AnswerTooLarge) while its rows are read, before it is all in memory."""
+        refused (AnswerTooLarge) while its rows are read, before it is all in memory.
+        `max_value_bytes`: the longest value a query may build
+        (ANALYTICS_QUERY_MAX_VALUE_BYTES): past it, InvalidQuery."""
         self.db_path = str(db_path)
         self.dataset = dataset
         self.timeout_ms = timeout_ms
         self.max_rows = max_rows
         self.max_answer_bytes = max_answer_bytes
+        self.max_value_bytes = max_value_bytes
         self.now = now
         # One query connection per thread, so that queries on several threads run side
         # by side (how many at once is the caller's to bound); all of them, to close or
@@ -223,7 +250,8 @@ class LocalEngine:
         self._conns_lock = threading.Lock()
         self._listing: sqlite3.Connection | None = None
         self._lock = threading.Lock()         # the listing connection
-        self._cache: OrderedDict[tuple, Compiled] = OrderedDict()
+        # compiled queries, and refusals (InvalidQuery), by text, params and datasets
+        self._cache: OrderedDict[tuple, Compiled | InvalidQuery] = OrderedDict()
         self._cache_lock = threading.Lock()   # the translation cache
         self._allowed_functions = F.allowed_functions()
 
@@ -237,6 +265,12 @@ class LocalEngine:
                                    check_same_thread=False)
             conn.execute("PRAGMA query_only = ON")
             conn.execute("PRAGMA case_sensitive_like = ON")  # ClickHouse's LIKE is
+            # SQLite refuses to build a string past the cap, and a LIKE pattern longer
+            # than its own (LIKE backtracks). Its limit holds for the schema's text as
+            # well, so never below 64 KiB; our functions check the cap itself.
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH,
+                          max(self.max_value_bytes, F.DEFAULT_MAX_VALUE_BYTES))
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN)
             F.register(conn)
             conn.set_authorizer(self._authorize)
             with self._conns_lock:
@@ -298,15 +332,25 @@ class LocalEngine:
             except sqlite3.DatabaseError as e:
                 raise self._translate(e) from None
 
-    def reads_points(self, sql: str, params: Sequence[Any] = ()) -> bool:
+    def reads_points(self, sql: str, params: Sequence[Any] = (), *,
+                     deadline: float | None = None) -> bool:
         """Whether the query reads a dataset of raw points (or lists them: SHOW TABLES
-        while there are any): only the log holds those, so only this engine answers it."""
-        compiled = self.compile(sql, params)
+        while there are any): only the log holds those, so only this engine answers it.
+        Without such datasets, known without compiling the query."""
+        if not self.point_datasets():
+            return False
+        compiled = self.compile(sql, params, deadline=deadline)
         if compiled.kind == "show_tables":
             return len(compiled.static_rows or ()) > 1
         return any(t != self.dataset for t in compiled.tables)
 
-    def compile(self, sql: str, params: Sequence[Any] = ()) -> Compiled:
+    def compile(self, sql: str, params: Sequence[Any] = (), *,
+                deadline: float | None = None) -> Compiled:
+        """`deadline` (time.monotonic() seconds; default: the time limit from now):
+        parsing and translating count against it (QueryTimeout, with this engine's time
+        limit)."""
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout_ms / 1000
         # Which datasets exist is part of the key: a query of one that holds nothing is
         # an unknown table, as Analytics Engine answers it, until points arrive.
         points = self.point_datasets()
@@ -314,13 +358,28 @@ class LocalEngine:
         try:
             hash(key)
         except TypeError:  # an unhashable param: parse() rejects it
-            return compile_select(sql, params, dataset=self.dataset, points=points)
+            return compile_select(sql, params, dataset=self.dataset, points=points,
+                                  deadline=deadline)
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return hit
-        compiled = compile_select(sql, params, dataset=self.dataset, points=points)
+        if isinstance(hit, InvalidQuery):  # refused once, refused again without the cost
+            raise InvalidQuery(str(hit))
+        if hit is not None:
+            return hit
+        try:
+            compiled = compile_select(sql, params, dataset=self.dataset, points=points,
+                                      deadline=deadline)
+        except QueryTimeout:
+            raise self._timeout() from None
+        except InvalidQuery as e:
+            refused: Compiled | InvalidQuery = InvalidQuery(str(e))
+            with self._cache_lock:
+                self._cache[key] = refused
+                if len(self._cache) > self.CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            raise
         with self._cache_lock:
             self._cache[key] = compiled
             if len(self._cache) > self.CACHE_SIZE:
@@ -348,8 +407,8 @@ class LocalEngine:
         engine reads at once over the timestamp index (the dashboard's last 15 minutes,
         a last hour): a count bounded in rows and in VM instructions (and by `deadline`,
         time.monotonic() seconds, if given), so a query that would scan the log is told
-        apart in a few milliseconds."""
-        compiled = self.compile(sql, params)
+        apart in a few milliseconds. `deadline` bounds compiling too, as compile's."""
+        compiled = self.compile(sql, params, deadline=deadline)
         if compiled.probe_sql is None:
             return True
         conn = self._connection()
@@ -377,55 +436,77 @@ class LocalEngine:
               ) -> QueryResult:
         """`count_before_limit`: also count the rows a LIMIT/OFFSET cut off (the SQL
         API's rows_before_limit_at_least): groups in the same pass, rows by a count of
-        the source's rows matching the WHERE (see _before_limit). `deadline`:
-        time.monotonic() seconds by which the query stops (default: the time limit from
-        now)."""
-        compiled = self.compile(sql, params)
+        the source's rows matching the WHERE (see _before_limit). `deadline`
+        (time.monotonic() seconds; default: the time limit from now): translating and
+        running stop there, inside functions too (udf.bounded)."""
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout_ms / 1000
+        compiled = self.compile(sql, params, deadline=deadline)
         if compiled.sql is None:
             return QueryResult(list(compiled.meta), list(compiled.static_rows or []),
                                format=compiled.format)
         converters = [(m["name"], _converter(m["type"])) for m in compiled.meta]
         conn = self._connection()
-        if deadline is None:
-            deadline = time.monotonic() + self.timeout_ms / 1000
         stop = deadline
-        conn.set_progress_handler(lambda: int(time.monotonic() > stop), self.PROGRESS_OPS)
-        try:
-            counting = count_before_limit and compiled.count_sql is not None
-            carried = counting and compiled.counted_sql is not None
-            cursor = conn.execute(compiled.counted_sql if carried else compiled.sql,
-                                  self._clock())
-            raw = _fetch(cursor, self.max_rows + 1, self.max_answer_bytes,
-                         _row_bytes(compiled.meta, compiled.format))
-            cursor.close()
-            before_limit = None
-            if carried and raw:  # every row carries the count; drop the column
-                before_limit = raw[0][-1]
-                raw = [row[:-1] for row in raw]
-            elif counting:  # rows, or an OFFSET past the last group
-                before_limit = conn.execute(compiled.count_sql, self._clock()).fetchone()[0]
-        except sqlite3.OperationalError as e:
-            raise self._translate(e) from None
-        except sqlite3.DatabaseError as e:
-            raise self._translate(e) from None
-        finally:
-            conn.set_progress_handler(None, 0)
+        with F.bounded(deadline, self.max_value_bytes):
+            conn.set_progress_handler(lambda: int(time.monotonic() > stop),
+                                      self.PROGRESS_OPS)
+            try:
+                counting = count_before_limit and compiled.count_sql is not None
+                carried = counting and compiled.counted_sql is not None
+                cursor = conn.execute(compiled.counted_sql if carried else compiled.sql,
+                                      self._clock())
+                raw = _fetch(cursor, self.max_rows + 1, self.max_answer_bytes,
+                             _row_bytes(compiled.meta, compiled.format))
+                cursor.close()
+                before_limit = None
+                if carried and raw:  # every row carries the count; drop the column
+                    before_limit = raw[0][-1]
+                    raw = [row[:-1] for row in raw]
+                elif counting:  # rows, or an OFFSET past the last group
+                    before_limit = conn.execute(compiled.count_sql,
+                                                self._clock()).fetchone()[0]
+            except sqlite3.OperationalError as e:
+                raise self._translate(e) from None
+            except sqlite3.DatabaseError as e:
+                raise self._translate(e) from None
+            finally:
+                conn.set_progress_handler(None, 0)
         truncated = len(raw) > self.max_rows
         rows = [{name: conv(value) for (name, conv), value in zip(converters, row)}
                 for row in raw[:self.max_rows]]
         return QueryResult(list(compiled.meta), rows, truncated, compiled.format,
                            before_limit)
 
+    def _timeout(self) -> QueryTimeout:
+        return QueryTimeout(
+            f"The query was stopped after the local time limit of {self.timeout_ms} ms; "
+            "narrow the time range, or raise ANALYTICS_QUERY_TIMEOUT_MS")
+
     def _translate(self, error: sqlite3.Error) -> Exception:
         code = getattr(error, "sqlite_errorcode", 0) & 0xFF
-        if code == sqlite3.SQLITE_INTERRUPT:
-            return QueryTimeout(
-                f"The query was stopped after the local time limit of {self.timeout_ms} ms; "
-                "narrow the time range, or raise ANALYTICS_QUERY_TIMEOUT_MS")
+        raised = F.take_error()  # what a function of ours raised, if one did
+        if code == sqlite3.SQLITE_INTERRUPT or isinstance(raised, F.Stopped):
+            return self._timeout()
+        if isinstance(raised, F.ValueTooLarge):
+            return InvalidQuery(str(raised))
         if code in (sqlite3.SQLITE_ERROR, sqlite3.SQLITE_AUTH, sqlite3.SQLITE_MISMATCH,
                     sqlite3.SQLITE_RANGE, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_CONSTRAINT):
             text = str(error)
-            if "user-defined function raised exception" in text:
+            if code == sqlite3.SQLITE_TOOBIG or "string or blob too big" in text:
+                text = (f"a value would be longer than {self.max_value_bytes} bytes "
+                        "(ANALYTICS_QUERY_MAX_VALUE_BYTES)")
+            elif "LIKE or GLOB pattern too complex" in text:
+                text = f"a LIKE pattern is longer than {MAX_LIKE_PATTERN} bytes"
+            elif "parser stack overflow" in text:
+                # SQLite 3.40's parser has a fixed stack of 100 entries
+                text = ("the query nests too deeply for the local engine (its SQLite "
+                        "takes about 18 nested function calls and 14 nested subqueries)")
+            elif "Expression tree is too large" in text:
+                text = "expression nested deeper than 1000 in the local engine's SQLite"
+            elif "raised exception" in text or "raised error" in text:
                 text = "a function could not convert its argument"
+                if isinstance(raised, ValueError) and str(raised):
+                    text += f": {raised}"
             return InvalidQuery(text)
         return error  # storage trouble (locked, I/O, missing file): the caller's 503

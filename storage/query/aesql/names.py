@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from sqlglot import exp
 
 from .dialect import _EXTRACT, _call
@@ -20,6 +22,8 @@ def _literal_name(node: exp.Literal) -> str:
     text = node.this
     if any(c in text for c in ".eE"):
         value = float(text)
+        if not math.isfinite(value):  # refused when translated: past Float64's range
+            return text
         return f"{int(value)}." if value == int(value) and abs(value) < 1e21 else repr(value)
     return text
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.parsers.clickhouse import ClickHouseParser
 from sqlglot.tokens import TokenType
 
 from .build import _num
 from .dialect import FORMATS, _check, check_spelling, is_documented
-from .errors import InvalidQuery, ParamsMismatch
+from .errors import InvalidQuery, ParamsMismatch, QueryTimeout
+from .limits import check_depth, check_parentheses, compiling
 
 
 @dataclass
@@ -70,8 +74,39 @@ def _bind(tree: exp.Expression, params: Sequence[Any]) -> None:
         holder.replace(_literal_for(params[int(holder.name[len(PARAM_PREFIX):])]))
 
 
-def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
-    """Parse, bind and check one Analytics Engine SQL statement."""
+class _Parser(ClickHouseParser):
+    """sqlglot's ClickHouse parser, looking at the clock every 512 steps over the tokens:
+    a 64 KiB query takes it seconds on a busy machine, and no other clock runs then."""
+
+    def __init__(self, deadline: float | None, **opts: Any):
+        super().__init__(**opts)
+        self._deadline = deadline
+        self._steps = 0
+
+    def _advance(self, times: int = 1) -> None:
+        super()._advance(times)
+        self._steps += 1
+        if (not self._steps & 511 and self._deadline is not None
+                and time.monotonic() > self._deadline):
+            raise QueryTimeout("The query was stopped after the local time limit while it "
+                               "was parsed")
+
+
+def _statements(text: str, deadline: float | None) -> list[exp.Expression]:
+    dialect = Dialect.get_or_raise("clickhouse")
+    parser = _Parser(deadline, dialect=dialect)
+    return [s for s in parser.parse(dialect.tokenize(text), text) if s is not None]
+
+
+def parse(sql: str, params: Sequence[Any] = (), *, deadline: float | None = None) -> Parsed:
+    """Parse, bind and check one Analytics Engine SQL statement, within the bounds of
+    `limits` (nesting, depth). `deadline` (time.monotonic() seconds): parsing stops there
+    with QueryTimeout."""
+    with compiling():
+        return _parse(sql, params, deadline)
+
+
+def _parse(sql: str, params: Sequence[Any], deadline: float | None) -> Parsed:
     if not isinstance(sql, str) or not sql.strip():
         raise InvalidQuery("the query is empty")
     if params is None:
@@ -89,8 +124,9 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
         for token, following in zip(tokens, tokens[1:]):
             if following.token_type == TokenType.L_PAREN and token.text.isidentifier():
                 check_spelling(token.text)
+        check_parentheses(tokens)
         text = _number_placeholders(sql, tokens, params)
-        statements = [s for s in sqlglot.parse(text, read="clickhouse") if s is not None]
+        statements = _statements(text, deadline)
     except ParseError as e:
         unknown = _unknown_call(tokens)
         if unknown is not None:  # refused for its name whatever the syntax of the call
@@ -103,6 +139,7 @@ def parse(sql: str, params: Sequence[Any] = ()) -> Parsed:
         raise InvalidQuery("exactly one statement is allowed per query"
                            if statements else "the query is empty")
     tree = statements[0]
+    check_depth(tree)
     if isinstance(tree, (exp.Union, exp.Intersect, exp.Except)):
         raise InvalidQuery(f"{type(tree).__name__.upper()} is not supported: a query reads "
                            "one table")

@@ -3,6 +3,8 @@ operators and literals here; the functions in `functions/`, one family a module.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -12,6 +14,7 @@ from . import udf as F
 from .build import _cast, _fn, _infinity, _num, _op, _p, _str
 from .dialect import _EXTRACT, _UNIT_MONTHS, _UNIT_SECONDS, Call, _call, _node_label
 from .errors import InvalidQuery
+from .limits import Budget
 from .functions import (AggregateFunctions, BitFunctions, NumberFunctions, StringFunctions,
                         TimeFunctions)
 from .names import _OP_NAMES, ch_name
@@ -46,6 +49,9 @@ class Scope:
     resolving: set[str] = field(default_factory=set)
     qualifiers: set[str] = field(default_factory=set)
     nullable: set[str] = field(default_factory=set)  # a subquery's columns that can be NULL
+    # whether each alias can be NULL, once worked out (aliases built on aliases would
+    # otherwise be walked once per use)
+    null_aliases: dict[str, bool] = field(default_factory=dict)
 
 
 def _is_aggregate(node: exp.Expression) -> bool:
@@ -53,7 +59,7 @@ def _is_aggregate(node: exp.Expression) -> bool:
                                              and node.name.lower() in F.AGGREGATES)
 
 
-def _check_grouping(result: exp.Select) -> None:
+def _check_grouping(result: exp.Select, budget: Budget) -> None:
     """In a query that aggregates, every column outside an aggregate must be a GROUP BY
     key or inside one: ClickHouse refuses the rest (NOT_AN_AGGREGATE), where SQLite would
     answer them from an arbitrary row of the group. Checked on the translation, where
@@ -66,40 +72,67 @@ def _check_grouping(result: exp.Select) -> None:
     if group is None and not any(_is_aggregate(n) for p in parts for n in p.walk()):
         return
     keys = set()
+    kinds: set[type] = set()
     for key in group.expressions if group else []:
         if (isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit()
-                and 0 < int(key.this) <= len(result.expressions)):
+                and 0 < int(key.this[:12]) <= len(result.expressions)):
             key = result.expressions[int(key.this) - 1].this  # GROUP BY 2: a position
         keys.add(key.sql("sqlite"))
+        kinds.add(type(key))
     for part in parts:
-        column = _ungrouped(part, keys)
+        column = _ungrouped(part, keys, kinds, budget)
         if column is not None:
             raise InvalidQuery(f"{column} is not under an aggregate function and not in "
                                "GROUP BY keys")
 
 
-def _ungrouped(node: exp.Expression, keys: set[str]) -> str | None:
+def _ungrouped(node: exp.Expression, keys: set[str], kinds: set[type],
+               budget: Budget) -> str | None:
     """The first column of `node` that is neither a GROUP BY key nor inside one or inside
-    an aggregate."""
-    if node.sql("sqlite") in keys or _is_aggregate(node):
+    an aggregate. Only a node of a key's type is written out to be compared, so that a
+    deep expression is not written once per level."""
+    budget.check_clock()
+    if (type(node) in kinds and node.sql("sqlite") in keys) or _is_aggregate(node):
         return None
     if isinstance(node, exp.Column):
         return node.name
     for child in node.iter_expressions():
-        column = _ungrouped(child, keys)
+        column = _ungrouped(child, keys, kinds, budget)
         if column is not None:
             return column
     return None
+
+
+def _if_chain(cond: exp.Expression, then: exp.Expression,
+              other: exp.Expression) -> exp.Expression:
+    """if(cond, then, other) as one flat CASE with the CASE of a nested if: SQLite's
+    parser takes 18 levels of nested IIF, ClickHouse hundreds. A nested if in the else
+    branch adds its WHENs after this one; in the then branch, this one is turned round
+    (WHEN cond IS NOT TRUE THEN other) and its WHENs follow. Only CASEs made here occur
+    in a translation (the dialect refuses CASE WHEN)."""
+    if isinstance(other, exp.Case):
+        whens = [exp.If(this=cond, true=then), *other.args["ifs"]]
+        default = other.args.get("default")
+    elif isinstance(then, exp.Case):
+        refused = exp.Not(this=exp.Is(this=_p(cond), expression=exp.true()))
+        whens = [exp.If(this=exp.Paren(this=refused), true=other), *then.args["ifs"]]
+        default = then.args.get("default")
+    else:
+        whens, default = [exp.If(this=cond, true=then)], other
+    return exp.Case(ifs=whens, default=default)
 
 
 class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunctions,
                  StringFunctions):
     """Rewrites a checked Analytics Engine SELECT into SQLite."""
 
-    def __init__(self, dataset: str, points: tuple[str, ...] = ()):
+    def __init__(self, dataset: str, points: tuple[str, ...] = (),
+                 budget: Budget | None = None):
         """`points`: the datasets of raw points the log holds, each a table too; the
-        configured `dataset` reads the events."""
+        configured `dataset` reads the events. `budget`: the nodes and the time the
+        translation may spend (limits.Budget)."""
         self.dataset = dataset
+        self.budget = budget or Budget()
         # the output names of each translated SELECT that can be NULL, by id of its node
         self._nullable_outputs: dict[int, set[str]] = {}
         self.points = tuple(p for p in points if p != dataset)
@@ -108,7 +141,15 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
     # statements ----------------------------------------------------------------------------
 
     def select(self, node: exp.Select) -> tuple[exp.Select, list[tuple[str, str]]]:
-        scope = self._source(node.args.get("from_"))
+        scope, source = self._source(node.args.get("from_"))
+        if (isinstance(source, exp.Subquery) and len(node.expressions) == 1
+                and isinstance(node.expressions[0], exp.Star)
+                and not any(node.args.get(k) is not None for k in
+                            ("where", "group", "having", "order", "limit", "offset"))):
+            # SELECT * FROM (q) is q: written once, since SQLite's parser takes only 14
+            # levels of subqueries
+            self._nullable_outputs[id(node)] = set(scope.nullable)
+            return source.this, [(name, value.t) for name, value in scope.columns.items()]
         projections: list[tuple[str, exp.Expression]] = []
         for item in node.expressions:
             if isinstance(item, exp.Star):
@@ -133,9 +174,8 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             name for name, expr in projections
             if expr is not None and self._may_be_null(expr, scope)}
         result = exp.Select(expressions=out)
-        source = node.args.get("from_")
         if source is not None:
-            result.set("from_", exp.From(this=self._from_sql(source.this)))
+            result.set("from_", exp.From(this=source))
         if node.args.get("where"):
             result.set("where", exp.Where(this=self.expr(node.args["where"].this, scope).e))
         if node.args.get("group"):
@@ -151,7 +191,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
                             # told NULLS FIRST (then both first: NaN is NULL here)
                             nulls_first=bool(o.args.get("nulls_first")))
                 for o in node.args["order"].expressions]))
-        _check_grouping(result)
+        _check_grouping(result, self.budget)
         limit = self._count(node.args.get("limit"), "LIMIT")
         offset = self._count(node.args.get("offset"), "OFFSET")
         if limit is not None or offset is not None:
@@ -166,18 +206,22 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         value = clause.expression
         if isinstance(value, exp.Column) and value.name.upper() == "ALL" and label == "LIMIT":
             return None
-        if isinstance(value, exp.Literal) and not value.is_string and str(value.this).isdigit():
-            return int(value.this)
-        raise InvalidQuery(f"{label} takes a non-negative integer")
+        if (isinstance(value, exp.Literal) and not value.is_string
+                and str(value.this).isdigit() and len(value.this.lstrip("0")) <= 19
+                and int(value.this.lstrip("0") or "0") < 2 ** 63):
+            return int(value.this.lstrip("0") or "0")
+        raise InvalidQuery(f"{label} takes a non-negative integer below 2^63")
 
     def _position_or_expr(self, node: exp.Expression, scope: Scope) -> exp.Expression:
         if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
             return exp.Literal.number(node.this)  # GROUP BY 1 / ORDER BY 2: positions
         return self.expr(node, scope).e
 
-    def _source(self, source: exp.From | None) -> Scope:
+    def _source(self, source: exp.From | None) -> tuple[Scope, exp.Expression | None]:
+        """The names the FROM makes visible, and its SQLite form (a subquery is
+        translated once: translating it twice would double the cost at every level)."""
         if source is None:
-            return Scope(columns={})
+            return Scope(columns={}), None
         this = source.this
         if isinstance(this, exp.Table):
             if this.args.get("db") or this.args.get("catalog") or (
@@ -190,26 +234,22 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             columns = {name: (T(_str(this.name), t) if name == "dataset"
                               else T(exp.column(name), t)) for name, t in AE_COLUMNS}
             qualifiers = {this.name} | ({this.alias} if this.alias else set())
-            return Scope(columns=columns, qualifiers=qualifiers)
+            table = (points_source(this.name) if this.name != self.dataset
+                     else exp.Table(this=exp.to_identifier(SOURCE_VIEW)))
+            return Scope(columns=columns, qualifiers=qualifiers), table
         if isinstance(this, exp.Subquery) and isinstance(this.this, exp.Select):
-            _, inner_columns = self.select(this.this)
+            inner, inner_columns = self.select(this.this)
             columns = {name: T(exp.column(name, quoted=True), t) for name, t in inner_columns}
-            return Scope(columns=columns, qualifiers={this.alias} if this.alias else set(),
-                         nullable=self._nullable_outputs.get(id(this.this), set()))
+            scope = Scope(columns=columns, qualifiers={this.alias} if this.alias else set(),
+                          nullable=self._nullable_outputs.get(id(this.this), set()))
+            return scope, exp.Subquery(this=inner)
         raise InvalidQuery(f"FROM {this.sql('clickhouse')} is not supported: read the "
                            f"dataset table or a subquery")
-
-    def _from_sql(self, this: exp.Expression) -> exp.Expression:
-        if isinstance(this, exp.Table):
-            if this.name != self.dataset:
-                return points_source(this.name)
-            return exp.Table(this=exp.to_identifier(SOURCE_VIEW))
-        inner, _ = self.select(this.this)
-        return exp.Subquery(this=inner)
 
     # expressions ------------------------------------------------------------------------------
 
     def expr(self, node: exp.Expression, scope: Scope) -> T:
+        self.budget.spend()
         method = getattr(self, f"_x_{type(node).__name__}", None)
         if method is not None:
             return method(node, scope)
@@ -218,8 +258,9 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         raise InvalidQuery(f"{_node_label(node)} is not supported in Analytics Engine SQL")
 
     def _x_Paren(self, node: exp.Paren, scope: Scope) -> T:
-        inner = self.expr(node.this, scope)
-        return T(exp.Paren(this=inner.e), inner.t)
+        # The builders parenthesise every compound operand (build._p), so the source's
+        # own parentheses are not written: SQLite's parser takes few levels of them.
+        return self.expr(node.this, scope)
 
     def _x_Alias(self, node: exp.Alias, scope: Scope) -> T:
         return self.expr(node.this, scope)
@@ -247,7 +288,11 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             value = int(text)
             return T(exp.Literal.number(text), _literal_int_type(value))
         except ValueError:
-            return T(exp.Literal.number(repr(float(text))), "Float64")
+            number = float(text)
+            if not math.isfinite(number):  # ClickHouse's parser refuses it too
+                raise InvalidQuery(f"the number {text[:24]}{'…' if len(text) > 24 else ''} "
+                                   "is beyond the range of a Float64") from None
+            return T(exp.Literal.number(repr(number)), "Float64")
 
     def _x_Null(self, node: exp.Null, scope: Scope) -> T:
         return T(exp.Null(), NULL_TYPE)
@@ -268,8 +313,23 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         return T(exp.Not(this=_p(self.expr(node.this, scope).e)), "UInt8")
 
     def _x_And(self, node: exp.Expression, scope: Scope) -> T:
-        return T(_op(type(node), self.expr(node.this, scope).e,
-                     self.expr(node.expression, scope).e), "UInt8")
+        """A chain of ANDs (or ORs) as ClickHouse takes it, one call of many arguments:
+        its terms gathered without recursion, and written as a balanced tree, which
+        SQLite reads without going deeper than a few levels (a chain of 1,000 ORs would
+        pass its depth of 1,000)."""
+        cls = type(node)
+        terms: list[exp.Expression] = []
+        stack = [node]
+        while stack:
+            item = stack.pop()
+            if type(item) is cls:
+                stack += [item.expression, item.this]
+            else:
+                terms.append(self.expr(item, scope).e)
+        while len(terms) > 1:
+            terms = [_op(cls, *terms[i:i + 2]) if i + 1 < len(terms) else terms[i]
+                     for i in range(0, len(terms), 2)]
+        return T(terms[0], "UInt8")
 
     _x_Or = _x_And
 
@@ -381,7 +441,9 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         if isinstance(node, exp.ILike):  # case-insensitive: compare lower-cased
             a = T(_fn("ae_lower_utf8", a.e), a.t)
             b = T(_fn("ae_lower_utf8", b.e), b.t)
-        like = exp.Escape(this=exp.Like(this=_p(a.e), expression=_p(b.e)),
+        # SQLite's LIKE backtracks: one call can take long (its pattern is capped in
+        # length, engine.py), so the deadline is looked at before each
+        like = exp.Escape(this=exp.Like(this=_p(a.e), expression=_fn("ae_tick", b.e)),
                           expression=_str("\\"))
         return T(exp.Not(this=exp.Paren(this=like)) if node.args.get("negate") else like,
                  "UInt8")
@@ -409,6 +471,7 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
         """Whether ClickHouse can answer NULL for `node`: it holds a NULL literal, directly,
         through an alias of this SELECT, or through a column of a subquery that can."""
         for item in node.walk():
+            self.budget.spend()
             if isinstance(item, exp.Null):
                 return True
             if not isinstance(item, exp.Column):
@@ -417,7 +480,11 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             if name in scope.nullable:
                 return True
             if not item.table and name in scope.aliases and name not in seen:
-                if self._may_be_null(scope.aliases[name], scope, seen | {name}):
+                known = scope.null_aliases.get(name)
+                if known is None:
+                    known = self._may_be_null(scope.aliases[name], scope, seen | {name})
+                    scope.null_aliases[name] = known
+                if known:
                     return True
         return False
 
@@ -456,5 +523,5 @@ class Translator(AggregateFunctions, TimeFunctions, NumberFunctions, BitFunction
             t = then.t if other.t == NULL_TYPE else other.t
         else:
             raise InvalidQuery(f"if: branches of types {then.t} and {other.t} do not match")
-        return T(_fn("IIF", args[0].e, then.e, other.e), t)
+        return T(_if_chain(args[0].e, then.e, other.e), t)
 

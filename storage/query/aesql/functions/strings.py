@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
+from .. import udf as F
 from ..build import _cast, _fn, _num, _op, _str
 from ..dialect import Call
 from ..errors import InvalidQuery
@@ -65,8 +66,21 @@ class StringFunctions:
 
     def _f_format(self, call: Call, args: list[T], scope: Scope) -> T:
         self._string(call, args, 0)
+        pattern = self._constant_string(call, 0)
+        try:  # refused as ClickHouse refuses it, before any row is read
+            F.format_pattern(pattern, len(args) - 1)
+        except ValueError as e:
+            raise InvalidQuery(f"format: {e}") from None
         return T(_fn("ae_format", args[0].e, *[self._to_string(a) for a in args[1:]]),
                  "String")
+
+    def _constant_string(self, call: Call, index: int) -> str:
+        """The string literal at call.args[index]: ClickHouse takes a constant there."""
+        node = call.args[index]
+        if not (isinstance(node, exp.Literal) and node.is_string):
+            raise InvalidQuery(f"Argument at index {index} for function {call.name} must be "
+                               "constant")
+        return node.this
 
     def _to_string(self, value: T) -> exp.Expression:
         """toString as ClickHouse prints a value of that type."""

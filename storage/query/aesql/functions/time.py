@@ -40,7 +40,7 @@ class TimeFunctions:
         if value.t == "Date":
             return value.e, value.e, None
         name = self._zone_arg(call, index, zone_of(value.t))
-        return local_sql(value.e, name), value.e, name
+        return self._spent(local_sql(value.e, name)), value.e, name
 
     def _floor(self, instant: exp.Expression, remainder: exp.Expression) -> exp.Expression:
         """The instant of a truncated local time within the hour or less: the instant
@@ -55,7 +55,7 @@ class TimeFunctions:
         clocks change."""
         if name is None or name in UTC_NAMES:
             return self._floor(instant, _op(exp.Mod, t, _num(86400 * days)))
-        return start_of_days_sql(instant, name, days)
+        return self._spent(start_of_days_sql(instant, name, days))
 
     def _f_now(self, call: Call, args: list[T], scope: Scope) -> T:
         return T(exp.Placeholder(this="now"), "DateTime")
@@ -72,7 +72,14 @@ class TimeFunctions:
                 return _num(utc_of_local(F.parse_datetime(node.this), name))
             except ValueError as e:
                 raise InvalidQuery(str(e)) from None
-        return utc_of_local_sql(_fn("ae_parse_datetime", value.e), name)
+        return self._spent(utc_of_local_sql(_fn("ae_parse_datetime", value.e), name))
+
+    def _spent(self, e: exp.Expression) -> exp.Expression:
+        """A zone's lookup, counted in the translation's budget by its nodes: one call
+        writes out a tree of comparisons over the zone's changes (a thousand nodes and
+        more), where any other call adds a few."""
+        self.budget.spend(sum(1 for _ in e.walk()))  # type: ignore[attr-defined]
+        return e
 
     def _f_toDateTime(self, call: Call, args: list[T], scope: Scope) -> T:
         value = args[0]
@@ -83,9 +90,12 @@ class TimeFunctions:
         if value.t == "String":
             return T(self._parse_in_zone(value, call.args[0], name), t)
         if _is_num(value.t):
-            if _is_int(value.t) and isinstance(value.e, exp.Literal):
-                return T(value.e, t)  # a constant stays one: zone lookups fold it
-            return T(_int_expr(value.e), t)
+            # ClickHouse saturates a number of seconds to the range of a DateTime
+            # (toDateTime(1e30) is 2106-02-07 06:28:15)
+            if isinstance(value.e, exp.Literal):  # a constant stays one: zone lookups fold it
+                return T(_num(F.saturate(int(float(value.e.this)))), t)
+            return T(_fn("max", _fn("min", _int_expr(value.e), _num(F.DATETIME_MAX)),
+                         _num(0)), t)
         raise InvalidQuery(f"toDateTime of {value.t} is not supported")
 
     def _f_toUnixTimestamp(self, call: Call, args: list[T], scope: Scope) -> T:
@@ -98,6 +108,14 @@ class TimeFunctions:
 
     def _f_formatDateTime(self, call: Call, args: list[T], scope: Scope) -> T:
         local, _, _ = self._zoned(args, call, 2)
+        node = call.args[1]
+        if not (isinstance(node, exp.Literal) and node.is_string):
+            raise InvalidQuery("Argument at index 1 for function formatDateTime must be "
+                               "constant")
+        try:  # its codes checked once, as ClickHouse checks them, not on every row
+            F.datetime_pattern(node.this)
+        except ValueError as e:
+            raise InvalidQuery(f"formatDateTime: {e}") from None
         return T(_fn("ae_format_datetime", local, args[1].e), "String")
 
     def _f_toStartOfInterval(self, call: Call, args: list[T], scope: Scope) -> T:

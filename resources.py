@@ -55,9 +55,8 @@ SQL_API_PREFIX = "/client/v4/"
 
 class Startup:
     """Opens the worker's log, writer and background thread when the worker starts, not
-    on its first request, and closes them when it stops, after uvicorn has answered every
-    request (a process that exits without a lifespan shutdown closes them at exit: see
-    `_stop_at_exit`)."""
+    on its first request, and hangs up from the writer when it stops, after uvicorn has
+    answered every request (the rest closes at exit: see `_stop_at_exit`)."""
 
     def __init__(self, services: Services):
         self._services = services
@@ -72,8 +71,10 @@ class Startup:
 
     async def process_shutdown(self, scope: dict, event: dict) -> None:
         """After the last request: hang up from the service's writer (it drains until its
-        workers have), close the log and hand the replay lease on."""
-        self._services.close()  # on the loop: the writer client's transport is the loop's
+        workers have). The rest stays open until the process exits: an ASGI test client
+        sends a whole lifespan with each request, and the breaker's state, the log's
+        connections and the replay thread must outlive one."""
+        self._services.hang_up()  # on the loop: the writer client's transport is the loop's
         await asyncio.sleep(0)  # and the loop closes it on its next turn
 
 

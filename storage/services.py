@@ -336,6 +336,13 @@ class Services:
             make_replayer,
             maintain=prune, alive=lambda: this() is not None)
 
+    def hang_up(self) -> None:
+        """Closes this process's connection to the writer process (the next append opens
+        another): the writer, stopping, waits for its workers to hang up."""
+        with self._lock:
+            if self._pid == os.getpid() and self._client is not None:
+                self._client.close()
+
     def close(self) -> None:
         if self._pid == os.getpid():
             if self._loop is not None:

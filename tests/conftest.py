@@ -90,7 +90,7 @@ def config(db_path: Path) -> Config:
 
 def shut_down(app: Any) -> None:
     """The ASGI lifespan's shutdown, as uvicorn sends it when a worker stops: the app
-    closes its log and hangs up from the writer, on the loop its requests ran on."""
+    hangs up from the writer process (which waits for that when it stops)."""
     async def lifespan() -> None:
         messages = [{"type": "lifespan.shutdown"}]
 

@@ -51,6 +51,10 @@ REJECTED = [
     (f"SELECT blob1 FROM {T} FORMAT CSV", "FORMAT CSV"),
     ("SHOW DATABASES", "SHOW DATABASES"),
     (f"SELECT blob1 IS TRUE FROM {T}", "IS TRUE is not supported"),
+    # ClickHouse's bit functions take integers only: "Illegal types DateTime and DateTime"
+    (f"SELECT bitAnd(timestamp, timestamp) FROM {T}", "bit functions need integers"),
+    (f"SELECT bitNot(timestamp) FROM {T}", "bit functions need integers, got DateTime"),
+    (f"SELECT bitHammingDistance(timestamp, 1) FROM {T}", "bit functions need integers"),
     # a column outside every aggregate and every GROUP BY key, as ClickHouse refuses it
     (f"SELECT blob1, count() FROM {T}", "blob1 is not under an aggregate function"),
     (f"SELECT blob1 AS w, count() AS n FROM {T} GROUP BY w ORDER BY blob2",

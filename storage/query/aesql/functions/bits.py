@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 
 class BitFunctions:
-    def _width(self, t: str) -> int:
-        if _is_time(t):
+    def _width(self, t: str, *, time_ok: bool = False) -> int:
+        """Bytes of an integer type; ClickHouse's bit functions refuse DateTime, but hex
+        and bin take it as its UInt32."""
+        if time_ok and _is_time(t):
             return 4
         if not _is_int(t):
             raise InvalidQuery(f"bit functions need integers, got {t}")
@@ -79,7 +81,8 @@ class BitFunctions:
     def _f_hex(self, call: Call, args: list[T], scope: Scope) -> T:
         value = args[0]
         is_float = value.t == "Float64"
-        width = 8 if is_float or value.t in ("String", NULL_TYPE) else self._width(value.t)
+        width = (8 if is_float or value.t in ("String", NULL_TYPE)
+                 else self._width(value.t, time_ok=True))
         return T(_fn("ae_hex" if call.name == "hex" else "ae_bin", value.e, _num(width),
                      _num(int(is_float))), "String")
 

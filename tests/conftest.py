@@ -27,6 +27,14 @@ from storage.log import EventLog
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-key"
 AUTH = {"X-Internal-Auth-Key": KEY}
+# The quick loop (`./test.sh --quick`) runs a quarter of each property's examples; the
+# whole suite runs them all.
+QUICK = os.environ.get("ANALYTICS_TESTS_QUICK") == "1"
+
+
+def examples(count: int) -> int:
+    """Hypothesis's max_examples for a property of `count` examples."""
+    return max(20, count // 4) if QUICK else count
 
 
 class FixedClock:

@@ -11,7 +11,7 @@ from typing import Iterator
 import falcon.testing
 import jsonschema
 import pytest
-from conftest import FixedClock, shut_down
+from conftest import FixedClock, examples, shut_down
 from hoox_callers import CALLERS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -57,7 +57,7 @@ SCHEMAS = {name: (Schema(load_schema(t.schema)),
            for name, t in HOOX.types.items()}
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=examples(800), deadline=None)
 @given(case=near_bodies())
 def test_compiled_validators_agree_with_jsonschema(case):
     route, doc = case
@@ -79,7 +79,7 @@ def hoox_service(tmp_path_factory: pytest.TempPathFactory
     log.close()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=near_bodies(), batch=st.booleans())
 def test_hostile_bodies_never_cause_a_5xx_and_only_valid_events_are_stored(hoox_service, case,
                                                                           batch):

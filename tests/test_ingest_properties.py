@@ -9,7 +9,7 @@ from pathlib import Path
 
 import falcon.testing
 import jsonschema
-from conftest import FixedClock, shut_down
+from conftest import FixedClock, examples, shut_down
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -91,13 +91,13 @@ API_CALL = Schema(load_schema("api-call"))
 EXACT = jsonschema.Draft7Validator(load_schema("api-call"))
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(doc=event_bodies() | json_values)
 def test_fast_validator_agrees_with_jsonschema(doc):
     assert API_CALL.is_valid(doc) == EXACT.is_valid(doc)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(doc=near_envelopes() | event_bodies() | json_values)
 def test_plain_envelope_check_is_jsonschema_on_envelopes(doc):
     # The hot path's check: on envelope-shaped documents it says exactly what jsonschema
@@ -111,7 +111,7 @@ def test_plain_envelope_check_accepts_the_common_body():
         "worker": "w", "endpoint": "/e", "latencyMs": 0, "success": False}})
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(doc=st.dictionaries(st.sampled_from(["events", "x"]),
                            st.lists(st.just({}), max_size=3) | json_values, max_size=2))
 def test_fast_batch_validator_agrees_with_jsonschema(doc):
@@ -191,7 +191,8 @@ def test_hostile_bodies_never_cause_a_5xx_or_store_an_invalid_event(tmp_path):
     answers: list[int] = []
     stored = 0  # the events in the log the examples share, each checked once
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=examples(400), deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
     @given(raw=hostile_raw, route=st.sampled_from(["/track/api-call", "/track/batch"]),
            wrap=st.booleans())
     def post(raw, route, wrap):
@@ -217,6 +218,7 @@ def test_hostile_bodies_never_cause_a_5xx_or_store_an_invalid_event(tmp_path):
         post()
     finally:
         shut_down(app)
-    # the log the examples shared holds a good number of events, every one valid
+    # the log the examples shared holds a good number of events (one for every eight
+    # examples at least), every one valid
     assert assert_only_valid_events_stored(db_path) == stored
-    assert stored >= 60, (stored, answers.count(200), len(answers))
+    assert stored >= len(answers) // 8, (stored, answers.count(200), len(answers))

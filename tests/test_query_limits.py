@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 from aesql_fixtures import NOW, ClickHouse, bulk_log, differences, import_log, make_records
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -272,7 +273,7 @@ def test_format_takes_what_clickhouse_takes_and_refuses_the_rest_in_its_words(
     assert local_format(engine, pattern, 2) == clickhouse_format(clickhouse, pattern, 2)
 
 
-@settings(max_examples=300, deadline=None, database=None,
+@settings(max_examples=examples(300), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pattern=st.lists(st.sampled_from(["{", "}", "{}", "{0}", "{1}", "{{", "}}", "0", "x",
                                          ":", "!", ".", " ", "é"]), max_size=10).map("".join),

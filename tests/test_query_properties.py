@@ -9,7 +9,7 @@ from typing import Iterator
 
 import falcon.testing
 import pytest
-from conftest import api_call
+from conftest import api_call, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,7 +93,7 @@ def client(tmp_path_factory: pytest.TempPathFactory,
     yield client
 
 
-@settings(max_examples=150, deadline=None, database=None,
+@settings(max_examples=examples(150), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(query=queries())

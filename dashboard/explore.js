@@ -145,6 +145,24 @@ async function loadDatasets() {
   }
 }
 
+// The answer to one of a dataset's queries, or null once said why there is none (an error,
+// a refusal) or when another dataset was chosen meanwhile.
+async function datasetAnswer(sqlName, name, tries) {
+  let answer;
+  try {
+    answer = await ask(exploreSql(sqlName, name));
+  } catch (e) {
+    if (tries === explore.tries.dataset) failed(e, (m) => setState("dataset", m, true));
+    return null;
+  }
+  if (tries !== explore.tries.dataset) return null;
+  if (!answer.answered) {
+    setState("dataset", refusal(answer), true);
+    return null;
+  }
+  return answer;
+}
+
 async function fillNewest(name, cell, tries) {
   let text;
   try {
@@ -198,18 +216,8 @@ async function loadDatasetChart(name, tries) {
   $("dataset-about").textContent = about;
   const svg = $("dataset-chart");
   svg.setAttribute("aria-label", `Points of ${name} per ${bucketWords()}, last ${state.range.label}`);
-  let answer;
-  try {
-    answer = await ask(exploreSql("perBucket", name));
-  } catch (e) {
-    if (tries === explore.tries.dataset) failed(e, (m) => setState("dataset", m, true));
-    return;
-  }
-  if (tries !== explore.tries.dataset) return;
-  if (!answer.answered) {
-    setState("dataset", refusal(answer), true);
-    return;
-  }
+  const answer = await datasetAnswer("perBucket", name, tries);
+  if (!answer) return;
   // Every bucket of the range, 0 where the answer has none (it lists only the others).
   const step = bucketSeconds() * 1000;
   const counted = new Map(answer.doc.results.map((r) => [timeOf(r.t), Number(r.points)]));
@@ -228,18 +236,8 @@ async function loadDatasetChart(name, tries) {
 
 async function loadDatasetPoints(name, tries) {
   const columns = $("dataset-columns");
-  let answer;
-  try {
-    answer = await ask(exploreSql("points", name));
-  } catch (e) {
-    if (tries === explore.tries.dataset) failed(e, (m) => setState("dataset", m, true));
-    return;
-  }
-  if (tries !== explore.tries.dataset) return;
-  if (!answer.answered) {
-    setState("dataset", refusal(answer), true);
-    return;
-  }
+  const answer = await datasetAnswer("points", name, tries);
+  if (!answer) return;
   const rows = answer.doc.results;
   const meta = answer.doc.meta || [];
   // Most of the 20 blobs and 20 doubles are unset ('' and 0): only the columns that hold

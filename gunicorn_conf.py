@@ -58,11 +58,24 @@ _supervisor: Supervisor | None = None
 _mirror: MirrorSupervisor | None = None
 
 
+# A Unix socket's path holds at most 107 bytes (103 on macOS): under a TMPDIR too long for
+# that, the sockets go under /tmp instead (the writer would never answer there).
+SOCKET_PATH_MAX = 100
+
+
+def _socket_directory() -> str:
+    directory = tempfile.mkdtemp(prefix="analytics-writer-")
+    if len(os.path.join(directory, "writer.sock").encode()) <= SOCKET_PATH_MAX:
+        return directory
+    os.rmdir(directory)
+    return tempfile.mkdtemp(prefix="analytics-writer-", dir="/tmp")
+
+
 def when_ready(server) -> None:
     """Before the first worker: the writer, on a socket in a directory of its own."""
     global _supervisor
-    directory = tempfile.mkdtemp(prefix="analytics-writer-")
-    path = os.path.join(directory, "writer.sock")
+    directory = _socket_directory()
+    path = os.path.join(directory, "writer.sock")  # the mirror's is as long
     root = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}

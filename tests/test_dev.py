@@ -55,8 +55,8 @@ def make_project(where: Path, config: str, link_modules: bool = True) -> Path:
 
 @contextmanager
 def scratch_dir() -> Iterator[Path]:
-    """A short temporary directory, the command's TMPDIR: the service's writer makes its
-    Unix socket there, and a socket's path holds at most 107 bytes."""
+    """A temporary directory of the test's own, the command's TMPDIR (the service's writer
+    makes its Unix socket there)."""
     path = Path(tempfile.mkdtemp(prefix="aw-dev-"))
     try:
         yield path

@@ -184,3 +184,19 @@ def test_a_held_up_writer_makes_requests_wait_then_refuses_them_with_nothing_sto
     log.close()
     assert {i.split("-")[0] for i in ids} == stored_batches
     assert len(ids) == 500
+
+
+def test_a_tmpdir_too_long_for_a_unix_socket_still_serves(gunicorn_server, db_path, tmp_path):
+    # AF_UNIX paths hold at most 107 bytes: the writer's socket must not live under this
+    long_tmp = tmp_path / ("t" * 100)
+    long_tmp.mkdir()
+    assert len(str(long_tmp / "analytics-writer-xxxxxxxx" / "writer.sock")) > 107
+    server = gunicorn_server(workers=1, TMPDIR=str(long_tmp))
+    response = httpx.post(server.url + "/track/api-call", json=api_call("long-tmpdir"),
+                          headers=AUTH, timeout=10)
+    assert response.status_code == 200, response.text
+    log = EventLog(db_path)
+    try:
+        assert log.contains("long-tmpdir")
+    finally:
+        log.close()

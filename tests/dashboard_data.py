@@ -11,21 +11,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 from click.testing import CliRunner
 
 import cli
+from conftest import HTTP
 
 WORKERS = ["trade-worker", "hoox", "d1-worker", "email-worker"]
 
 
 def history(end_s: float, n: int = 2000, hours: int = 24, quiet_s: int = 120,
             seed: int = 11) -> list[dict[str, Any]]:
-    """`n` api-calls spread over `hours` before `end_s - quiet_s` (so the last minutes are
-    empty and a test decides what the banner sees)."""
+    """`n` api-calls from ten minutes after `end_s - hours` (none leaves a window of `hours`
+    while a test compares the page with /query) to `end_s - quiet_s` (the last minutes are
+    empty, so a test decides what the banner sees)."""
     rng = random.Random(seed)
     stop_ms = int((end_s - quiet_s) * 1000)
-    start_ms = stop_ms - hours * 3600 * 1000
+    start_ms = int((end_s - hours * 3600 + 600) * 1000)
     records = []
     for i, ms in enumerate(sorted(rng.randrange(start_ms, stop_ms) for _ in range(n))):
         worker = WORKERS[i % len(WORKERS)]
@@ -54,15 +55,15 @@ def send(url: str, key: str, worker: str, n: int, success: bool, tag: str) -> No
         events = [{"requestId": f"{tag}-{i}", "payload": {
             "worker": worker, "endpoint": "/webhook", "latencyMs": 5.0, "success": success}}
             for i in range(first, min(n, first + 1000))]
-        response = httpx.post(f"{url}/track/batch", json={"events": events},
-                              headers={"X-Internal-Auth-Key": key}, timeout=30)
+        response = HTTP.post(f"{url}/track/batch", json={"events": events},
+                             headers={"X-Internal-Auth-Key": key}, timeout=30)
         assert response.status_code == 200, response.text
 
 
 def last_minute(url: str, key: str, query: str) -> tuple[int, int]:
     """(calls, errors) of the last 60 s, from the page's own health query."""
-    response = httpx.post(f"{url}/query", json={"query": query, "source": "local"},
-                          headers={"X-Internal-Auth-Key": key}, timeout=30)
+    response = HTTP.post(f"{url}/query", json={"query": query, "source": "local"},
+                         headers={"X-Internal-Auth-Key": key}, timeout=30)
     rows = response.json()["results"]
     return (sum(int(r["calls_60s"]) for r in rows), sum(int(r["errors_60s"]) for r in rows))
 

@@ -11,11 +11,10 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import falcon.testing
-import httpx
 import pytest
 
 import dashboard
-from conftest import KEY, ROOT, Server
+from conftest import HTTP, KEY, ROOT, Server
 from dashboard_data import calm_down, history, import_records, send
 from hoox_callers import CALLERS, RISK_ROUTES
 
@@ -127,8 +126,8 @@ def open_page(chromium: Any) -> Iterator[Callable[..., Page]]:
 
 
 def query(server: Server, sql: str) -> list[dict[str, Any]]:
-    response = httpx.post(server.url + "/query", json={"query": sql, "source": "local"},
-                          headers={"X-Internal-Auth-Key": KEY}, timeout=30)
+    response = HTTP.post(server.url + "/query", json={"query": sql, "source": "local"},
+                         headers={"X-Internal-Auth-Key": KEY}, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["results"]
 
@@ -192,8 +191,8 @@ def test_key_once_then_the_three_views_drawn_from_the_data(service, open_page,
     page.locator("#volume rect.filled").first.wait_for(state="attached")
     volume = dashboard.expand(dashboard.load_queries()["layouts"]["profile"]["volume"],
                               "hoox_telemetry", "'24' HOUR")
-    # retried: the 24-hour window slides between the page's query and ours, and the page
-    # redraws the heatmap on its own period
+    # retried: the page may be drawing the heatmap as we ask (no event of the history
+    # leaves the 24-hour window meanwhile)
     for _ in range(70):
         counts = {(r["weekday"], r["hour"]): r["events"] for r in query(server, volume)}
         cells = heat.locator("rect.cell").evaluate_all(
@@ -316,8 +315,8 @@ HOOX_HEALTH = dashboard.expand(dashboard.load_queries()["layouts"]["hoox"]["heal
 
 
 def post_hoox(server: Server, route: str, body: dict[str, Any]) -> None:
-    response = httpx.post(f"{server.url}/track/{route}", json=body,
-                          headers={"X-Internal-Auth-Key": KEY}, timeout=30)
+    response = HTTP.post(f"{server.url}/track/{route}", json=body,
+                         headers={"X-Internal-Auth-Key": KEY}, timeout=30)
     assert response.status_code == 200, response.text
 
 
@@ -482,7 +481,7 @@ def test_service_panel_follows_a_relay_outage_the_backlog_grows_then_drains(
         gunicorn_server: Callable[..., Server], standin: Any, open_page) -> None:
     server = gunicorn_server(**standin.env(), CLOUDFLARE_TIMEOUT_MS="500",
                              ANALYTICS_REPLAY_BACKOFF_MAX_MS="300")
-    post = lambda prefix, n: [httpx.post(  # noqa: E731
+    post = lambda prefix, n: [HTTP.post(  # noqa: E731
         server.url + "/track/api-call", headers={"X-Internal-Auth-Key": KEY},
         json={"requestId": f"{prefix}-{i}", "payload": {"worker": "w", "endpoint": "/e",
                                                         "latencyMs": 1, "success": True}},
@@ -533,10 +532,10 @@ def test_on_the_defaults_the_service_panel_says_cloudflare_is_not_configured_in_
 
     assert Config.__dataclass_fields__["sink"].default == "stdout"
     server = gunicorn_server(ANALYTICS_SINK="stdout")
-    httpx.post(server.url + "/track/api-call", headers={"X-Internal-Auth-Key": KEY},
-               json={"requestId": "only-one", "payload": {"worker": "w", "endpoint": "/e",
+    HTTP.post(server.url + "/track/api-call", headers={"X-Internal-Auth-Key": KEY},
+              json={"requestId": "only-one", "payload": {"worker": "w", "endpoint": "/e",
                                                           "latencyMs": 1, "success": True}},
-               timeout=10).raise_for_status()
+              timeout=10).raise_for_status()
     tab = open_page(server.url)
     tab.sign_in(KEY)
     page = tab.page

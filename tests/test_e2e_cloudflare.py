@@ -17,7 +17,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from conftest import AUTH, Server, api_call
+from conftest import AUTH, HTTP, Server, api_call
 from standin import IngestCall, StandIn
 from storage.log import EventLog
 
@@ -83,8 +83,8 @@ class Ingest:
 
     def batch(self, count: int, prefix: str) -> None:
         events = [self._next(prefix) for _ in range(count)]
-        result = httpx.post(self.url + "/track/batch", json={"events": events}, headers=AUTH,
-                            timeout=10)
+        result = HTTP.post(self.url + "/track/batch", json={"events": events}, headers=AUTH,
+                           timeout=10)
         assert result.status_code == 200, result.text
         with self._lock:
             self.acknowledged.update((e["requestId"], e["payload"]) for e in events)
@@ -97,12 +97,12 @@ def concurrently(*jobs: Callable[[], None]) -> None:
 
 
 def status(server: Server) -> dict[str, Any]:
-    return httpx.get(server.url + "/status", headers=AUTH, timeout=10).json()
+    return HTTP.get(server.url + "/status", headers=AUTH, timeout=10).json()
 
 
 def query(server: Server, sql: str, source: str = "auto") -> dict[str, Any]:
-    result = httpx.post(server.url + "/query", json={"query": sql, "source": source},
-                        headers=AUTH, timeout=10)
+    result = HTTP.post(server.url + "/query", json={"query": sql, "source": source},
+                       headers=AUTH, timeout=10)
     assert result.status_code == 200, result.text
     return result.json()
 

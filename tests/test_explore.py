@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
-from conftest import KEY, Server, service_env
+from conftest import HTTP, KEY, Server, service_env
 from dashboard_data import history, import_records, send
 
 pytestmark = [pytest.mark.browser, pytest.mark.gunicorn]
@@ -51,8 +50,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(service_env(db), work).start()
     try:
         for dataset, points in (("page_views", page_views()), ("app_timings", app_timings())):
-            answer = httpx.post(server.url + "/track/datapoints", headers=AUTH, timeout=30,
-                                json={"dataset": dataset, "points": points})
+            answer = HTTP.post(server.url + "/track/datapoints", headers=AUTH, timeout=30,
+                               json={"dataset": dataset, "points": points})
             assert answer.json()["accepted"] == len(points), answer.text
         yield server
     finally:
@@ -61,7 +60,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def ask(server: Server, sql: str) -> dict[str, Any]:
     """/query's whole answer, as the page asks it (source auto)."""
-    response = httpx.post(server.url + "/query", json={"query": sql}, headers=AUTH, timeout=30)
+    response = HTTP.post(server.url + "/query", json={"query": sql}, headers=AUTH, timeout=30)
     return {"status": response.status_code, **response.json()}
 
 
@@ -189,7 +188,7 @@ def test_points_written_to_two_datasets_are_listed_with_their_counts(service, ta
     rows = t.page.locator("#datasets-rows tr")
     expect(rows).to_have_count(3)
     expect(t.page.locator("#datasets-rows td:nth-child(3)").filter(has_text="…")).to_have_count(0)
-    events = httpx.get(service.url + "/status", headers=AUTH).json()["events"]
+    events = HTTP.get(service.url + "/status", headers=AUTH).json()["events"]
     _, listed = t.table("#datasets-rows", "#datasets thead")
     # SHOW TABLES's order: the service's own dataset first
     assert [r[0] for r in listed] == [r["dataset"] for r in ask(service, "SHOW TABLES")["results"]]

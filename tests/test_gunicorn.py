@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import AUTH, api_call
+from conftest import AUTH, HTTP, api_call
 from storage.log import EventLog
 
 pytestmark = pytest.mark.gunicorn
@@ -192,8 +192,8 @@ def test_a_tmpdir_too_long_for_a_unix_socket_still_serves(gunicorn_server, db_pa
     long_tmp.mkdir()
     assert len(str(long_tmp / "analytics-writer-xxxxxxxx" / "writer.sock")) > 107
     server = gunicorn_server(workers=1, TMPDIR=str(long_tmp))
-    response = httpx.post(server.url + "/track/api-call", json=api_call("long-tmpdir"),
-                          headers=AUTH, timeout=10)
+    response = HTTP.post(server.url + "/track/api-call", json=api_call("long-tmpdir"),
+                         headers=AUTH, timeout=10)
     assert response.status_code == 200, response.text
     log = EventLog(db_path)
     try:

@@ -30,10 +30,21 @@ def test_the_deadline_is_ten_seconds_unless_set_to_a_positive_number_of_ms():
             Config.from_env({"ANALYTICS_HEADER_TIMEOUT_MS": bad})
 
 
-@pytest.fixture
-def server(gunicorn_server):
-    # One worker: every connection of a test meets the same protocol instance's loop.
-    return gunicorn_server(workers=1, ANALYTICS_HEADER_TIMEOUT_MS=str(int(TIMEOUT_S * 1000)))
+@pytest.fixture(scope="module")
+def server(module_gunicorn_server):
+    # One worker: every connection of a test meets the same protocol instance's loop. The
+    # tests share it, each with request ids of its own.
+    return module_gunicorn_server(workers=1,
+                                  ANALYTICS_HEADER_TIMEOUT_MS=str(int(TIMEOUT_S * 1000)))
+
+
+def stored(server, *ids: str) -> list[bool]:
+    """Whether the server's log holds each id."""
+    log = EventLog(server.env["ANALYTICS_DB"])
+    try:
+        return [log.contains(i) for i in ids]
+    finally:
+        log.close()
 
 
 def trickle_until_closed(sock: socket.socket, pieces: list[bytes], every_s: float = 0.2,
@@ -99,7 +110,7 @@ def test_trickled_headers_are_cut_off_with_a_408(server):
 
 
 @pytest.mark.gunicorn
-def test_a_trickled_body_is_cut_off_with_a_408(server, db_path):
+def test_a_trickled_body_is_cut_off_with_a_408(server):
     body = json.dumps(api_call("trickled-body")).encode()
     sock = connect(server.port)
     try:
@@ -113,9 +124,7 @@ def test_a_trickled_body_is_cut_off_with_a_408(server, db_path):
         sock.close()
     assert closed_after < CUT_OFF_S
     assert_408(received)
-    log = EventLog(db_path)
-    assert log.count() == 0  # the half-sent event was not stored
-    log.close()
+    assert stored(server, "trickled-body") == [False]  # the half-sent event
 
 
 @pytest.mark.gunicorn
@@ -132,7 +141,7 @@ def test_a_silent_connection_is_cut_off_with_a_408(server):
 
 
 @pytest.mark.gunicorn
-def test_a_whole_request_sent_in_pieces_within_the_time_is_answered(server, db_path):
+def test_a_whole_request_sent_in_pieces_within_the_time_is_answered(server):
     body = json.dumps(api_call("in-pieces")).encode()
     head = (f"POST /track/api-call HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"X-Internal-Auth-Key: test-key\r\nContent-Type: application/json\r\n"
@@ -151,13 +160,11 @@ def test_a_whole_request_sent_in_pieces_within_the_time_is_answered(server, db_p
     finally:
         sock.close()
     assert status == 200 and json.loads(answer) == {"success": True}
-    log = EventLog(db_path)
-    assert log.count() == 1
-    log.close()
+    assert stored(server, "in-pieces") == [True]
 
 
 @pytest.mark.gunicorn
-def test_keep_alive_connections_get_a_new_deadline_after_each_response(server, db_path):
+def test_keep_alive_connections_get_a_new_deadline_after_each_response(server):
     sock = connect(server.port)
     try:
         for i in range(5):
@@ -178,9 +185,7 @@ def test_keep_alive_connections_get_a_new_deadline_after_each_response(server, d
         assert_408(received)
     finally:
         sock.close()
-    log = EventLog(db_path)
-    assert log.count() == 5
-    log.close()
+    assert stored(server, *(f"kept-{i}" for i in range(5))) == [True] * 5
 
 
 @pytest.mark.gunicorn

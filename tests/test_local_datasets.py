@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 from aesql_fixtures import differences
-from conftest import KEY, ROOT, Server, service_env
+from conftest import HTTP, KEY, ROOT, Server, service_env
 from wrangler_dev import RELAY, WranglerDev
 
 from storage.query.aesql import AE_COLUMNS, to_clickhouse
@@ -100,7 +100,7 @@ def expected_row(w: dict[str, Any]) -> tuple:
 
 def write(dev: WranglerDev, writes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     body = {"writes": [{k: w[k] for k in ("binding", "point", "awaited")} for w in writes]}
-    answer = httpx.post(dev.url, content=json.dumps(body), timeout=60)
+    answer = HTTP.post(dev.url, content=json.dumps(body), timeout=60)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -321,7 +321,7 @@ def test_the_example_worker_keeps_its_points_under_the_readme_command(service, d
         dev.wait_ready()
         paths = [f"/page/{i}" for i in range(6)]
         for p in paths:
-            assert httpx.get(dev.url + p, timeout=30).text == f"Hello from {p}\n"
+            assert HTTP.get(dev.url + p, timeout=30).text == f"Hello from {p}\n"
         rows = wait_for(db_path, len(paths), 30)
         assert sorted((r[0], r[1], r[2], r[3], r[5]) for r in rows) == sorted(
             ("my_events", "127.0.0.1", p, "GET", 1.0) for p in paths)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import httpx
 import pytest
 
-from conftest import KEY, ROOT, Server, service_env
+from conftest import HTTP, KEY, ROOT, Server, service_env
 from hoox_callers import CALLERS, ROUTES
 from storage.intake.events import key_id
 from storage.log import EventLog
@@ -143,7 +143,7 @@ def duplicates(server: Server) -> float:
     """Events the service acknowledged as duplicates, from GET /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{server.url}/metrics", headers={"X-Internal-Auth-Key": KEY}).text
+    text = HTTP.get(f"{server.url}/metrics", headers={"X-Internal-Auth-Key": KEY}).text
     return sum(sample.value for family in text_string_to_metric_families(text)
                if family.name == "analytics_worker_events_duplicate" for sample in family.samples
                if sample.name.endswith("_total"))

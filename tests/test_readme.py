@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import HTTP, ROOT, free_port
 from storage.config import SETTINGS
 
 README = (ROOT / "README.md").read_text()
@@ -56,14 +56,14 @@ def test_documented_run_command_serves_on_the_embedded_defaults(tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if httpx.get(url + "/health", timeout=1).json() == {"status": "ok"}:
+                if HTTP.get(url + "/health", timeout=1).json() == {"status": "ok"}:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
         else:
             pytest.fail("the documented run command did not start the service")
-        response = httpx.post(url + "/track/api-call", headers={"X-Internal-Auth-Key": "dev-key"},
-                              json={"worker": "w", "endpoint": "/e", "latencyMs": 1,
+        response = HTTP.post(url + "/track/api-call", headers={"X-Internal-Auth-Key": "dev-key"},
+                             json={"worker": "w", "endpoint": "/e", "latencyMs": 1,
                                     "success": True})
         assert response.json() == {"success": True}
         assert (tmp_path / "a.db").exists()

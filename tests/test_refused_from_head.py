@@ -20,10 +20,10 @@ pytestmark = pytest.mark.gunicorn
 HUGE = 100_000_000
 
 
-@pytest.fixture
-def server(gunicorn_server):
+@pytest.fixture(scope="module")
+def server(module_gunicorn_server):
     # A short header deadline: a request that waited for its body would be cut off by it.
-    return gunicorn_server(workers=1, ANALYTICS_HEADER_TIMEOUT_MS="3000")
+    return module_gunicorn_server(workers=1, ANALYTICS_HEADER_TIMEOUT_MS="3000")
 
 
 def send_head(sock: socket.socket, path: str, length: int, *, key: str | None = KEY,
@@ -99,7 +99,7 @@ def test_the_sql_api_route_refuses_from_the_head_too(server, headers, status):
         sock.close()
 
 
-def test_an_accepted_request_is_still_asked_for_its_body(server, db_path):
+def test_an_accepted_request_is_still_asked_for_its_body(server):
     body = json.dumps(api_call("continued-1")).encode()
     sock = connect(server.port)
     try:

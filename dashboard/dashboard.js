@@ -137,12 +137,8 @@ function sql(name) {
   return fill(state.queries.layouts[state.layout][name], state.dataset);
 }
 
-async function query(name, seconds) {
-  const doc = await call("POST", "/query", { query: sql(name), source: state.source },
-    null, seconds);
-  $("answered").hidden = false;
-  $("source-name").textContent = doc.source;
-  return doc;
+function query(name, seconds) {
+  return call("POST", "/query", { query: sql(name), source: state.source }, null, seconds);
 }
 
 // -- refresh loops ------------------------------------------------------------------
@@ -205,7 +201,12 @@ async function refresh(name, generation) {
   const view = VIEWS[name];
   try {
     const doc = view.load ? await view.load(view.limit) : await query(name, view.limit);
+    // An answer asked before the source changed says nothing of the source now chosen.
     if (generation !== state.generation) return;
+    if (!view.load) {
+      $("answered").hidden = false;
+      $("source-name").textContent = doc.source;
+    }
     view.render(doc.results);
     state.goodAt[name] = new Date();
     setState(name, `updated ${clock(state.goodAt[name])} from ${doc.source}`, false);

@@ -17,20 +17,31 @@ fi
 # Installs are skipped while what they install from is unchanged since the last one that
 # succeeded (the stamp is written after it): a clean clone installs everything.
 stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
-[ -x .venv/bin/python ] || python3 -m venv .venv
-if [ "$(cat .venv/.installed-from 2>/dev/null)" != "$(stamp setup.cfg pyproject.toml)" ]; then
-    # uv, at the version the test extras pin, installs the rest (pip takes a minute more).
-    .venv/bin/pip install --quiet --disable-pip-version-check "$(grep -o 'uv==[0-9.]*' setup.cfg)"
-    .venv/bin/uv pip install --quiet --python .venv/bin/python -e '.[test]'
-    stamp setup.cfg pyproject.toml > .venv/.installed-from
-fi
-if [ "$(cat relay/node_modules/.installed-from 2>/dev/null)" != "$(stamp relay/package-lock.json)" ]; then
-    (cd relay && npm ci --no-audit --no-fund --loglevel=error)
-    stamp relay/package-lock.json > relay/node_modules/.installed-from
-fi
+python_packages() {
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    if [ "$(cat .venv/.installed-from 2>/dev/null)" != "$(stamp setup.cfg pyproject.toml)" ]; then
+        # uv, at the version the test extras pin, installs the rest (pip takes a minute more).
+        .venv/bin/pip install --quiet --disable-pip-version-check \
+            "$(grep -o 'uv==[0-9.]*' setup.cfg)"
+        .venv/bin/uv pip install --quiet --python .venv/bin/python -e '.[test]'
+        stamp setup.cfg pyproject.toml > .venv/.installed-from
+    fi
+}
+relay_packages() {
+    if [ "$(cat relay/node_modules/.installed-from 2>/dev/null)" != "$(stamp relay/package-lock.json)" ]; then
+        (cd relay && npm ci --no-audit --no-fund --loglevel=error)
+        stamp relay/package-lock.json > relay/node_modules/.installed-from
+    fi
+}
+# The two installs wait on the network more than on the machine: side by side.
+python_packages & python_install=$!
+relay_packages
+wait $python_install
 # The tests that start no gunicorn, browser, wrangler or end-to-end setup share nothing but
 # the machine: they run on two processes, a file to each at a time (module fixtures are
-# built once). The others hold ports, processes and deadlines: they run one at a time.
+# built once). The others hold ports, processes and deadlines: they run after them, on two
+# processes as well (each test has its own ports, log, temporary files and wrangler
+# registry), never beside the first ones.
 QUICK="not gunicorn and not e2e and not browser and not wrangler"
 quick() { .venv/bin/pytest -m "$QUICK" -n 2 --dist loadfile --durations=10 "$@"; }
 if [ "${1:-}" = "--quick" ]; then
@@ -40,12 +51,17 @@ if [ "${1:-}" = "--quick" ]; then
     ANALYTICS_TESTS_QUICK=1 quick "$@"
     exit
 fi
-(cd relay && npm test)
-# Both parts run whatever the first said; pytest's 5 (nothing selected) is a failure only
+# The relay's own tests (in workerd) run beside the first part; their output follows it.
+relay_log=$(mktemp)
+(cd relay && npm test) > "$relay_log" 2>&1 & relay_tests=$!
+# Each part runs whatever the others said; pytest's 5 (nothing selected) is a failure only
 # when neither part selected a test (`./test.sh tests/test_ingest.py` selects in one).
-first=0; second=0
+first=0; second=0; relay=0
 quick "$@" || first=$?
-.venv/bin/pytest -m "not ($QUICK)" --durations=15 "$@" || second=$?
+wait $relay_tests || relay=$?
+cat "$relay_log"; rm -f "$relay_log"
+.venv/bin/pytest -m "not ($QUICK)" -n 2 --dist loadfile --durations=15 "$@" || second=$?
+if [ $relay != 0 ]; then exit $relay; fi
 if [ $first = 5 ] && [ $second = 5 ]; then exit 5; fi
 for status in $first $second; do
     if [ $status != 0 ] && [ $status != 5 ]; then exit $status; fi

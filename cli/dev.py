@@ -339,6 +339,10 @@ class Session:
             assert self.service is not None
             # 2: the service refused what it was given (a log of another layout).
             return 2 if self.service.returncode == 2 else 1
+        if self.stop_signal is not None and code not in (0, -signal.SIGKILL):
+            # Stopped by a signal: say which, however wrangler chose to end (143 has been
+            # seen after a SIGINT).
+            return 128 + self.stop_signal
         return code if code >= 0 else 128 - code
 
     def _report_service(self) -> None:

@@ -270,6 +270,30 @@ def test_a_failing_query_is_said_in_words_and_the_last_data_stays(service, open_
 
 @pytest.mark.browser
 @pytest.mark.gunicorn
+@pytest.mark.e2e
+def test_answers_from_a_source_no_longer_chosen_are_not_said_to_be_the_source(
+        service, open_page, standin) -> None:
+    """Cloudflare answers slowly, and the source is back to local before it does: its
+    answers arrive after the local ones, and the page still says local."""
+    server = service(**{**standin.env(), "ANALYTICS_SINK": "none",
+                        "CLOUDFLARE_TIMEOUT_MS": "10000"})
+    tab = open_page(server.url)
+    page = tab.page
+    tab.sign_in(KEY)
+    page.locator("#health-rows td.num").first.wait_for()
+    standin.delay_s = 1.5
+    asked_cloudflare = lambda r: (r.url.endswith("/query")  # noqa: E731
+                                  and '"cloudflare"' in (r.request.post_data or ""))
+    with page.expect_response(asked_cloudflare, timeout=15_000) as late:
+        page.get_by_label("Source").select_option("cloudflare")
+        page.get_by_label("Source").select_option("local")
+    assert late.value.ok and late.value.json()["source"] == "cloudflare"
+    page.evaluate("() => new Promise(done => setTimeout(done, 100))")  # its handlers ran
+    assert page.locator("#source-name").inner_text() == "local"
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
 def test_a_key_that_stops_working_asks_again_and_keeps_the_data(service, open_page) -> None:
     server = service()
     tab = open_page(server.url)

@@ -43,6 +43,17 @@ def examples(count: int) -> int:
     return max(20, count // 4) if QUICK else count
 
 
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """`condition()`'s first true value, asked every 0.1 s; fails after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
 class FixedClock:
     """A clock tests move by hand."""
 

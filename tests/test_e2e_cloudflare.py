@@ -17,7 +17,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from conftest import AUTH, HTTP, Server, api_call
+from conftest import AUTH, HTTP, Server, api_call, wait_for
 from standin import IngestCall, StandIn
 from storage.log import EventLog
 
@@ -37,16 +37,6 @@ SAME_EITHER_WAY = [
     " FROM hoox_telemetry GROUP BY worker, ok ORDER BY worker, ok",
     "SELECT quantileWeighted(0.9, double1, _sample_interval) AS p90 FROM hoox_telemetry",
 ]
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class Ingest:

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 from aesql_fixtures import differences
-from conftest import HTTP, KEY, ROOT, Server, service_env
+from conftest import HTTP, KEY, ROOT, Server, service_env, wait_for
 from wrangler_dev import RELAY, WranglerDev
 
 from storage.query.aesql import AE_COLUMNS, to_clickhouse
@@ -119,7 +119,7 @@ def stored(db_path: Path) -> list[tuple]:
         conn.close()
 
 
-def wait_for(db_path: Path, n: int, timeout_s: float) -> list[tuple]:
+def wait_for_rows(db_path: Path, n: int, timeout_s: float) -> list[tuple]:
     deadline = time.monotonic() + timeout_s
     rows = stored(db_path)
     while len(rows) < n and time.monotonic() < deadline:
@@ -154,7 +154,7 @@ def test_one_process_keeps_every_point_of_two_datasets_awaited_or_not(
     assert [r.get("ok", True) for r in results] == [True] * len(writes), results
     assert sum(not r["awaited"] for r in results) == 20
 
-    rows = wait_for(db_path, len(writes), 30)
+    rows = wait_for_rows(db_path, len(writes), 30)
     rows = settle(single, db_path) if len(rows) == len(writes) else rows
     # Each point once, as written (ArrayBuffers as their text), in its own dataset.
     assert sorted(rows) == sorted(expected_row(w) for w in writes)
@@ -254,19 +254,14 @@ def test_points_over_a_limit_are_refused_and_never_stored(single, service, db_pa
             assert r["ok"] is (i % 2 == 0), (i, r)
             if not r["ok"]:
                 assert r["name"] == "TypeError" and r["message"].startswith("writeDataPoint(): ")
-    rows = wait_for(db_path, len(EDGES), 30)
+    rows = wait_for_rows(db_path, len(EDGES), 30)
     rows = settle(single, db_path)
     assert len(rows) == len(EDGES), rows  # the points at the edge, and none over it
-
-    def refusals() -> tuple[int, str]:
-        log = single.log.read_text()[logged_before:]
-        return log.count("writeDataPoint to app_events refused: "), log
-    # wrangler writes the Worker's console to its log in its own time (bounded)
-    deadline = time.monotonic() + 15
-    while refusals()[0] < len(EDGES) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    count, log = refusals()
-    assert count == len(EDGES), log[-3000:]
+    # wrangler writes the Worker's console to its log in its own time
+    refusals = lambda: single.log.read_text()[logged_before:].count(  # noqa: E731
+        "writeDataPoint to app_events refused: ")
+    wait_for(lambda: refusals() >= len(EDGES), 15, "wrangler to log every refusal")
+    assert refusals() == len(EDGES), single.log.read_text()[-3000:]
 
 
 def test_points_written_while_the_service_is_away_arrive_when_it_is_back(
@@ -278,7 +273,7 @@ def test_points_written_while_the_service_is_away_arrive_when_it_is_back(
     time.sleep(1)
     assert stored(db_path) == []
     service.start()
-    rows = wait_for(db_path, len(writes), 60)
+    rows = wait_for_rows(db_path, len(writes), 60)
     rows = settle(single, db_path) if len(rows) == len(writes) else rows
     assert sorted(rows) == sorted(expected_row(w) for w in writes)
     assert "queued /track/datapoints" in single.log.read_text()
@@ -302,13 +297,13 @@ def test_two_processes_drop_every_call_that_is_not_awaited(service, db_path, tmp
         deadline = time.monotonic() + 30
         while not write(caller, probe)[0].get("ok") and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert wait_for(db_path, 1, 10) == [("app_events", "", "probe", "", "", 0.0, 0.0, 0.0)]
+        assert wait_for_rows(db_path, 1, 10) == [("app_events", "", "probe", "", "", 0.0, 0.0, 0.0)]
 
         awaited = [dict(w, awaited=True) for w in points_for("awaited", 5)]
         unawaited = [dict(w, awaited=False) for w in points_for("unawaited", 5)]
         for w in unawaited + awaited:  # one request each: the caller's request ends after it
             write(caller, [w])
-        rows = wait_for(db_path, 1 + len(awaited), 30)
+        rows = wait_for_rows(db_path, 1 + len(awaited), 30)
         rows = settle(caller, db_path)
         ids = sorted(r[2] for r in rows[1:])
         assert ids == sorted(w["id"] for w in awaited)  # 5 of 5 awaited, 0 of 5 not
@@ -330,7 +325,7 @@ def test_the_example_worker_keeps_its_points_under_the_readme_command(service, d
         paths = [f"/page/{i}" for i in range(6)]
         for p in paths:
             assert HTTP.get(dev.url + p, timeout=30).text == f"Hello from {p}\n"
-        rows = wait_for(db_path, len(paths), 30)
+        rows = wait_for_rows(db_path, len(paths), 30)
         assert sorted((r[0], r[1], r[2], r[3], r[5]) for r in rows) == sorted(
             ("my_events", "127.0.0.1", p, "GET", 1.0) for p in paths)
     finally:

@@ -15,12 +15,12 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
-from conftest import HTTP, KEY, ROOT, Server, service_env
+from conftest import HTTP, KEY, ROOT, Server, service_env, wait_for
 from hoox_callers import CALLERS, ROUTES
 from storage.intake.events import key_id
 from storage.log import EventLog
@@ -115,16 +115,6 @@ def logged(db_path: Path, service: Server) -> Iterator[Logged]:
     reader = Logged(db_path)
     yield reader
     reader.log.close()
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def attempted(server: Server, timeout_s: float = 30) -> None:

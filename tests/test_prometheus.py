@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import threading
-import time
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
 
-from conftest import AUTH, PROMTOOL, api_call, ensure_prometheus, readme_yaml
+from conftest import AUTH, PROMTOOL, api_call, ensure_prometheus, readme_yaml, wait_for
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.e2e]
 
@@ -26,16 +25,6 @@ SETTINGS = {
 }
 RULES = ("AnalyticsWorkerReplayBehind", "AnalyticsWorkerSendsFailing",
          "AnalyticsWorkerLogLarge")
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def post(url: str, prefix: str, count: int) -> tuple[int, int]:

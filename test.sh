@@ -4,6 +4,9 @@
 # and run every test: the relay's in workerd, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
+# The tests start hundreds of Python processes (pytest's workers, gunicorn, the CLI): with
+# bytecode caching off, each would compile every module it imports all over again.
+unset PYTHONDONTWRITEBYTECODE
 if [ ! -x /usr/bin/chromium ]; then
     # Playwright's own browser download is not reachable everywhere; Debian's build is.
     apt-get update -qq

@@ -26,7 +26,7 @@ from resources import (SQL_API_PREFIX, Batch, DashboardFile, DataPoints, Health,
                        RequireInternalKey, SqlApi, SqlApiError, Startup, Status, Track)
 from storage.config import Config, ConfigError
 from storage.intake import layouts
-from storage.intake.events import EventParser, InvalidInput, PointParser, Schema, load_schema
+from storage.intake.events import EventParser, InvalidInput, PointParser, compiled
 from storage.log import KeyReused, LogError, LogFull, check_layout
 from storage.query.aesql import InvalidQuery, ParamsMismatch, QueryTimeout
 from storage.query.cloudflare import CloudflareError
@@ -258,7 +258,7 @@ def create_app(config: Config | None = None, *, clock: Clock = time.time,
         app.add_route(f"/track/{type_}", Track(services, parser, type_))
     app.add_route("/track/batch", Batch(services, parser))
     app.add_route("/track/datapoints", DataPoints(services, PointParser(new_id, config.dataset)))
-    app.add_route("/query", Query(services, Schema(load_schema("query"))))
+    app.add_route("/query", Query(services, compiled("query")))
     app.add_route(SQL_API_PREFIX + "accounts/{account_id}/analytics_engine/sql",
                   SqlApi(services))
     app.add_route("/health", Health(services))

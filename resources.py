@@ -62,8 +62,10 @@ class Startup:
         self._services = services
 
     async def process_startup(self, scope: dict, event: dict) -> None:
+        # On the loop itself: nothing is served until startup completes, and a thread
+        # would only pass the opening back and forth with the loop.
         try:
-            await self._services.run(lambda: self._services.log)
+            self._services.log  # noqa: B018 — opens this process's services
         except LogError as e:
             # Start anyway: requests answer 503/507 and try again, as with a log that
             # fails later (a worker that fails to boot would stop the whole service).

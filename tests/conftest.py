@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,7 +36,16 @@ QUICK = os.environ.get("ANALYTICS_TESTS_QUICK") == "1"
 # client, TLS context and all, on every call, about 40 ms of CPU that a loop waiting on a
 # server pays each time round. No connection is kept: each request has a new one, as
 # before, and never meets a server's keep-alive timeout.
-HTTP = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+# A client's TLS context loads the CA bundle: every client the tests make shares this one.
+TLS = ssl.create_default_context()
+HTTP = httpx.Client(verify=TLS, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    """A client of the test's own, which keeps its connections (as the service's does)."""
+    with httpx.Client(verify=TLS) as client:
+        yield client
 
 
 def examples(count: int) -> int:

@@ -4,7 +4,6 @@ loopback, real ClickHouse answering."""
 from __future__ import annotations
 
 import time
-from typing import Iterator
 
 import httpx
 import pytest
@@ -15,12 +14,6 @@ from storage.query.aesql import InvalidQuery, ParamsMismatch
 from storage.query.cloudflare import (CloudflareBadResponse, CloudflareQueryRejected, CloudflareSQL,
                                       CloudflareTimeout, CloudflareUnreachable, coerce)
 from storage.replay.sink import RelaySink
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
-        yield client
 
 
 def sql_api(standin: StandIn, http: httpx.Client, *, token: str | None = None,

@@ -44,12 +44,6 @@ def bad_event(request_id: str, received_ms: int = T0_MS) -> Event:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
-        yield client
-
-
-@pytest.fixture
 def log_a(db_path: Path) -> Iterator[EventLog]:
     log = EventLog(db_path)
     yield log

@@ -43,12 +43,6 @@ NON_FINITE = ("SELECT blob1 AS worker, sum(double1) * 1e308 AS huge, -sum(double
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
-        yield client
-
-
-@pytest.fixture
 def cloud_config(config: Config, standin: StandIn) -> Config:
     return config.replace(sink="relay", relay_url=standin.relay_url,
                           relay_key=standin.relay_key, cloudflare_api_base=standin.api_base,

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import falcon.testing
-import httpx
 import pytest
 import uvicorn
-from conftest import KEY, FixedClock, api_call
+from conftest import HTTP, KEY, FixedClock, api_call
 from standin import StandIn
 
 from app import create_app
@@ -164,10 +163,9 @@ def test_format_picks_the_body_of_query_too(filled: falcon.testing.TestClient, f
 def replayed(filled: falcon.testing.TestClient, db_path: Path, standin: StandIn,
              clock: FixedClock) -> Iterator[StandIn]:
     log = EventLog(db_path)
-    with httpx.Client() as http:
-        replayer = Replayer(log, RelaySink(standin.relay_url, standin.relay_key, http=http,
-                                           timeout_ms=2000, clock=clock), clock=clock)
-        assert replayer.drain().drained
+    replayer = Replayer(log, RelaySink(standin.relay_url, standin.relay_key, http=HTTP,
+                                       timeout_ms=2000, clock=clock), clock=clock)
+    assert replayer.drain().drained
     log.close()
     yield standin
 
@@ -179,10 +177,9 @@ def test_each_format_is_byte_for_byte_the_stand_ins(
         index: int) -> None:
     sql = SAME_EITHER_WAY[index] + (f" FORMAT {fmt}" if fmt else "")
     ours = sql_api(filled, sql)
-    with httpx.Client() as http:
-        theirs = http.post(f"{replayed.api_base}/accounts/{replayed.account_id}"
-                           "/analytics_engine/sql", content=sql.encode(),
-                           headers={"Authorization": f"Bearer {replayed.api_token}"})
+    theirs = HTTP.post(f"{replayed.api_base}/accounts/{replayed.account_id}"
+                       "/analytics_engine/sql", content=sql.encode(),
+                       headers={"Authorization": f"Bearer {replayed.api_token}"})
     assert theirs.status_code == ours.status_code == 200, (theirs.text, ours.text)
     assert ours.headers["X-Analytics-Source"] == "local"
     assert ours.content.count(b"\n") >= (fmt in ("JSONEachRow", "TabSeparated")

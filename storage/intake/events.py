@@ -8,6 +8,7 @@ check that both agree with jsonschema on generated documents.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from importlib import resources
@@ -65,6 +66,14 @@ class Schema:
 
     def check(self, doc: Any, prefix: str = "$") -> list[dict[str, str]]:
         return [] if self.is_valid(doc) else self.violations(doc, prefix)
+
+
+@functools.cache
+def compiled(name: str) -> Schema:
+    """The schema of that name, compiled once per process (the files are the package's
+    and never change): compiling one takes milliseconds, and the command line and the
+    tests build many apps."""
+    return Schema(load_schema(name))
 
 
 def _reject_constant(name: str) -> Any:
@@ -130,8 +139,8 @@ class EventParser:
     def __init__(self, new_id: Callable[[], str], layout: Layout = layouts.PROFILE):
         self._new_id = new_id
         self.layout = layout
-        self.schemas = {name: Schema(load_schema(t.schema)) for name, t in layout.types.items()}
-        self.batch = Schema(load_schema("batch"))
+        self.schemas = {name: compiled(t.schema) for name, t in layout.types.items()}
+        self.batch = compiled("batch")
         # The plain envelope, nearly every request of the profile layout, checked directly.
         self._plain_envelope = layout is layouts.PROFILE
 
@@ -277,7 +286,7 @@ class PointParser:
     def __init__(self, new_id: Callable[[], str], own_dataset: str):
         self._new_id = new_id
         self._own_dataset = own_dataset
-        self.schema = Schema(load_schema("datapoints"))
+        self.schema = compiled("datapoints")
 
     def parse(self, doc: Any, received_ms: int, idempotency_key: str | None = None
               ) -> PointBatch:

@@ -62,6 +62,11 @@ def relay(standin: StandIn, http: httpx.Client, clock: Any, timeout_ms: int = 10
                      clock=clock)
 
 
+# A drain ends by then whatever happens: on a clock that never moves, a send that failed
+# would otherwise keep it waiting for its backoff for the hour drain allows.
+DRAIN_S = 30
+
+
 def replayer(log: EventLog, sink: Any, clock: Any, holder: str = "a", **kw: Any) -> Replayer:
     kw.setdefault("backoff", Backoff(base_s=0.01, cap_s=0.05, random=lambda: 1.0))
     kw.setdefault("send_timeout_ms", 1000)
@@ -81,7 +86,7 @@ def test_replay_sends_every_event_in_order_in_batches_of_at_most_250(
         log_a: EventLog, standin: StandIn, http: httpx.Client, clock: FixedClock) -> None:
     events = make_events(600)
     log_a.append(events)
-    result = replayer(log_a, relay(standin, http, clock), clock).drain()
+    result = replayer(log_a, relay(standin, http, clock), clock).drain(timeout_s=DRAIN_S)
 
     assert result.drained and result.sent == 600 and result.dead == 0
     assert [len(c.indexes) for c in standin.calls] == [250, 250, 100]
@@ -105,7 +110,10 @@ def test_cursor_stays_while_the_sink_is_down_and_nothing_is_lost_or_skipped(
         clock.advance(1)  # past the backoff
     log_a.append(second)  # ingest goes on during the outage
     standin.set_mode("up")
-    assert r.drain().drained
+    # The rest with the usual timeout: a send that a busy machine holds past 200 ms would
+    # fail, and back off on a clock that never moves.
+    r = replayer(log_a, relay(standin, http, clock), clock)
+    assert r.drain(timeout_s=DRAIN_S).drained
     assert set(standin.indexes()) == {e.request_id for e in first + second}
     assert standin.indexes()[:300] == [e.request_id for e in first]
     assert log_a.replayed_through("relay") == 400
@@ -189,7 +197,7 @@ def test_invalid_events_are_isolated_into_dead_letters_and_the_rest_go_on(
     good = make_events(40)
     bad = [bad_event("x" * 100, T0_MS + 1), bad_event("y" * 97, T0_MS + 2)]
     log_a.append(good[:10] + bad[:1] + good[10:30] + bad[1:] + good[30:])
-    result = replayer(log_a, relay(standin, http, clock), clock).drain()
+    result = replayer(log_a, relay(standin, http, clock), clock).drain(timeout_s=DRAIN_S)
 
     assert result.drained and result.sent == 40 and result.dead == 2
     assert standin.indexes() == [e.request_id for e in good]  # in order, once each
@@ -232,7 +240,7 @@ def test_only_the_lease_holder_replays(log_a: EventLog, log_b: EventLog, standin
     assert a.tick().outcome == "sent"
     for _ in range(5):
         assert b.tick().outcome == "follower"
-    assert a.drain().drained
+    assert a.drain(timeout_s=DRAIN_S).drained
     assert len(standin.calls) == 3 and len(standin.indexes()) == 600
     assert replay.read_lease(log_b).holder == "a"
 
@@ -273,7 +281,7 @@ def test_a_holder_that_stalled_past_its_lease_cannot_move_the_cursor(
     a = replayer(log_a, Stalls(), clock, "a")
     assert a.tick().outcome == "follower"  # its confirmation is refused by the fence
     assert log_a.replayed_through("relay") == 250  # what "b" confirmed, not "a"
-    assert b.drain().drained
+    assert b.drain(timeout_s=DRAIN_S).drained
     assert set(standin.indexes()) == {e.request_id for e in events}  # duplicates, no gap
     assert len(standin.indexes()) == 550
     assert replay.read_lease(log_a).fence == 2
@@ -304,7 +312,7 @@ def test_stdout_sink_prints_one_line_per_data_point(log_a: EventLog, clock: Fixe
     events = make_events(3)
     log_a.append(events)
     out = io.StringIO()
-    assert replayer(log_a, StdoutSink(out), clock).drain().sent == 3
+    assert replayer(log_a, StdoutSink(out), clock).drain(timeout_s=DRAIN_S).sent == 3
     lines = out.getvalue().splitlines()
     assert [json.loads(line) for line in lines] == [
         {"blobs": [e.payload["worker"], e.payload["endpoint"],
@@ -335,7 +343,7 @@ def test_status_reports_backlog_age_last_success_and_last_error(
     assert s["consecutiveFailures"] == 1 and s["lease"]["holder"] == "a"
     standin.set_mode("up")
     clock.advance(1)
-    r.drain()
+    r.drain(timeout_s=DRAIN_S)
     s = replay.status(log_a, "relay", int(clock() * 1000))
     assert s["backlog"] == {"events": 0, "oldestReceivedAt": None, "oldestAgeSeconds": None}
     assert s["lastSuccessAt"] is not None and s["sent"] == 3 and s["replayedThrough"] == 3
@@ -350,7 +358,7 @@ def test_lag_is_the_age_of_the_oldest_unconfirmed_event_and_zero_without_one(
     clock.advance(7)
     log_a.append(make_events(1, prefix="later", start_ms=now()))
     assert replay.lag_ms(log_a, "relay", now()) == 7000  # the oldest, not the newest
-    replayer(log_a, relay(standin, http, clock), clock).drain()
+    replayer(log_a, relay(standin, http, clock), clock).drain(timeout_s=DRAIN_S)
     assert replay.lag_ms(log_a, "relay", now()) == 0
 
 

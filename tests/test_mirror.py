@@ -203,7 +203,7 @@ def test_an_event_committed_before_a_query_is_in_its_answer(own_mirror: Mirror) 
 def test_events_pruned_from_the_log_leave_the_mirror(tmp_path: Path,
                                                      records: list[dict]) -> None:
     from storage.log import counters
-    from storage.query.mirror_process import FEED_EVERY_S, FEED_LOOK_S
+    from storage.query.mirror_server import FEED_EVERY_S, FEED_LOOK_S
 
     # a retention of one day: every test record is older than that
     m = Mirror(import_log(tmp_path, records[:500]), tmp_path,

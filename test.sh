@@ -41,12 +41,13 @@ python_packages & python_install=$!
 relay_packages
 wait $python_install
 # The tests that start no gunicorn, browser, wrangler or end-to-end setup share nothing but
-# the machine: they run on two processes, a file to each at a time (module fixtures are
-# built once). The others hold ports, processes and deadlines: they run after them, on two
-# processes as well (each test has its own ports, log, temporary files and wrangler
-# registry), never beside the first ones.
+# the machine: they run on three processes (the third takes up what the others leave while
+# they wait on a subprocess), a file to each at a time (module fixtures are built once).
+# The others hold ports, processes and deadlines: they run after them, on two processes
+# (each test has its own ports, log, temporary files and wrangler registry), never beside
+# the first ones.
 QUICK="not gunicorn and not e2e and not browser and not wrangler"
-quick() { .venv/bin/pytest -m "$QUICK" -n 2 --dist loadfile --durations=10 "$@"; }
+quick() { .venv/bin/pytest -m "$QUICK" -n 3 --dist loadfile --durations=10 "$@"; }
 if [ "${1:-}" = "--quick" ]; then
     # The quick loop, for the time between edits: those tests alone, with a quarter of
     # each property's examples.

@@ -359,6 +359,16 @@ def test_mirror_equals_clickhouse_on_the_platforms_queries(
 
 # -- under gunicorn: the mirror costs nothing until the log needs it ----------------------
 
+def test_a_waiting_mirror_has_imported_neither_chdb_nor_the_engine() -> None:
+    """What the mirror's process runs until the log needs it: a small process."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, storage.query.mirror_process; "
+         "print(sorted(m for m in ('chdb', 'sqlglot', 'storage.query.aesql') "
+         "if m in sys.modules))"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded
+
+
 def _mirror_with_chdb(server: Any) -> list[int]:
     """The service's mirror processes that have loaded chdb (ClickHouse's library)."""
     pids = [pid for pid, cmd in server._children() if "storage.query.mirror_process" in cmd]

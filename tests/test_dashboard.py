@@ -584,7 +584,9 @@ def test_on_the_defaults_the_service_panel_says_cloudflare_is_not_configured_in_
 @pytest.mark.e2e
 def test_cloudflare_turns_red_only_once_a_configured_cloudflare_stops_answering(
         gunicorn_server: Callable[..., Server], standin: Any, open_page) -> None:
-    server = gunicorn_server(**standin.env(), CLOUDFLARE_TIMEOUT_MS="500")
+    # Time enough for the stand-in on a busy machine: a call that timed out would turn it
+    # red before it ever answered (the refusals below are immediate).
+    server = gunicorn_server(**standin.env(), CLOUDFLARE_TIMEOUT_MS="5000")
     tab = open_page(server.url)
     tab.sign_in(KEY)
     page = tab.page

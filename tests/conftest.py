@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -170,10 +171,23 @@ def event_log(db_path: Path) -> Iterator[EventLog]:
     log.close()
 
 
+# Ports for the servers the tests start are taken below the kernel's ephemeral range: a
+# port from that range, once let go, can go to any outgoing connection before the server
+# meant for it binds it (wrangler once failed so, "Address already in use").
+EPHEMERAL_LOW = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+PORTS = random.Random()  # seeded by the OS: each pytest process draws its own
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        port = PORTS.randrange(10_000, EPHEMERAL_LOW)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use
+            return port
+    raise RuntimeError(f"no free port between 10000 and {EPHEMERAL_LOW}")
 
 
 class Server:

@@ -54,6 +54,11 @@ def examples(count: int) -> int:
     return max(20, count // 4) if QUICK else count
 
 
+# A replay drain in a test ends by then whatever happens: on a clock that never moves, a
+# send that failed would keep it waiting for its backoff for the hour drain allows.
+DRAIN_S = 30
+
+
 def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     """`condition()`'s first true value, asked every 0.1 s; fails after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
@@ -175,12 +180,11 @@ def event_log(db_path: Path) -> Iterator[EventLog]:
 # port from that range, once let go, can go to any outgoing connection before the server
 # meant for it binds it (wrangler once failed so, "Address already in use").
 EPHEMERAL_LOW = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-PORTS = random.Random()  # seeded by the OS: each pytest process draws its own
 
 
 def free_port() -> int:
     for _ in range(200):
-        port = PORTS.randrange(10_000, EPHEMERAL_LOW)
+        port = random.randrange(10_000, EPHEMERAL_LOW)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

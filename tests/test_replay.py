@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import FixedClock, api_call, service_env
+from conftest import DRAIN_S, FixedClock, api_call, service_env
 from standin import StandIn
 
 import cli
@@ -60,11 +60,6 @@ def log_b(db_path: Path) -> Iterator[EventLog]:
 def relay(standin: StandIn, http: httpx.Client, clock: Any, timeout_ms: int = 1000) -> RelaySink:
     return RelaySink(standin.relay_url, standin.relay_key, http=http, timeout_ms=timeout_ms,
                      clock=clock)
-
-
-# A drain ends by then whatever happens: on a clock that never moves, a send that failed
-# would otherwise keep it waiting for its backoff for the hour drain allows.
-DRAIN_S = 30
 
 
 def replayer(log: EventLog, sink: Any, clock: Any, holder: str = "a", **kw: Any) -> Replayer:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import falcon.testing
 import httpx
 import pytest
-from conftest import KEY, FixedClock, api_call, assert_error, strict_json
+from conftest import DRAIN_S, KEY, FixedClock, api_call, assert_error, strict_json
 from standin import StandIn
 
 from storage.config import Config
@@ -66,8 +66,7 @@ def replay_all(db_path: Path, standin: StandIn, http: httpx.Client,
                                        timeout_ms=1000, clock=clock), clock=clock)
 
     def run() -> None:
-        # bounded: a send that failed backs off on a clock that never moves
-        assert replayer.drain(timeout_s=30).drained
+        assert replayer.drain(timeout_s=DRAIN_S).drained
 
     yield run
     log.close()

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import falcon.testing
 import pytest
 import uvicorn
-from conftest import HTTP, KEY, FixedClock, api_call
+from conftest import DRAIN_S, HTTP, KEY, FixedClock, api_call
 from standin import StandIn
 
 from app import create_app
@@ -165,8 +165,7 @@ def replayed(filled: falcon.testing.TestClient, db_path: Path, standin: StandIn,
     log = EventLog(db_path)
     replayer = Replayer(log, RelaySink(standin.relay_url, standin.relay_key, http=HTTP,
                                        timeout_ms=2000, clock=clock), clock=clock)
-    # bounded: a send that failed backs off on a clock that never moves
-    assert replayer.drain(timeout_s=30).drained
+    assert replayer.drain(timeout_s=DRAIN_S).drained
     log.close()
     yield standin
 

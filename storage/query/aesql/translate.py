@@ -71,33 +71,34 @@ def _check_grouping(result: exp.Select, budget: Budget) -> None:
         ([o.this for o in order.expressions] if order else [])
     if group is None and not any(_is_aggregate(n) for p in parts for n in p.walk()):
         return
-    keys = set()
-    kinds: set[type] = set()
+    # sqlglot's expressions compare by a structural hash that each node keeps once worked
+    # out (column names and strings with their case), so the whole walk hashes each node once:
+    # written out as text at every level to be compared, as they were, a deep expression
+    # cost the square of its size
+    keys: set[exp.Expression] = set()
     for key in group.expressions if group else []:
         if (isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit()
                 and 0 < int(key.this[:12]) <= len(result.expressions)):
             key = result.expressions[int(key.this) - 1].this  # GROUP BY 2: a position
-        keys.add(key.sql("sqlite"))
-        kinds.add(type(key))
+        keys.add(key)
     for part in parts:
-        column = _ungrouped(part, keys, kinds, budget)
+        column = _ungrouped(part, keys, budget)
         if column is not None:
             raise InvalidQuery(f"{column} is not under an aggregate function and not in "
                                "GROUP BY keys")
 
 
-def _ungrouped(node: exp.Expression, keys: set[str], kinds: set[type],
+def _ungrouped(node: exp.Expression, keys: set[exp.Expression],
                budget: Budget) -> str | None:
     """The first column of `node` that is neither a GROUP BY key nor inside one or inside
-    an aggregate. Only a node of a key's type is written out to be compared, so that a
-    deep expression is not written once per level."""
+    an aggregate."""
     budget.check_clock()
-    if (type(node) in kinds and node.sql("sqlite") in keys) or _is_aggregate(node):
+    if node in keys or _is_aggregate(node):
         return None
     if isinstance(node, exp.Column):
         return node.name
     for child in node.iter_expressions():
-        column = _ungrouped(child, keys, kinds, budget)
+        column = _ungrouped(child, keys, budget)
         if column is not None:
             return column
     return None

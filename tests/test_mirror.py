@@ -106,7 +106,8 @@ def compare(engine: MirroredEngine, clickhouse: ClickHouse, sql: str,
             params: Any = ()) -> list[str]:
     answered = engine.answered
     mine = engine.query(sql, list(params))
-    assert engine.answered == answered + 1, "the log's engine answered, not the mirror"
+    assert engine.answered == answered + 1, \
+        f"the log's engine answered, not the mirror: {engine.fell_back_because}"
     reference = clickhouse.query(to_clickhouse(sql, params, now=NOW, portable=True,
                                                format=None, dataset=engine.local.dataset))
     return differences(mine, reference, ordered=bool(re.search(r"ORDER BY", sql)))

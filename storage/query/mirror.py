@@ -296,6 +296,7 @@ class MirroredEngine:
         self._few_locally = few_locally
         self.answered = 0   # by the mirror
         self.fell_back = 0  # by the log, the mirror unable to
+        self.fell_back_because = ""  # the last time it was: why (down, behind, its error)
         self.few = 0        # by the log, by choice
 
     def query(self, sql: str, params: Sequence[Any] = (), *,
@@ -315,6 +316,7 @@ class MirroredEngine:
         if not os.path.exists(self.socket_path):
             # not started (the log is still small) or restarting: the log answers
             self.fell_back += 1
+            self.fell_back_because = "no socket"
             return from_log()
         text, fmt = translate(sql, params, dataset=local.dataset, now=local.now(),
                               portable=True, format="JSON")  # invalid SQL raises here
@@ -336,8 +338,9 @@ class MirroredEngine:
                 raise _timeout(local.timeout_ms)
             if status.get("status") != "ok":
                 raise MirrorUnavailable(status.get("error", "refused"))
-        except MirrorUnavailable:
+        except MirrorUnavailable as e:
             self.fell_back += 1
+            self.fell_back_because = str(e)
             if time.monotonic() >= deadline:
                 raise _timeout(local.timeout_ms) from None
             return from_log()

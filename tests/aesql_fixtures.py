@@ -20,6 +20,10 @@ from storage.query.aesql import AE_COLUMNS, QueryResult
 
 # Tuesday 2026-11-24 17:56:30 UTC: the pinned now() of every engine in these tests.
 NOW = 1_795_542_990
+# The time limit of the engines of the tests marked `untimed` (they compare answers, never
+# time them): those run beside the server tests at a low priority (test.sh), where a
+# query can wait seconds for a core.
+UNTIMED_MS = 120_000
 DAYS = 10
 # Distinct frequencies, so that topK and ORDER BY count have no ties to break.
 WORKERS = [("trade-worker", 40), ("hoox", 25), ("d1-worker", 15), ("données-worker", 8),

@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
-from aesql_fixtures import (NOW, ClickHouse, differences, hoox_point, import_log, make_hoox_records,
-                            make_records)
+from aesql_fixtures import (NOW, UNTIMED_MS, ClickHouse, differences, hoox_point, import_log,
+                            make_hoox_records, make_records)
 
 import dashboard
 from storage.query.aesql import LocalEngine, to_clickhouse
+
+pytestmark = pytest.mark.untimed  # beside the server tests (test.sh)
 
 QUERIES = dashboard.load_queries()
 RANGES = QUERIES["ranges"]
@@ -32,7 +34,8 @@ def records() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory, records: list[dict]):
-    e = LocalEngine(import_log(tmp_path_factory.mktemp("dashboard"), records), now=lambda: NOW)
+    e = LocalEngine(import_log(tmp_path_factory.mktemp("dashboard"), records), now=lambda: NOW,
+                    timeout_ms=UNTIMED_MS)
     yield e
     e.close()
 
@@ -115,7 +118,7 @@ def hoox_records() -> list[dict]:
 @pytest.fixture(scope="module")
 def hoox_engine(tmp_path_factory: pytest.TempPathFactory, hoox_records: list[dict]):
     db = import_log(tmp_path_factory.mktemp("hoox"), hoox_records, layout="hoox")
-    e = LocalEngine(db, dataset=HOOX, now=lambda: NOW)
+    e = LocalEngine(db, dataset=HOOX, now=lambda: NOW, timeout_ms=UNTIMED_MS)
     yield e
     e.close()
 

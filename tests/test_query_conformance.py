@@ -10,8 +10,8 @@ from typing import Any, Iterator
 import pytest
 import sqlglot
 from aesql_corpus import CONSTRUCTS, CORPUS, DASHBOARD, REFERENCE, Q
-from aesql_fixtures import (NOW, ClickHouse, differences, hoox_point, import_log, make_hoox_records,
-                            make_records)
+from aesql_fixtures import (NOW, UNTIMED_MS, ClickHouse, differences, hoox_point, import_log,
+                            make_hoox_records, make_records)
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
@@ -20,6 +20,8 @@ from storage.query.aesql import InvalidQuery, LocalEngine, to_clickhouse
 from storage.query.aesql import udf as F
 from storage.query.aesql.build import _cast, _fn, _num, _op
 from storage.query.aesql.types import T
+
+pytestmark = pytest.mark.untimed  # beside the server tests (test.sh)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def db(tmp_path_factory: pytest.TempPathFactory, records: list[dict]) -> str:
 
 @pytest.fixture(scope="module")
 def engine(db: str):
-    e = LocalEngine(db, now=lambda: NOW)
+    e = LocalEngine(db, now=lambda: NOW, timeout_ms=UNTIMED_MS)
     yield e
     e.close()
 
@@ -60,7 +62,8 @@ def dashboard_db(tmp_path_factory: pytest.TempPathFactory, dashboard_records: li
 
 @pytest.fixture(scope="module")
 def dashboard_engine(dashboard_db: str):
-    e = LocalEngine(dashboard_db, dataset=DASHBOARD_DATASET, now=lambda: NOW)
+    e = LocalEngine(dashboard_db, dataset=DASHBOARD_DATASET, now=lambda: NOW,
+                    timeout_ms=UNTIMED_MS)
     yield e
     e.close()
 
@@ -254,7 +257,8 @@ def test_a_broken_translation_fails_the_comparison(engine: LocalEngine, db: str,
                                 __import__("decimal").Decimal(1).scaleb(-int(n)),
                                 rounding="ROUND_HALF_UP")))
         monkeypatch.setitem(F.SCALARS, "ae_round", (2, F.ch_round))
-    fresh = LocalEngine(db, now=lambda: NOW)  # new connection and cache: sees the patch
+    # a new connection and cache: sees the patch
+    fresh = LocalEngine(db, now=lambda: NOW, timeout_ms=UNTIMED_MS)
     try:
         assert run_both(fresh, clickhouse, queries[broken])
     finally:

@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from aesql_fixtures import NOW, bulk_log
+from aesql_fixtures import NOW, UNTIMED_MS, bulk_log
 
 from storage.query.aesql import LocalEngine
+
+pytestmark = pytest.mark.untimed  # beside the server tests (test.sh)
 
 T = "hoox_telemetry"
 
@@ -42,7 +44,7 @@ TIME_BOUNDED = {
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory):
     db = bulk_log(Path(tmp_path_factory.mktemp("plan")) / "plan.db", 20_000)
-    e = LocalEngine(db, now=lambda: NOW)
+    e = LocalEngine(db, now=lambda: NOW, timeout_ms=UNTIMED_MS)
     yield e
     e.close()
 

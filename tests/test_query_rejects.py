@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import pytest
 import sqlglot
-from aesql_fixtures import NOW, import_log, make_records
+from aesql_fixtures import NOW, UNTIMED_MS, import_log, make_records
 from sqlglot import exp
 
 from storage.query.aesql import InvalidQuery, LocalEngine, ParamsMismatch, to_clickhouse
 from storage.query.aesql.dialect import NODES, _check
+
+pytestmark = pytest.mark.untimed  # beside the server tests (test.sh)
 
 T = "hoox_telemetry"
 
@@ -108,7 +110,7 @@ def test_syntax_errors_are_in_sql_terms_with_line_and_column(sql: str, message: 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory):
     db = import_log(tmp_path_factory.mktemp("rejects"), make_records(200))
-    e = LocalEngine(db, now=lambda: NOW)
+    e = LocalEngine(db, now=lambda: NOW, timeout_ms=UNTIMED_MS)
     yield e
     e.close()
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
-from aesql_fixtures import DST_2026, NOW, ClickHouse, differences, import_log, records_at
+from aesql_fixtures import (DST_2026, NOW, UNTIMED_MS, ClickHouse, differences, import_log,
+                            records_at)
 
 from storage.query.aesql import LocalEngine, to_clickhouse
+
+pytestmark = pytest.mark.untimed  # beside the server tests (test.sh)
 
 DATASET = "dst_telemetry"
 ZONES = sorted(DST_2026)
@@ -26,7 +29,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
     db = import_log(tmp_path_factory.mktemp("zones"), records_at(TIMES))
     # translating counts against the time limit: these queries write every zoned function
     # out 14 times (240 KB of SQL), seconds to translate on a loaded machine
-    e = LocalEngine(db, dataset=DATASET, now=lambda: NOW, timeout_ms=60_000)
+    e = LocalEngine(db, dataset=DATASET, now=lambda: NOW, timeout_ms=UNTIMED_MS)
     yield e
     e.close()
 

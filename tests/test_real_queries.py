@@ -7,10 +7,12 @@ import re
 from typing import Iterator
 
 import pytest
-from aesql_fixtures import NOW, ClickHouse, differences, import_log, make_records
+from aesql_fixtures import NOW, UNTIMED_MS, ClickHouse, differences, import_log, make_records
 from real_queries import REAL_QUERIES, RealQuery, T
 
 from storage.query.aesql import InvalidQuery, LocalEngine, parse, to_clickhouse
+
+pytestmark = pytest.mark.untimed  # beside the server tests (test.sh)
 
 ANSWERED = [q for q in REAL_QUERIES if q.refused is None and not q.sql.startswith("SHOW")]
 REFUSED = [q for q in REAL_QUERIES if q.refused is not None]
@@ -28,7 +30,8 @@ def records() -> list[dict]:
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory, records: list[dict]
            ) -> Iterator[LocalEngine]:
-    e = LocalEngine(import_log(tmp_path_factory.mktemp("real"), records), now=lambda: NOW)
+    e = LocalEngine(import_log(tmp_path_factory.mktemp("real"), records), now=lambda: NOW,
+                    timeout_ms=UNTIMED_MS)
     yield e
     e.close()
 

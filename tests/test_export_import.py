@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from conftest import examples
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli import main
@@ -77,7 +78,8 @@ latencies = st.one_of(st.integers(min_value=0, max_value=10**20),
                       st.floats(min_value=0, allow_nan=False, allow_infinity=False))
 
 
-@settings(max_examples=examples(40), deadline=None)
+@pytest.mark.untimed
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.text(min_size=1, max_size=12), latencies, st.booleans(),
                           st.integers(min_value=0, max_value=10**11)),
                 min_size=1, max_size=8))

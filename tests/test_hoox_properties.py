@@ -57,7 +57,8 @@ SCHEMAS = {name: (Schema(load_schema(t.schema)),
            for name, t in HOOX.types.items()}
 
 
-@settings(max_examples=examples(800), deadline=None)
+@pytest.mark.untimed
+@settings(max_examples=examples(800), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=near_bodies())
 def test_compiled_validators_agree_with_jsonschema(case):
     route, doc = case

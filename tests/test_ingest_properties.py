@@ -9,6 +9,7 @@ from pathlib import Path
 
 import falcon.testing
 import jsonschema
+import pytest
 from conftest import FixedClock, examples, shut_down
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -93,13 +94,15 @@ BATCH = Schema(load_schema("batch"))
 BATCH_EXACT = jsonschema.Draft7Validator(load_schema("batch"))
 
 
-@settings(max_examples=examples(600), deadline=None)
+@pytest.mark.untimed
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=event_bodies() | json_values)
 def test_fast_validator_agrees_with_jsonschema(doc):
     assert API_CALL.is_valid(doc) == EXACT.is_valid(doc)
 
 
-@settings(max_examples=examples(1000), deadline=None)
+@pytest.mark.untimed
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=near_envelopes() | event_bodies() | json_values)
 def test_plain_envelope_check_is_jsonschema_on_envelopes(doc):
     # The hot path's check: on envelope-shaped documents it says exactly what jsonschema
@@ -113,7 +116,8 @@ def test_plain_envelope_check_accepts_the_common_body():
         "worker": "w", "endpoint": "/e", "latencyMs": 0, "success": False}})
 
 
-@settings(max_examples=examples(200), deadline=None)
+@pytest.mark.untimed
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=st.dictionaries(st.sampled_from(["events", "x"]),
                            st.lists(st.just({}), max_size=3) | json_values, max_size=2))
 def test_fast_batch_validator_agrees_with_jsonschema(doc):

@@ -141,6 +141,12 @@ def expected_rows(server: Server) -> list[list[str]]:
     return rows
 
 
+def classes(locator: Any) -> str:
+    """An element's classes: an element given none has no class attribute at all (a value
+    shown straight away as good never had "bad" or "neutral" toggled on and off)."""
+    return locator.get_attribute("class") or ""
+
+
 def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.02) -> float:
     """Seconds until `check()` held; fails after `timeout`."""
     began = time.monotonic()
@@ -529,7 +535,7 @@ def test_service_panel_follows_a_relay_outage_the_backlog_grows_then_drains(
     standin.set_mode("refuse")
     post("outage", 30)
     wait_until(lambda: shown(backlog) >= 30, 15, 0.1)
-    assert "bad" in (backlog.get_attribute("class") or "")
+    assert "bad" in classes(backlog)
     wait_until(lambda: page.get_by_label("Oldest unsent event").inner_text().endswith("old"),
                10, 0.1)
     assert shown(events) == 50
@@ -565,15 +571,15 @@ def test_on_the_defaults_the_service_panel_says_cloudflare_is_not_configured_in_
     page = tab.page
     cloudflare = page.get_by_label("Cloudflare", exact=True)
     wait_until(lambda: cloudflare.inner_text() == "not configured", 10, 0.1)
-    assert "neutral" in cloudflare.get_attribute("class")
-    assert "bad" not in cloudflare.get_attribute("class")
+    assert "neutral" in classes(cloudflare)
+    assert "bad" not in classes(cloudflare)
     muted = colour(page.locator("#service-title + .muted"))
     assert colour(cloudflare) == muted
     hint = page.locator("#service-cloudflare-hint").inner_text()
     assert "CLOUDFLARE_API_TOKEN" in hint and "CLOUDFLARE_ACCOUNT_ID" in hint
     backlog = page.get_by_label("Replay backlog")
     assert backlog.inner_text() == "printed to stdout"
-    assert colour(backlog) == muted and "bad" not in backlog.get_attribute("class")
+    assert colour(backlog) == muted and "bad" not in classes(backlog)
     assert "standard output" in page.locator("#service-replay-hint").inner_text()
     assert page.locator(".figures dd.bad").count() == 0
     assert page.locator("#about").inner_text().endswith(", 1 event in the log")
@@ -593,7 +599,7 @@ def test_cloudflare_turns_red_only_once_a_configured_cloudflare_stops_answering(
     cloudflare = page.get_by_label("Cloudflare", exact=True)
     # configured: asked by the page's own queries (source auto), and it answers
     wait_until(lambda: cloudflare.inner_text() == "reachable", 15, 0.1)
-    assert "bad" not in cloudflare.get_attribute("class")
+    assert "bad" not in classes(cloudflare)
     assert page.locator("#service-cloudflare-hint").inner_text() == ""
     normal = colour(page.get_by_label("Events in the log"))
     assert colour(cloudflare) == normal
@@ -601,7 +607,7 @@ def test_cloudflare_turns_red_only_once_a_configured_cloudflare_stops_answering(
     standin.set_mode("refuse")
     page.get_by_label("Source").select_option("cloudflare")
     wait_until(lambda: cloudflare.inner_text() == "not reachable", 15, 0.1)
-    assert "bad" in cloudflare.get_attribute("class")
+    assert "bad" in classes(cloudflare)
     assert colour(cloudflare) not in (normal, colour(page.locator("#service-title + .muted")))
 
 

@@ -46,8 +46,9 @@ wait $python_install
 # The others hold ports, processes and deadlines: they run after them, on two processes
 # (each test has its own ports, log, temporary files and wrangler registry), never beside
 # the first ones. Beside them, at the lowest priority, runs what is marked `untimed`: pure
-# computation (the query engine against ClickHouse) that takes what the server tests leave
-# of the machine while they wait, and times nothing that waiting for a core could stretch.
+# computation (the query engine against ClickHouse, the validators' properties) that takes
+# what the server tests leave of the machine while they wait, and times nothing that
+# waiting for a core could stretch.
 QUICK="not gunicorn and not e2e and not browser and not wrangler"
 quick() { .venv/bin/pytest -m "$1" -n 3 --dist loadfile --durations=10 "${@:2}"; }
 if [ "${1:-}" = "--quick" ]; then

@@ -71,10 +71,9 @@ def _check_grouping(result: exp.Select, budget: Budget) -> None:
         ([o.this for o in order.expressions] if order else [])
     if group is None and not any(_is_aggregate(n) for p in parts for n in p.walk()):
         return
-    # sqlglot's expressions compare by a structural hash that each node keeps once worked
-    # out (column names and strings with their case), so the whole walk hashes each node once:
-    # written out as text at every level to be compared, as they were, a deep expression
-    # cost the square of its size
+    # Keys compare by sqlglot's structural hash, which each node keeps once worked out
+    # (column names and strings keep their case): the walk hashes each node once, where
+    # writing every level out as text costs the square of a deep expression's size.
     keys: set[exp.Expression] = set()
     for key in group.expressions if group else []:
         if (isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit()

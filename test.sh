@@ -43,12 +43,13 @@ wait $python_install
 # The tests that start no gunicorn, browser, wrangler or end-to-end setup share nothing but
 # the machine: they run on three processes (the third takes up what the others leave while
 # they wait on a subprocess), a file to each at a time (module fixtures are built once).
-# The others hold ports, processes and deadlines: they run after them, on two processes
-# (each test has its own ports, log, temporary files and wrangler registry), never beside
-# the first ones. Beside them, at the lowest priority, runs what is marked `untimed`: pure
-# computation (the query engine against ClickHouse, the validators' properties) that takes
-# what the server tests leave of the machine while they wait, and times nothing that
-# waiting for a core could stretch.
+# The others hold ports, processes and deadlines: they run after them, on three processes
+# (each test has its own ports, log, temporary files and wrangler registry; most of their
+# time goes to waiting on the processes they start), never beside the first ones. Beside
+# them, at the lowest priority, runs what is marked `untimed`: pure computation (the query
+# engine against ClickHouse, the validators' properties) that takes what the server tests
+# leave of the machine while they wait, and times nothing that waiting for a core could
+# stretch.
 QUICK="not gunicorn and not e2e and not browser and not wrangler"
 quick() { .venv/bin/pytest -m "$1" -n 3 --dist loadfile --durations=10 "${@:2}"; }
 if [ "${1:-}" = "--quick" ]; then
@@ -71,7 +72,7 @@ untimed_log=$(mktemp)
 # (no cache: two pytest runs at once would each write it)
 nice -n 19 .venv/bin/pytest -m untimed -p no:cacheprovider --durations=5 "$@" \
     > "$untimed_log" 2>&1 & untimed_tests=$!
-.venv/bin/pytest -m "not ($QUICK)" -n 2 --dist loadfile --durations=15 "$@" || second=$?
+.venv/bin/pytest -m "not ($QUICK)" -n 3 --dist loadfile --durations=15 "$@" || second=$?
 wait $untimed_tests || untimed=$?
 cat "$untimed_log"; rm -f "$untimed_log"
 if [ $relay != 0 ]; then exit $relay; fi

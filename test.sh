@@ -51,7 +51,7 @@ wait $python_install
 # leave of the machine while they wait, and times nothing that waiting for a core could
 # stretch.
 QUICK="not gunicorn and not e2e and not browser and not wrangler"
-quick() { .venv/bin/pytest -m "$1" -n 3 --dist loadfile --durations=10 "${@:2}"; }
+quick() { .venv/bin/pytest -m "$1" -n 3 --dist loadfile --no-loadscope-reorder --durations=10 "${@:2}"; }
 if [ "${1:-}" = "--quick" ]; then
     # The quick loop, for the time between edits: those tests alone, with a quarter of
     # each property's examples.
@@ -72,7 +72,7 @@ untimed_log=$(mktemp)
 # (no cache: two pytest runs at once would each write it)
 nice -n 19 .venv/bin/pytest -m untimed -p no:cacheprovider --durations=5 "$@" \
     > "$untimed_log" 2>&1 & untimed_tests=$!
-.venv/bin/pytest -m "not ($QUICK)" -n 3 --dist loadfile --durations=15 "$@" || second=$?
+.venv/bin/pytest -m "not ($QUICK)" -n 3 --dist loadfile --no-loadscope-reorder --durations=15 "$@" || second=$?
 wait $untimed_tests || untimed=$?
 cat "$untimed_log"; rm -f "$untimed_log"
 if [ $relay != 0 ]; then exit $relay; fi

@@ -49,6 +49,20 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order in which test.sh's processes take files (`--dist loadfile` with
+    `--no-loadscope-reorder`): files marked `waits` first, then the others by their number
+    of tests, most first. A file that mostly waits on processes of its own (a mirror, a
+    wrangler) started last would end alone, long after the others."""
+    files: dict[Any, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+    order = sorted(files.values(), key=lambda tests: (
+        tests[0].get_closest_marker("waits") is None, -len(tests)))
+    items[:] = [item for tests in order for item in tests]
+
+
 def examples(count: int) -> int:
     """Hypothesis's max_examples for a property of `count` examples."""
     return max(20, count // 4) if QUICK else count

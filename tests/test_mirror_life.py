@@ -21,6 +21,8 @@ from test_mirror import ROOT, Mirror
 from storage.query.aesql import LocalEngine
 from storage.query.mirror import MirroredEngine, ask
 
+pytestmark = pytest.mark.waits
+
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:

@@ -148,8 +148,9 @@ def test_a_long_query_is_stopped_at_the_time_limit(tmp_path: Path) -> None:
         assert elapsed < 1.0, elapsed
         message = str(caught.value)
         assert "100 ms" in message and "ANALYTICS_QUERY_TIMEOUT_MS" in message
-        # the engine is usable afterwards, and the limit is per query
-        assert engine.query(f"SELECT count() AS n FROM {T} WHERE blob1 = 'hoox'").rows
+        # the engine is usable afterwards, and the limit is per query (a query that reads
+        # one row: a scan of the whole log can take 100 ms on a busy machine)
+        assert engine.query(f"SELECT blob1 FROM {T} LIMIT 1").rows
     finally:
         engine.close()
 

@@ -354,21 +354,9 @@ def api_call(worker: str, latency: float, success: bool) -> dict[str, Any]:
     return {"worker": worker, "endpoint": "/webhook", "latencyMs": latency, "success": success}
 
 
-def clear_of_quarter_hour(margin_s: float = 30) -> None:
-    """The events are received now, and the latency chart buckets them by 15 minutes (the
-    heatmap by the hour): start far enough from a boundary that all of them share one bucket,
-    so the chart's lines are single points the tests can compare."""
-    into = time.time() % 900
-    if into > 900 - margin_s:
-        time.sleep(900 - into + 1)
-
-
-@pytest.fixture
-def hoox_service(gunicorn_server: Callable[..., Server]) -> Server:
-    """The hoox layout on a fresh log, fed every real caller's body, api-calls from several
-    workers (three failures in all: under the banner's rule) and more trades and signals."""
-    server = gunicorn_server(ANALYTICS_LAYOUT="hoox")
-    clear_of_quarter_hour()
+def feed_hoox(server: Server) -> None:
+    """Every real caller's body, api-calls from several workers (three failures in all:
+    under the banner's rule) and more trades and signals."""
     for caller in CALLERS:
         post_hoox(server, caller.route, caller.body)
     for i in range(10):
@@ -381,6 +369,24 @@ def hoox_service(gunicorn_server: Callable[..., Server]) -> Server:
     for i in range(4):
         post_hoox(server, "signal", {"data": {"source": "email", "type": "buy",
                                               "symbol": "ETHUSDT", "confidence": 0.5}})
+
+
+QUARTER_HOUR_S = 900
+
+
+@pytest.fixture
+def hoox_service(gunicorn_server: Callable[..., Server]) -> Server:
+    """The hoox layout on a fresh log, fed. The events are received now, and the latency
+    chart buckets them by 15 minutes: they are sent within one quarter hour (within 10 s of
+    its end, the feeding waits for the next), so the chart's lines are single points the
+    tests can compare."""
+    server = gunicorn_server(ANALYTICS_LAYOUT="hoox")
+    into = time.time() % QUARTER_HOUR_S
+    if into > QUARTER_HOUR_S - 10:
+        time.sleep(QUARTER_HOUR_S - into + 0.5)
+    bucket = time.time() // QUARTER_HOUR_S
+    feed_hoox(server)
+    assert time.time() // QUARTER_HOUR_S == bucket, "the feeding crossed a quarter hour (it took over 10 s)"
     return server
 
 
@@ -484,9 +490,10 @@ def test_hoox_layout_the_three_views_drawn_from_the_platforms_events(hoox_servic
 
 @pytest.mark.browser
 @pytest.mark.gunicorn
-def test_hoox_layout_banner_shows_and_clears_within_two_seconds(hoox_service,
-                                                                 open_page) -> None:
-    server = hoox_service
+def test_hoox_layout_banner_shows_and_clears_within_two_seconds(
+        gunicorn_server: Callable[..., Server], open_page) -> None:
+    server = gunicorn_server(ANALYTICS_LAYOUT="hoox")
+    feed_hoox(server)
     tab = open_page(server.url)
     tab.sign_in(KEY)
     tab.page.get_by_role("table", name="System health").locator("td.num").first.wait_for()

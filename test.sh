@@ -1,22 +1,15 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Python packages, the relay Worker's npm packages with
-# their own Node 22, Debian's chromium for the dashboard and prometheus for the metrics)
-# and run every test: the relay's in workerd, then pytest.
+# their own Node 22, Debian's headless chromium for the dashboard and prometheus for the
+# metrics) and run every test: the relay's in workerd, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 # The tests start hundreds of Python processes (pytest's workers, gunicorn, the CLI): with
 # bytecode caching off, each would compile every module it imports all over again.
 unset PYTHONDONTWRITEBYTECODE
-if [ ! -x /usr/bin/chromium ]; then
-    # Playwright's own browser download is not reachable everywhere; Debian's build is.
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
-if [ ! -x /usr/bin/prometheus ]; then
-    # The metrics tests scrape the service with a real Prometheus (and check its rules).
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
-fi
+# Likewise Node (the relay's tests, wrangler, Miniflare) keeps what it compiled: a cache that
+# goes when `npm ci` replaces node_modules.
+export NODE_COMPILE_CACHE="$PWD/relay/node_modules/.compile-cache"
 # Installs are skipped while what they install from is unchanged since the last one that
 # succeeded (the stamp is written after it): a clean clone installs everything.
 stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
@@ -32,8 +25,19 @@ python_packages() {
 }
 relay_packages() {
     if [ "$(cat relay/node_modules/.installed-from 2>/dev/null)" != "$(stamp relay/package-lock.json)" ]; then
-        (cd relay && npm ci --no-audit --no-fund --loglevel=error)
+        (cd relay && env -u NODE_COMPILE_CACHE npm ci --no-audit --no-fund --loglevel=error)
         stamp relay/package-lock.json > relay/node_modules/.installed-from
+    fi
+}
+# Debian's, when missing: the headless chromium (the dashboard's tests) and prometheus (the
+# metrics'). Only the server tests need them: they are installed beside the first part.
+debian_packages() {
+    local missing=()
+    [ -x /usr/bin/chromium-headless-shell ] || missing+=(chromium-headless-shell)
+    [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+    if [ ${#missing[@]} != 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
 # The two installs wait on the network more than on the machine: side by side.
@@ -59,6 +63,7 @@ if [ "${1:-}" = "--quick" ]; then
     ANALYTICS_TESTS_QUICK=1 quick "$QUICK" "$@"
     exit
 fi
+debian_packages & debian_install=$!
 # The relay's own tests (in workerd) run beside the first part; their output follows it.
 relay_log=$(mktemp)
 (cd relay && npm test) > "$relay_log" 2>&1 & relay_tests=$!
@@ -68,6 +73,7 @@ first=0; second=0; untimed=0; relay=0
 quick "$QUICK and not untimed" "$@" || first=$?
 wait $relay_tests || relay=$?
 cat "$relay_log"; rm -f "$relay_log"
+wait $debian_install || { echo "test.sh: apt-get failed (Debian's packages)" >&2; exit 1; }
 untimed_log=$(mktemp)
 # (no cache: two pytest runs at once would each write it)
 nice -n 19 .venv/bin/pytest -m untimed -p no:cacheprovider --durations=5 "$@" \

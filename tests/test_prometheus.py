@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import AUTH, PROMTOOL, api_call, ensure_prometheus, readme_yaml, wait_for
+from conftest import (AUTH, PROMETHEUS, PROMTOOL, api_call, ensure_debian, readme_yaml,
+                      wait_for)
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.e2e]
 
@@ -45,7 +46,7 @@ def post(url: str, prefix: str, count: int) -> tuple[int, int]:
 
 
 def test_the_readmes_rules_pass_promtool():
-    ensure_prometheus()
+    ensure_debian("prometheus", PROMETHEUS, PROMTOOL)
     rules = readme_yaml("groups:")
     check = subprocess.run([PROMTOOL, "check", "rules", "/dev/stdin"], input=rules,
                            capture_output=True, text=True, timeout=30)

@@ -130,7 +130,7 @@ def test_single_posts_are_committed_and_fresh_ids_never_duplicates_while_readers
             else:
                 tally.acked.append(request_id)
 
-    tally = run_load(server.url, "hoox_telemetry", send, seconds=8, per_client=20_000)
+    tally = run_load(server.url, "hoox_telemetry", send, seconds=5, per_client=20_000)
     assert_every_acknowledgement_holds(tally, stored_ids(db_path))
 
 
@@ -152,7 +152,7 @@ def test_batches_are_committed_whole_and_never_duplicates_while_readers_poll(
             else:
                 tally.acked.extend(ids)
 
-    tally = run_load(server.url, "hoox_telemetry", send, seconds=4, per_client=2_000)
+    tally = run_load(server.url, "hoox_telemetry", send, seconds=3, per_client=2_000)
     assert_every_acknowledgement_holds(tally, stored_ids(db_path))
 
 
@@ -182,7 +182,7 @@ def test_the_platforms_routes_are_committed_while_readers_poll(gunicorn_server, 
                 if caller.index1:
                     tally.acked.append(request_id)
 
-    tally = run_load(server.url, "hoox-analytics", send, seconds=5, per_client=5_000)
+    tally = run_load(server.url, "hoox-analytics", send, seconds=3, per_client=5_000)
     assert_every_acknowledgement_holds(tally, stored_ids(db_path))
     assert stored_types(db_path) == tally.acked_by_type
 
@@ -217,7 +217,7 @@ def test_events_and_raw_points_mixed_are_committed_once_while_readers_poll(
             else:
                 points_acked.append(key_id(key, 0))
 
-    tally = run_load(server.url, "hoox_telemetry", send, seconds=6, per_client=20_000)
+    tally = run_load(server.url, "hoox_telemetry", send, seconds=4, per_client=20_000)
     assert_every_acknowledgement_holds(tally, stored_ids(db_path))
     stored_points = collections.Counter(row[0] for row in read_log(
         db_path, "SELECT request_id FROM points WHERE dataset = 'my_events'"))

@@ -43,9 +43,14 @@ debian_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
-# The two installs wait on the network more than on the machine: side by side.
+# The installs wait on the network more than on the machine: side by side. The relay's own
+# tests (in workerd) start as soon as its packages are in, beside the rest; their output
+# follows the first part's.
+full=true; if [ "${1:-}" = "--quick" ]; then full=false; shift; fi
+if $full; then debian_packages & debian_install=$!; fi
 python_packages & python_install=$!
 relay_packages
+if $full; then relay_log=$(mktemp); (cd relay && npm test) > "$relay_log" 2>&1 & relay_tests=$!; fi
 wait $python_install
 # The tests that start no gunicorn, browser, wrangler or end-to-end setup share nothing but
 # the machine: they run on three processes (the third takes up what the others leave while
@@ -59,17 +64,12 @@ wait $python_install
 # stretch.
 QUICK="not gunicorn and not e2e and not browser and not wrangler"
 quick() { .venv/bin/pytest -m "$1" -n 3 --dist loadfile --no-loadscope-reorder --durations=10 "${@:2}"; }
-if [ "${1:-}" = "--quick" ]; then
+if ! $full; then
     # The quick loop, for the time between edits: those tests alone, with a quarter of
     # each property's examples.
-    shift
     ANALYTICS_TESTS_QUICK=1 quick "$QUICK" "$@"
     exit
 fi
-debian_packages & debian_install=$!
-# The relay's own tests (in workerd) run beside the first part; their output follows it.
-relay_log=$(mktemp)
-(cd relay && npm test) > "$relay_log" 2>&1 & relay_tests=$!
 # Each part runs whatever the others said; pytest's 5 (nothing selected) is a failure only
 # when no part selected a test (`./test.sh tests/test_ingest.py` selects in one).
 first=0; second=0; untimed=0; relay=0

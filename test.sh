@@ -43,14 +43,18 @@ debian_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
-# The installs wait on the network more than on the machine: side by side. The relay's own
-# tests (in workerd) start as soon as its packages are in, beside the rest; their output
-# follows the first part's.
+# The Python and npm installs wait on the network more than on the machine: side by side.
+# Once npm's are in, the relay's own tests (in workerd; their output follows the first
+# part's) and Debian's install (dpkg unpacks 200 MB: not beside the other two) start beside
+# the rest.
 full=true; if [ "${1:-}" = "--quick" ]; then full=false; shift; fi
-if $full; then debian_packages & debian_install=$!; fi
 python_packages & python_install=$!
 relay_packages
-if $full; then relay_log=$(mktemp); (cd relay && npm test) > "$relay_log" 2>&1 & relay_tests=$!; fi
+if $full; then
+    relay_log=$(mktemp)
+    (cd relay && npm test) > "$relay_log" 2>&1 & relay_tests=$!
+    debian_packages & debian_install=$!
+fi
 wait $python_install
 # The tests that start no gunicorn, browser, wrangler or end-to-end setup share nothing but
 # the machine: they run on three processes (the third takes up what the others leave while

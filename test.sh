@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Python packages, the relay Worker's npm packages with
-# their own Node 22, Debian's headless chromium for the dashboard and prometheus for the
-# metrics) and run every test: the relay's in workerd, then pytest.
+# their own Node 22, Debian's chromium for the dashboard and prometheus for the metrics)
+# and run every test: the relay's in workerd, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 # The tests start hundreds of Python processes (pytest's workers, gunicorn, the CLI): with
@@ -32,11 +32,12 @@ relay_packages() {
         stamp relay/package-lock.json > relay/node_modules/.installed-from
     fi
 }
-# Debian's, when missing: the headless chromium (the dashboard's tests) and prometheus (the
-# metrics'). Only the server tests need them: they are installed beside the first part.
+# Debian's, when missing: chromium, as its headless shell and as the package a person opens
+# (the dashboard's tests), and prometheus (the metrics'). Only the server tests need them.
 debian_packages() {
     local missing=()
     [ -x /usr/bin/chromium-headless-shell ] || missing+=(chromium-headless-shell)
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ -x /usr/bin/prometheus ] || missing+=(prometheus)
     if [ ${#missing[@]} != 0 ]; then
         apt-get update -qq

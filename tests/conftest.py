@@ -354,29 +354,47 @@ def ensure_debian(package: str, *programs: str) -> None:
 
 # -- the browser (dashboard) ----------------------------------------------------------------
 
+# Debian's chromium, driven by Playwright from PyPI. The browser tests run it as its headless
+# shell (package chromium-headless-shell, the build Playwright itself runs headless: the same
+# engine without the windowed browser's machinery, a third of the CPU a page); one test
+# runs in the `chromium` package a person opens too. Root needs --no-sandbox, and nothing
+# of the browser's own may call out (updates, sync, field trials).
 CHROMIUM = "/usr/bin/chromium-headless-shell"
-# Debian's chromium in its headless shell (the build Playwright itself runs headless: the
-# same engine, without the windowed browser's machinery, at a third of the CPU a page),
-# driven by Playwright from PyPI; root needs --no-sandbox, and nothing of the browser's own
-# may call out (updates, sync, field trials).
+CHROMIUM_PACKAGE = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
+def playwright_api() -> Iterator[Any]:
     """Per module: while Playwright's sync API runs, its event loop is the thread's running
     loop, and falcon.testing cannot drive the ASGI app in process; it must not outlive
     the browser tests."""
     from playwright.sync_api import sync_playwright
 
-    ensure_debian("chromium-headless-shell", CHROMIUM)
     with sync_playwright() as p:
-        # Playwright gives every launch a new, empty profile directory.
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield p
+
+
+def launch(playwright_api: Any, package: str, executable: str) -> Any:
+    """Playwright gives every launch a new, empty profile directory."""
+    ensure_debian(package, executable)
+    return playwright_api.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright_api: Any) -> Iterator[Any]:
+    browser = launch(playwright_api, "chromium-headless-shell", CHROMIUM)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def chromium_package(playwright_api: Any) -> Iterator[Any]:
+    browser = launch(playwright_api, "chromium", CHROMIUM_PACKAGE)
+    yield browser
+    browser.close()
 
 
 # -- Prometheus (the metrics, SPEC §12) -----------------------------------------------------

@@ -112,11 +112,20 @@ class Page:
 
 
 @pytest.fixture
-def open_page(chromium: Any) -> Iterator[Callable[..., Page]]:
+def browser(request: pytest.FixtureRequest, chromium: Any) -> Any:
+    """Debian's chromium as its headless shell, or in a test parametrized with "chromium
+    package", as the package a person opens."""
+    if getattr(request, "param", None) == "chromium package":
+        return request.getfixturevalue("chromium_package")
+    return chromium
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Callable[..., Page]]:
     pages: list[Page] = []
 
     def open_(url: str, **context: Any) -> Page:
-        pages.append(Page(chromium, url, **context))
+        pages.append(Page(browser, url, **context))
         return pages[-1]
 
     yield open_
@@ -159,6 +168,7 @@ def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.02) ->
 
 @pytest.mark.browser
 @pytest.mark.gunicorn
+@pytest.mark.parametrize("browser", ["headless shell", "chromium package"], indirect=True)
 def test_key_once_then_the_three_views_drawn_from_the_data(service, open_page,
                                                            tmp_path: Path) -> None:
     server = service()

@@ -4,5 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[mirror]'
+# Installed again only when setup.cfg or pyproject.toml changed since the last install, this
+# command's or test.sh's (whose test extras hold the mirror's).
+stamp=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+if ! grep -qsx "$stamp" .venv/.run-installed-from .venv/.installed-from; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[mirror]'
+    echo "$stamp" > .venv/.run-installed-from
+fi
 exec .venv/bin/analytics-worker serve "$@"

@@ -44,18 +44,9 @@ debian_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
-# The Python and npm installs wait on the network more than on the machine: side by side.
-# Once npm's are in, the relay's own tests (in workerd; their output follows the first
-# part's) and Debian's install (dpkg unpacks 200 MB: not beside the other two) start beside
-# the rest.
-full=true; if [ "${1:-}" = "--quick" ]; then full=false; shift; fi
+# The two installs wait on the network more than on the machine: side by side.
 python_packages & python_install=$!
 relay_packages
-if $full; then
-    relay_log=$(mktemp)
-    (cd relay && npm test) > "$relay_log" 2>&1 & relay_tests=$!
-    debian_packages & debian_install=$!
-fi
 wait $python_install
 # The tests that start no gunicorn, browser, wrangler or end-to-end setup share nothing but
 # the machine: they run on three processes (the third takes up what the others leave while
@@ -69,12 +60,19 @@ wait $python_install
 # stretch.
 QUICK="not gunicorn and not e2e and not browser and not wrangler"
 quick() { .venv/bin/pytest -m "$1" -n 3 --dist loadfile --no-loadscope-reorder --durations=10 "${@:2}"; }
-if ! $full; then
+if [ "${1:-}" = "--quick" ]; then
     # The quick loop, for the time between edits: those tests alone, with a quarter of
     # each property's examples.
+    shift
     ANALYTICS_TESTS_QUICK=1 quick "$QUICK" "$@"
     exit
 fi
+# Beside the first part: the relay's own tests (in workerd; their output follows the first
+# part's), and Debian's install (dpkg unpacks 200 MB: beside the installs or the collection
+# that compiles, it slowed them more than it slows these tests).
+relay_log=$(mktemp)
+(cd relay && npm test) > "$relay_log" 2>&1 & relay_tests=$!
+debian_packages & debian_install=$!
 # Each part runs whatever the others said; pytest's 5 (nothing selected) is a failure only
 # when no part selected a test (`./test.sh tests/test_ingest.py` selects in one).
 first=0; second=0; untimed=0; relay=0

@@ -347,9 +347,10 @@ def ensure_debian(package: str, *programs: str) -> None:
     (pytest run without test.sh)."""
     if not all(os.access(program, os.X_OK) for program in programs):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
-                       env=env, timeout=600, stdout=subprocess.DEVNULL)
+        wait = ["-o", "DPkg::Lock::Timeout=600"]  # another test's install holds the lock
+        subprocess.run(["apt-get", *wait, "update", "-qq"], check=True, env=env, timeout=900)
+        subprocess.run(["apt-get", *wait, "install", "-y", "-qq", package], check=True,
+                       env=env, timeout=1200, stdout=subprocess.DEVNULL)
 
 
 # -- the browser (dashboard) ----------------------------------------------------------------
@@ -378,7 +379,8 @@ def playwright_api() -> Iterator[Any]:
 
 
 def launch(playwright_api: Any, package: str, executable: str) -> Any:
-    """Playwright gives every launch a new, empty profile directory."""
+    """The browser of Debian's `package` (installed when missing), with a new, empty
+    profile directory: Playwright gives every launch its own."""
     ensure_debian(package, executable)
     return playwright_api.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-import falcon.testing
 import pytest
 
 import dashboard

@@ -6,7 +6,6 @@ serve the module's tests, which only read; each test has a tab of its own."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import re

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import threading
-from typing import Any
 
 import httpx
 import pytest

@@ -56,7 +56,8 @@ wait $python_install
 # leave of the machine while they wait, and times nothing that waiting for a core could
 # stretch.
 QUICK="not gunicorn and not e2e and not browser and not wrangler"
-quick() { .venv/bin/pytest -m "$1" -n 3 --dist loadfile --no-loadscope-reorder --durations=10 "${@:2}"; }
+parallel() { .venv/bin/pytest -n 3 --dist loadfile --no-loadscope-reorder "$@"; }
+quick() { parallel -m "$1" --durations=10 "${@:2}"; }
 if [ "${1:-}" = "--quick" ]; then
     # The quick loop, for the time between edits: those tests alone, with a quarter of
     # each property's examples.
@@ -81,7 +82,7 @@ untimed_log=$(mktemp)
 # (no cache: two pytest runs at once would each write it)
 nice -n 19 .venv/bin/pytest -m untimed -p no:cacheprovider --durations=5 "$@" \
     > "$untimed_log" 2>&1 & untimed_tests=$!
-.venv/bin/pytest -m "not ($QUICK)" -n 3 --dist loadfile --no-loadscope-reorder --durations=15 "$@" || second=$?
+parallel -m "not ($QUICK)" --durations=15 "$@" || second=$?
 wait $untimed_tests || untimed=$?
 cat "$untimed_log"; rm -f "$untimed_log"
 if [ $relay != 0 ]; then exit $relay; fi

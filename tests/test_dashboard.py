@@ -381,21 +381,23 @@ def feed_hoox(server: Server) -> None:
 
 
 QUARTER_HOUR_S = 900
+FEEDING_S = 10  # feed_hoox takes 1-2 s
 
 
 @pytest.fixture
 def hoox_service(gunicorn_server: Callable[..., Server]) -> Server:
     """The hoox layout on a fresh log, fed. The events are received now, and the latency
-    chart buckets them by 15 minutes: they are sent within one quarter hour (within 10 s of
-    its end, the feeding waits for the next), so the chart's lines are single points the
-    tests can compare."""
+    chart buckets them by 15 minutes: they are sent within one quarter hour (within
+    FEEDING_S of its end, the feeding waits for the next), so the chart's lines are single
+    points the tests can compare."""
     server = gunicorn_server(ANALYTICS_LAYOUT="hoox")
     into = time.time() % QUARTER_HOUR_S
-    if into > QUARTER_HOUR_S - 10:
+    if into > QUARTER_HOUR_S - FEEDING_S:
         time.sleep(QUARTER_HOUR_S - into + 0.5)
     bucket = time.time() // QUARTER_HOUR_S
     feed_hoox(server)
-    assert time.time() // QUARTER_HOUR_S == bucket, "the feeding crossed a quarter hour (it took over 10 s)"
+    assert time.time() // QUARTER_HOUR_S == bucket, \
+        f"the feeding crossed a quarter hour (it took over {FEEDING_S} s)"
     return server
 
 

@@ -59,6 +59,9 @@ def test_concurrent_posts_from_several_threads_are_all_stored_exactly_once(
     log.close()
 
 
+BETWEEN_KILLS = 40  # events acknowledged between two kills, and after the last
+
+
 def test_a_worker_killed_mid_load_loses_no_acknowledged_event(gunicorn_server, db_path):
     server = gunicorn_server()
     acked: list[str] = []
@@ -73,23 +76,23 @@ def test_a_worker_killed_mid_load_loses_no_acknowledged_event(gunicorn_server, d
         killed = 0
         deadline = time.monotonic() + 20
         while killed < 3 and time.monotonic() < deadline:
-            # each kill lands mid-load: 40 more events acknowledged since the last one
-            # (counted, not timed: a busy machine acknowledges fewer a second)
-            if len(acked) < 40 * (killed + 1):
+            # each kill lands mid-load: BETWEEN_KILLS more events acknowledged since the
+            # last one (counted, not timed: a busy machine acknowledges fewer a second)
+            if len(acked) < BETWEEN_KILLS * (killed + 1):
                 time.sleep(0.05)
                 continue
             pids = server.worker_pids()
             if pids:
                 os.kill(pids[killed % len(pids)], signal.SIGKILL)
                 killed += 1
-        while len(acked) < 40 * (killed + 1) and time.monotonic() < deadline:
+        while len(acked) < BETWEEN_KILLS * (killed + 1) and time.monotonic() < deadline:
             time.sleep(0.05)  # and the load goes on after the last
     finally:
         stop.set()
         for thread in threads:
             thread.join(30)
     assert killed == 3, f"{len(acked)} events acknowledged in 20 s"
-    assert len(acked) >= 160
+    assert len(acked) >= BETWEEN_KILLS * (killed + 1)
     server.stop()
 
     # After a restart, every acknowledged event is there, once.

@@ -395,6 +395,23 @@ def test_a_query_stops_within_its_limit_plus_a_second_whatever_its_functions_do(
         engine.close()
 
 
+def test_a_zone_lookup_within_a_zone_lookup_is_refused_within_the_limit(big: str) -> None:
+    """SPEC §3.3. A time in a zone is a tree of hundreds of comparisons over its instant;
+    within another, each of those has the whole inner tree: refused by its size, counted
+    before it is built (built first, it took ten seconds, the clock unread)."""
+    engine = LocalEngine(big, dataset=DATASET, now=lambda: NOW, timeout_ms=1000)
+    zoned = "toStartOfDay(timestamp, 'Europe/Berlin')"
+    try:
+        started = time.monotonic()
+        with pytest.raises(InvalidQuery, match=f"expands to more than {MAX_EXPANDED:,}"):
+            engine.query(f"SELECT toStartOfDay({zoned}, 'Europe/Berlin') AS d FROM {T}")
+        assert time.monotonic() - started < 2.0
+        # one lookup is answered
+        assert engine.query(f"SELECT {zoned} AS d FROM {T} LIMIT 1").rows
+    finally:
+        engine.close()
+
+
 def test_a_stopped_function_leaves_the_next_query_unharmed(engine: LocalEngine) -> None:
     with pytest.raises(QueryTimeout):
         engine.query(f"SELECT formatDateTime(timestamp, '%Y') AS v FROM {T}",

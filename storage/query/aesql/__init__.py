@@ -11,6 +11,9 @@ Pipeline, one module a step:
 - `translate` + `functions/`: the checked tree rewritten node by node into SQLite, each
   value typed with the ClickHouse type name (`types`); plain SQL arithmetic on the integer
   `timestamp` wherever possible, Python functions (`udf`) where SQLite has none.
+- `zones`: time zones; a lookup in one (a tree of comparisons over its changes) is kept
+  as one node of the translation, its text written once per zone.
+- `sqlite`: the translation written out as SQLite text (`LogSQLite`).
 - `names`: the column names ClickHouse gives unaliased expressions.
 - `engine`: `LocalEngine`, the read-only connection that runs the translation.
 - `clickhouse`: `to_clickhouse`, the text for Cloudflare's SQL API.

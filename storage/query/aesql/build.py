@@ -5,13 +5,16 @@ from __future__ import annotations
 from sqlglot import exp
 
 
+def _compound(e: exp.Expression) -> bool:
+    """Whether `e` is written with an operator, so needs parentheses as an operand."""
+    return isinstance(e, (exp.Binary, exp.Unary, exp.Between, exp.In, exp.Like, exp.Escape,
+                          exp.Not, exp.Neg))
+
+
 def _p(e: exp.Expression) -> exp.Expression:
     """Parenthesise a compound operand: sqlglot prints trees as built, without adding
     parentheses for precedence."""
-    if isinstance(e, (exp.Binary, exp.Unary, exp.Between, exp.In, exp.Like, exp.Escape,
-                      exp.Not, exp.Neg)):
-        return exp.Paren(this=e)
-    return e
+    return exp.Paren(this=e) if _compound(e) else e
 
 
 # SQLite's binary operators group from the left: `a OR b OR c` is `(a OR b) OR c`.

@@ -27,6 +27,7 @@ from . import udf as F
 from .errors import AnswerTooLarge, InvalidQuery, QueryResult, QueryTimeout
 from .limits import MAX_LIKE_PATTERN, Budget, compiling
 from .parse import parse
+from .sqlite import LogSQLite
 from .translate import SOURCE_VIEW, Translator
 from .types import NULL_TYPE, _is_int, zone_of
 from .zones import available, local_of
@@ -125,7 +126,7 @@ def _compile(sql: str, params: Sequence[Any], dataset: str, points: tuple[str, .
     probe_sql = _probe(tree)
     budget.check_clock()
     # written last, without the generator's copy of the tree (it may change the tree)
-    return Compiled(tree.sql(dialect="sqlite", copy=False),
+    return Compiled(tree.sql(dialect=LogSQLite, copy=False),
                     [{"name": n, "type": t} for n, t in columns], format=parsed.format,
                     counted_sql=counted_sql, count_sql=count_sql,
                     tables=tuple(translator.tables), probe_sql=probe_sql)
@@ -139,7 +140,7 @@ def _probe(tree: exp.Select) -> str:
     if tree.args.get("where") is not None:
         rows.set("where", tree.args["where"].copy())
     rows.set("limit", exp.Limit(expression=exp.Literal.number(PROBE_ROWS + 1)))
-    return f"SELECT count(*) FROM ({rows.sql(dialect='sqlite', copy=False)})"
+    return f"SELECT count(*) FROM ({rows.sql(dialect=LogSQLite, copy=False)})"
 
 
 def _aggregates(tree: exp.Select) -> bool:
@@ -162,7 +163,7 @@ def _before_limit(tree: exp.Select, budget: Budget) -> tuple[str | None, str]:
         source.set("from_", tree.args["from_"].copy() if tree.args.get("from_") else None)
         if tree.args.get("where") is not None:
             source.set("where", tree.args["where"].copy())
-        return None, source.sql(dialect="sqlite", copy=False)
+        return None, source.sql(dialect=LogSQLite, copy=False)
     counted = tree.copy()
     counted.expressions.append(exp.Alias(
         this=exp.Window(this=exp.Count(this=exp.Star()), over="OVER"),
@@ -170,10 +171,10 @@ def _before_limit(tree: exp.Select, budget: Budget) -> tuple[str | None, str]:
     whole = tree.copy()
     whole.set("limit", None)
     whole.set("offset", None)
-    counted_sql = counted.sql(dialect="sqlite", copy=False)
+    counted_sql = counted.sql(dialect=LogSQLite, copy=False)
     budget.check_clock()
     return (counted_sql,
-            f"SELECT count(*) FROM ({whole.sql(dialect='sqlite', copy=False)})")
+            f"SELECT count(*) FROM ({whole.sql(dialect=LogSQLite, copy=False)})")
 
 
 def _show(kind: str, dataset: str, points: tuple[str, ...] = ()) -> Compiled:

@@ -7,6 +7,12 @@ rendered and what its calendar parts are. The local wall time of an instant is t
 instant plus the zone's UTC offset then, which the translation writes as plain SQL: a
 balanced tree of comparisons over the zone's transitions (about nine comparisons a row
 for a zone with daylight saving time), so that no Python runs per row.
+
+Such a tree has hundreds of comparisons, each with its own copy of the instant. The
+translation carries it as one `ZoneLookup` node, whose text is written once per zone and
+kind and kept, with the instant's text put in its places when the query is written out
+(`sqlite.LogSQLite`). Its size, which the translation's budget is charged, is counted,
+not built: a zoned function of a zoned function multiplies them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Callable, Sequence
 
 from sqlglot import exp
 
-from .build import _fn, _num, _op
+from .build import _compound, _fn, _num, _op
 from .errors import InvalidQuery
 
 # The span of instants whose offsets are written out; beyond it the nearest one holds.
@@ -106,10 +112,71 @@ def step_sql(t: exp.Expression, starts: Sequence[int], values: Sequence[int]) ->
     return piecewise_sql(t, starts, lambda i: _num(values[i]))
 
 
-def offset_sql(t: exp.Expression, name: str) -> exp.Expression:
-    """SQL for the UTC offset of `name` at instant `t`."""
+def _offset_tree(t: exp.Expression, name: str, days: int) -> exp.Expression:
     starts, offsets = transitions(name)
     return step_sql(t, starts, offsets)
+
+
+def _wall_offset_tree(local: exp.Expression, name: str, days: int) -> exp.Expression:
+    starts, offsets = wall_transitions(name)
+    return step_sql(local, starts, offsets)
+
+
+def offset_sql(t: exp.Expression, name: str) -> exp.Expression:
+    """SQL for the UTC offset of `name` at instant `t`."""
+    return _lookup("offset", t, name)
+
+
+class ZoneLookup(exp.Expression):
+    """One of the trees of this module over `this`, kept as one node (see the module's
+    docstring). `kind` names its builder in _TREES; `days`, a start of days' interval."""
+    arg_types = {"this": True, "kind": True, "zone": True, "days": True}
+
+    def written(self, this: str) -> str:
+        """The tree's SQLite text, given `this`'s."""
+        parts, _, _ = _template(self.args["kind"], self.args["zone"], self.args["days"])
+        return (f"({this})" if _compound(self.this) else this).join(parts)
+
+    def size(self) -> int:
+        """The nodes of the tree written out: its own, and a copy of `this` in each place
+        (and its parentheses)."""
+        _, nodes, places = _template(self.args["kind"], self.args["zone"], self.args["days"])
+        return nodes + places * (expanded_size(self.this) + _compound(self.this))
+
+
+def expanded_size(e: exp.Expression) -> int:
+    """The nodes of `e` with each ZoneLookup in it written out."""
+    total, stack = 0, [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ZoneLookup):
+            total += node.size()
+            continue
+        total += 1
+        stack.extend(node.iter_expressions())
+    return total
+
+
+_HOLE = "__zone_instant__"  # the instant's place in a kept text
+
+
+@lru_cache(maxsize=64)  # a text is 15-55 KB: a few zones at a time in use
+def _template(kind: str, name: str, days: int) -> tuple[tuple[str, ...], int, int]:
+    """(the text around each place of the instant, the tree's other nodes, its places)
+    of the tree of `kind` for zone `name`."""
+    tree = _TREES[kind](exp.column(_HOLE, quoted=True), name, days)
+    places = sum(1 for n in tree.walk() if isinstance(n, exp.Column) and n.name == _HOLE)
+    parts = tuple(tree.sql(dialect="sqlite", copy=False).split(f'"{_HOLE}"'))
+    assert len(parts) == places + 1
+    return parts, sum(1 for _ in tree.walk()) - places, places
+
+
+def _lookup(kind: str, t: exp.Expression, name: str, days: int = 1) -> exp.Expression:
+    """The tree of `kind` over `t`: written out for a constant `t` (it folds to a leaf),
+    else kept as one node."""
+    if _constant(t) is not None:
+        return _TREES[kind](t, name, days)
+    return ZoneLookup(this=t.copy(), kind=kind, zone=name, days=days)
 
 
 @lru_cache(maxsize=64)
@@ -138,6 +205,10 @@ def start_of_days_sql(t: exp.Expression, name: str, days: int = 1) -> exp.Expres
     zone `name` (with `days` > 1: its interval of that many days, counted from
     1970-01-01): t less its local time of day, and on a day the clocks change, when the
     midnight had another offset than t, the difference. One lookup a row."""
+    return _lookup("start_of_days", t, name, days)
+
+
+def _start_of_days_tree(t: exp.Expression, name: str, days: int) -> exp.Expression:
     starts, offsets = transitions(name)
     corrections = midnight_corrections(name, days)
     size = _num(86400 * days)
@@ -181,8 +252,12 @@ def utc_of_local(local: int, name: str) -> int:
 
 def utc_of_local_sql(local: exp.Expression, name: str) -> exp.Expression:
     """SQL for utc_of_local of a wall-time expression."""
-    starts, offsets = wall_transitions(name)
-    return _op(exp.Sub, local, step_sql(local.copy(), starts, offsets))
+    return _op(exp.Sub, local, _lookup("wall_offset", local, name))
+
+
+_TREES: dict[str, Callable[[exp.Expression, str, int], exp.Expression]] = {
+    "offset": _offset_tree, "wall_offset": _wall_offset_tree,
+    "start_of_days": _start_of_days_tree}
 
 
 def local_of(t: int, name: str) -> int:

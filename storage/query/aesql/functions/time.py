@@ -11,8 +11,9 @@ from .. import udf as F
 from ..build import _fn, _int_expr, _num, _op, _str
 from ..dialect import _UNIT_MONTHS, _UNIT_SECONDS, Call
 from ..errors import InvalidQuery
-from ..types import T, _is_int, _is_num, _is_time, datetime_type, zone_of
-from ..zones import UTC_NAMES, local_sql, start_of_days_sql, utc_of_local, utc_of_local_sql, zone
+from ..types import T, _is_num, _is_time, datetime_type, zone_of
+from ..zones import (UTC_NAMES, expanded_size, local_sql, start_of_days_sql, utc_of_local,
+                     utc_of_local_sql, zone)
 
 if TYPE_CHECKING:
     from ..translate import Scope
@@ -75,10 +76,10 @@ class TimeFunctions:
         return self._spent(utc_of_local_sql(_fn("ae_parse_datetime", value.e), name))
 
     def _spent(self, e: exp.Expression) -> exp.Expression:
-        """A zone's lookup, counted in the translation's budget by its nodes: one call
-        writes out a tree of comparisons over the zone's changes (a thousand nodes and
-        more), where any other call adds a few."""
-        self.budget.spend(sum(1 for _ in e.walk()))  # type: ignore[attr-defined]
+        """A zone's lookup, counted in the translation's budget by its nodes written out:
+        one call writes a tree of comparisons over the zone's changes (a thousand nodes
+        and more), where any other call adds a few."""
+        self.budget.spend(expanded_size(e))  # type: ignore[attr-defined]
         return e
 
     def _f_toDateTime(self, call: Call, args: list[T], scope: Scope) -> T:

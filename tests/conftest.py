@@ -52,14 +52,15 @@ def http() -> Iterator[httpx.Client]:
 @pytest.hookimpl(trylast=True)  # after `-m` has deselected
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The order in which test.sh's processes take files (`--dist loadfile` with
-    `--no-loadscope-reorder`): files marked `waits` first, then the others by their number
-    of tests, most first. A file that mostly waits on processes of its own (a mirror, a
-    wrangler) started last would end alone, long after the others."""
+    `--no-loadscope-reorder`): files marked `long` first, then the others by their number
+    of tests, most first. A file of few tests that wait on processes of their own (a
+    mirror, a wrangler) or draw hundreds of examples, started last, would end alone, long
+    after the others."""
     files: dict[Any, list[pytest.Item]] = {}
     for item in items:
         files.setdefault(item.path, []).append(item)
     order = sorted(files.values(), key=lambda tests: (
-        tests[0].get_closest_marker("waits") is None, -len(tests)))
+        tests[0].get_closest_marker("long") is None, -len(tests)))
     items[:] = [item for tests in order for item in tests]
 
 

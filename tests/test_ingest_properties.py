@@ -19,6 +19,8 @@ from storage.config import Config
 from storage.intake.events import Schema, is_plain_envelope, load_schema
 from storage.log import EventLog
 
+pytestmark = pytest.mark.long
+
 json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2**70, 2**70)
                 | st.floats(allow_nan=False, allow_infinity=False) | st.text())
 json_values = st.recursive(json_scalars,

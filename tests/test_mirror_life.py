@@ -21,7 +21,7 @@ from test_mirror import ROOT, Mirror
 from storage.query.aesql import LocalEngine
 from storage.query.mirror import MirroredEngine, ask
 
-pytestmark = pytest.mark.waits
+pytestmark = pytest.mark.long
 
 
 @pytest.fixture(scope="module")

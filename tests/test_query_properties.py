@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from storage.config import Config
 
+pytestmark = pytest.mark.long
+
 LIMIT_MS = 1000
 T = "hoox_telemetry"
 

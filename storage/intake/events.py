@@ -15,7 +15,6 @@ from importlib import resources
 from typing import Any, Callable, Mapping, NamedTuple
 
 import fastjsonschema
-import jsonschema
 
 from . import datapoint, layouts, points
 from .datapoint import DataPoint
@@ -51,7 +50,13 @@ class Schema:
     def __init__(self, schema: dict):
         self.schema = schema
         self._fast = fastjsonschema.compile(schema)
-        self._exact = jsonschema.Draft7Validator(schema)
+
+    @functools.cached_property
+    def _exact(self) -> Any:
+        """jsonschema's validator, built (and jsonschema loaded) at the first refusal:
+        the writer process, which checks nothing, never loads it (9 MB of its 32)."""
+        import jsonschema
+        return jsonschema.Draft7Validator(self.schema)
 
     def is_valid(self, doc: Any) -> bool:
         try:

@@ -119,8 +119,18 @@ def test_single_posts_are_committed_and_fresh_ids_never_duplicates_while_readers
         gunicorn_server, db_path):
     server = gunicorn_server()
 
+    refused: list[str] = []
+
     def send(http: httpx.Client, i: int, tally: Tally) -> None:
         request_id = str(uuid.uuid4())
+        if i % 10 == 9:  # now and then a bad body: a worker loads jsonschema at its first
+            answer = http.post("/track/api-call", json=api_call(request_id, latencyMs="slow"))
+            with tally.lock:
+                paths = [d["path"] for d in answer.json().get("details", [])]
+                if answer.status_code != 400 or paths != ["$.payload.latencyMs"]:
+                    tally.errors.append(f"bad body: {answer.status_code} {answer.text}")
+                refused.append(request_id)
+            return
         answer = http.post("/track/api-call", json=api_call(request_id))
         with tally.lock:
             if answer.status_code != 200:
@@ -131,7 +141,9 @@ def test_single_posts_are_committed_and_fresh_ids_never_duplicates_while_readers
                 tally.acked.append(request_id)
 
     tally = run_load(server.url, "hoox_telemetry", send, seconds=5, per_client=20_000)
-    assert_every_acknowledgement_holds(tally, stored_ids(db_path))
+    stored = stored_ids(db_path)
+    assert_every_acknowledgement_holds(tally, stored)
+    assert refused and not any(stored[rid] for rid in refused)
 
 
 def test_batches_are_committed_whole_and_never_duplicates_while_readers_poll(

@@ -132,15 +132,18 @@ class ZoneLookup(exp.Expression):
     docstring). `kind` names its builder in _TREES; `days`, a start of days' interval."""
     arg_types = {"this": True, "kind": True, "zone": True, "days": True}
 
+    def _kept(self) -> tuple[tuple[str, ...], int, int]:
+        return _template(self.args["kind"], self.args["zone"], self.args["days"])
+
     def written(self, this: str) -> str:
         """The tree's SQLite text, given `this`'s."""
-        parts, _, _ = _template(self.args["kind"], self.args["zone"], self.args["days"])
+        parts, _, _ = self._kept()
         return (f"({this})" if _compound(self.this) else this).join(parts)
 
     def size(self) -> int:
         """The nodes of the tree written out: its own, and a copy of `this` in each place
         (and its parentheses)."""
-        _, nodes, places = _template(self.args["kind"], self.args["zone"], self.args["days"])
+        _, nodes, places = self._kept()
         return nodes + places * (expanded_size(self.this) + _compound(self.this))
 
 
